@@ -1,0 +1,488 @@
+//! The per-connection protocol state machine.
+//!
+//! [`Connection`] owns two buffers. The transport reads socket bytes into
+//! [`Connection::read_buf`] and calls [`Connection::poll_event`] until it
+//! returns `None`; it writes out whatever [`Connection::write_buf`] holds.
+//! Everything in between (frame parsing, unmasking, UTF-8 validation,
+//! reassembly, pong replies, the close handshake) happens here, without I/O.
+//!
+//! Payloads are unmasked in place in the read buffer and handed out as
+//! [`Bytes`] split off that buffer, so an unfragmented message is never copied
+//! after it leaves the socket.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::CloseFrame;
+use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
+use crate::mask::apply_mask;
+use crate::message::{Message, Utf8Bytes};
+use crate::utf8::Utf8Validator;
+use crate::Error;
+
+/// Which end of the connection we are. It decides the masking rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts connections; expects masked frames, sends unmasked ones.
+    Server,
+    /// Opens connections; sends masked frames, expects unmasked ones.
+    Client,
+}
+
+/// Limits that protect the endpoint from its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Largest payload accepted in one frame. A larger announced length fails
+    /// the connection with 1009 before any of the payload is buffered.
+    pub max_frame_size: usize,
+    /// Largest message accepted after reassembly; 1009 beyond it.
+    pub max_message_size: usize,
+}
+
+impl Default for Config {
+    /// 16 MiB frames and 64 MiB messages: room for the conformance suite's
+    /// largest cases while still bounding what one peer can make us hold.
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+        }
+    }
+}
+
+/// Something the peer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete text or binary message.
+    Message(Message),
+    /// A ping. The pong reply has already been queued in the write buffer.
+    Ping(Bytes),
+    /// A pong, usually the answer to our keepalive ping.
+    Pong(Bytes),
+    /// The peer's close frame (`None` when it carried no status code). If we
+    /// had not closed yet, the echoing close frame is already queued.
+    Close(Option<CloseFrame>),
+}
+
+/// The frame currently being received.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    header: FrameHeader,
+    header_len: usize,
+    /// Payload bytes already unmasked (and validated, for text).
+    processed: usize,
+    /// Whether this frame carries text (a text frame or a text continuation).
+    text: bool,
+}
+
+/// A fragmented message being reassembled.
+#[derive(Debug)]
+struct Assembly {
+    text: bool,
+    buf: BytesMut,
+}
+
+/// Read buffer growth when no frame tells us better.
+const READ_CHUNK: usize = 8 * 1024;
+/// Most we reserve at once for a large frame, so a header announcing a big
+/// payload that never comes cannot make us allocate all of it up front.
+const MAX_READ_RESERVE: usize = 1 << 20;
+
+/// One WebSocket connection's protocol state.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    frame: Option<InFrame>,
+    assembly: Option<Assembly>,
+    utf8: Utf8Validator,
+    /// RSV bits an extension has claimed (none until extensions exist).
+    allowed_rsv: u8,
+    close_sent: bool,
+    close_received: bool,
+    failed: bool,
+}
+
+impl Connection {
+    /// A connection whose opening handshake is complete.
+    pub fn new(role: Role, config: Config) -> Self {
+        Connection {
+            role,
+            config,
+            read_buf: BytesMut::new(),
+            write_buf: BytesMut::new(),
+            frame: None,
+            assembly: None,
+            utf8: Utf8Validator::new(),
+            allowed_rsv: 0,
+            close_sent: false,
+            close_received: false,
+            failed: false,
+        }
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The buffer the transport reads socket bytes into. Bytes that arrived
+    /// with the handshake go here too.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        &mut self.read_buf
+    }
+
+    /// The read buffer with spare room for the next read, sized by the frame
+    /// in progress (never more than 1 MiB at once).
+    pub fn read_buf_reserved(&mut self) -> &mut BytesMut {
+        let want = match &self.frame {
+            Some(f) => {
+                let total = f.header_len as u64 + f.header.payload_len;
+                let missing = total.saturating_sub(self.read_buf.len() as u64);
+                (missing as usize).clamp(READ_CHUNK, MAX_READ_RESERVE)
+            }
+            None => READ_CHUNK,
+        };
+        self.read_buf.reserve(want);
+        &mut self.read_buf
+    }
+
+    /// Bytes waiting to be written to the socket. The transport writes from
+    /// the front and advances past what it wrote.
+    pub fn write_buf(&mut self) -> &mut BytesMut {
+        &mut self.write_buf
+    }
+
+    /// Whether we have sent a close frame (or failed the connection).
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Whether the peer's close frame has arrived.
+    pub fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// Whether no more events can come: the close handshake completed, the
+    /// peer's close arrived, or the connection failed.
+    pub fn is_done(&self) -> bool {
+        self.close_received || self.failed
+    }
+
+    /// Decode the next event from the read buffer.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed (or nothing more will be
+    /// accepted). On a protocol violation the matching close frame is queued
+    /// in the write buffer, the connection stops accepting input, and the
+    /// error is returned once; the transport should flush and close.
+    pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
+        if self.failed || self.close_received {
+            return Ok(None);
+        }
+        match self.decode() {
+            Ok(event) => Ok(event),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        self.failed = true;
+        if !self.close_sent {
+            let mut reason = e.to_string();
+            reason.truncate(100);
+            self.queue_close(Some(&CloseFrame::new(e.close_code(), reason)));
+        }
+        e
+    }
+
+    fn decode(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            let mut frame = match self.frame {
+                Some(f) => f,
+                None => {
+                    let Some((header, header_len)) = FrameHeader::parse(&self.read_buf)? else {
+                        return Ok(None);
+                    };
+                    let text = self.check_header(&header)?;
+                    InFrame {
+                        header,
+                        header_len,
+                        processed: 0,
+                        text,
+                    }
+                }
+            };
+            let len = frame.header.payload_len as usize;
+            let available = (self.read_buf.len() - frame.header_len).min(len);
+            if available > frame.processed {
+                let chunk = &mut self.read_buf[frame.header_len + frame.processed..frame.header_len + available];
+                if let Some(key) = frame.header.mask {
+                    apply_mask(chunk, key, frame.processed);
+                }
+                if frame.text {
+                    self.utf8.feed(chunk).map_err(|_| Error::InvalidUtf8)?;
+                }
+                frame.processed = available;
+            }
+            if frame.processed < len {
+                self.frame = Some(frame);
+                return Ok(None);
+            }
+            self.frame = None;
+            self.read_buf.advance(frame.header_len);
+            let payload = self.read_buf.split_to(len);
+            if let Some(event) = self.complete_frame(frame, payload)? {
+                return Ok(Some(event));
+            }
+            if self.close_received {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Rules that depend on our state rather than the header alone. Returns
+    /// whether the frame's payload is text to validate.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<bool, Error> {
+        if h.rsv & !self.allowed_rsv != 0 {
+            return Err(Error::ReservedBits);
+        }
+        let masked = h.mask.is_some();
+        if masked != (self.role == Role::Server) {
+            return Err(Error::BadMasking);
+        }
+        if h.payload_len > self.config.max_frame_size as u64 {
+            return Err(Error::FrameTooBig {
+                size: h.payload_len,
+                limit: self.config.max_frame_size,
+            });
+        }
+        let limit = self.config.max_message_size;
+        match (h.opcode, &self.assembly) {
+            (OpCode::Continuation, None) => Err(Error::UnexpectedContinuation),
+            (OpCode::Continuation, Some(a)) => {
+                let size = a.buf.len() as u64 + h.payload_len;
+                if size > limit as u64 {
+                    return Err(Error::MessageTooBig { size, limit });
+                }
+                Ok(a.text)
+            }
+            (OpCode::Text | OpCode::Binary, Some(_)) => Err(Error::ExpectedContinuation),
+            (OpCode::Text | OpCode::Binary, None) => {
+                if h.payload_len > limit as u64 {
+                    return Err(Error::MessageTooBig {
+                        size: h.payload_len,
+                        limit,
+                    });
+                }
+                Ok(h.opcode == OpCode::Text)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn complete_frame(&mut self, frame: InFrame, payload: BytesMut) -> Result<Option<Event>, Error> {
+        let fin = frame.header.fin;
+        match frame.header.opcode {
+            OpCode::Text | OpCode::Binary if fin => {
+                if frame.text {
+                    self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+                }
+                Ok(self.deliver(frame.text, payload.freeze()))
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.assembly = Some(Assembly {
+                    text: frame.text,
+                    buf: payload,
+                });
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let Some(assembly) = self.assembly.as_mut() else {
+                    return Err(Error::UnexpectedContinuation);
+                };
+                assembly.buf.extend_from_slice(&payload);
+                if !fin {
+                    return Ok(None);
+                }
+                let Some(assembly) = self.assembly.take() else {
+                    return Ok(None);
+                };
+                if assembly.text {
+                    self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+                }
+                Ok(self.deliver(assembly.text, assembly.buf.freeze()))
+            }
+            OpCode::Ping => {
+                if !self.close_sent {
+                    self.queue_frame(OpCode::Pong, true, &payload);
+                }
+                Ok(Some(Event::Ping(payload.freeze())))
+            }
+            OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
+            OpCode::Close => {
+                let frame = CloseFrame::parse(&payload)?;
+                self.close_received = true;
+                if !self.close_sent {
+                    // Echo the peer's status (RFC 6455 section 5.5.1).
+                    let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+                    self.queue_close(reply.as_ref());
+                }
+                Ok(Some(Event::Close(frame)))
+            }
+        }
+    }
+
+    fn deliver(&self, text: bool, payload: Bytes) -> Option<Event> {
+        if self.close_sent {
+            // Data after our close frame is discarded (RFC 6455 section 1.4).
+            return None;
+        }
+        let message = if text {
+            Message::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Message::Binary(payload)
+        };
+        Some(Event::Message(message))
+    }
+
+    /// Queue a data message as one frame.
+    pub fn send(&mut self, message: &Message) -> Result<(), Error> {
+        let opcode = match message {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        };
+        self.send_frame(opcode, true, message.as_bytes())
+    }
+
+    /// Queue one frame of a message the caller fragments itself: the first
+    /// frame with `Text` or `Binary`, the rest with `Continuation`, the last
+    /// with `fin`. Control frames go through [`ping`](Self::ping),
+    /// [`pong`](Self::pong) and [`close`](Self::close).
+    pub fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), Error> {
+        if opcode.is_control() {
+            return Err(Error::FragmentedControlFrame);
+        }
+        if self.close_sent {
+            return Err(Error::SendAfterClose);
+        }
+        self.queue_frame(opcode, fin, payload);
+        Ok(())
+    }
+
+    /// Queue bytes that [`prepare`] encoded, shared by many server
+    /// connections. Clients must mask every frame, so they cannot share.
+    pub fn send_prepared(&mut self, frame: &Prepared) -> Result<(), Error> {
+        if self.role != Role::Server {
+            return Err(Error::BadMasking);
+        }
+        if self.close_sent {
+            return Err(Error::SendAfterClose);
+        }
+        self.write_buf.extend_from_slice(&frame.0);
+        Ok(())
+    }
+
+    /// Queue a ping (at most 125 bytes of payload).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.control(OpCode::Ping, payload)
+    }
+
+    /// Queue an unsolicited pong (at most 125 bytes of payload).
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.control(OpCode::Pong, payload)
+    }
+
+    fn control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::ControlFrameTooLong(payload.len() as u64));
+        }
+        if self.close_sent {
+            return Err(Error::SendAfterClose);
+        }
+        self.queue_frame(opcode, true, payload);
+        Ok(())
+    }
+
+    /// Start the close handshake. Codes that may not be sent (1005, 1006,
+    /// 1015, out of range) are refused. Closing twice is a no-op.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        if let Some(f) = &frame {
+            if !f.code.is_valid_on_wire() {
+                return Err(Error::InvalidCloseCode(f.code.0));
+            }
+        }
+        if !self.close_sent {
+            self.queue_close(frame.as_ref());
+        }
+        Ok(())
+    }
+
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = BytesMut::new();
+        if let Some(f) = frame {
+            f.encode(&mut payload);
+        }
+        self.queue_frame(OpCode::Close, true, &payload);
+        self.close_sent = true;
+    }
+
+    fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        header.encode_reserving(&mut self.write_buf);
+        let start = self.write_buf.len();
+        self.write_buf.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.write_buf[start..], key, 0);
+        }
+    }
+}
+
+/// A server frame encoded once, to be written to many connections.
+///
+/// Server frames are unmasked, so a message fanned out to N connections is the
+/// same bytes N times; cloning a `Prepared` only bumps a reference count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared(Bytes);
+
+impl Prepared {
+    /// The encoded frame.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Encode a server-to-client message frame once.
+pub fn prepare(message: &Message) -> Prepared {
+    let opcode = match message {
+        Message::Text(_) => OpCode::Text,
+        Message::Binary(_) => OpCode::Binary,
+    };
+    let payload = message.as_bytes();
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut out = BytesMut::new();
+    header.encode_reserving(&mut out);
+    out.extend_from_slice(payload);
+    Prepared(out.freeze())
+}
