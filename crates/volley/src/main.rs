@@ -1,1 +1,35 @@
-fn main() {}
+//! `volley`: the one binary. Each subcommand lives in its own module; this
+//! file only parses arguments and sets up logging.
+
+mod echo;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// volley: a real-time backend over WebSockets.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Echo every text and binary message back (conformance and benchmarks).
+    Echo(echo::EchoArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Echo(args) => echo::run(args).await,
+        }
+    })
+}

@@ -159,6 +159,11 @@ impl Connection {
         &mut self.write_buf
     }
 
+    /// Number of bytes waiting in the write buffer.
+    pub fn write_len(&self) -> usize {
+        self.write_buf.len()
+    }
+
     /// Whether we have sent a close frame (or failed the connection).
     pub fn close_sent(&self) -> bool {
         self.close_sent

@@ -1,0 +1,49 @@
+//! Drives the Autobahn|Testsuite `fuzzingserver` (or kosoku in that mode)
+//! with volley's client: fetch the case count, echo every case, then ask the
+//! server to write its reports.
+//!
+//! ```text
+//! cargo run --release -p volley-net --example autobahn_client -- ws://127.0.0.1:9001
+//! ```
+
+use volley_net::{Config, Connector, Error};
+
+const AGENT: &str = "volley";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let base = std::env::args().nth(1).unwrap_or_else(|| "ws://127.0.0.1:9001".to_owned());
+    let connector = Connector::new(Config {
+        ping_interval: None,
+        ..Config::default()
+    });
+    let count = case_count(&connector, &base).await?;
+    eprintln!("{count} cases");
+    for case in 1..=count {
+        let url = format!("{base}/runCase?case={case}&agent={AGENT}");
+        if let Err(e) = run_case(&connector, &url).await {
+            eprintln!("case {case}: {e}");
+        }
+    }
+    // The server writes its reports and hangs up; how it hangs up is not
+    // part of any case.
+    let mut ws = connector.connect(&format!("{base}/updateReports?agent={AGENT}")).await?;
+    while let Ok(Some(_)) = ws.recv().await {}
+    Ok(())
+}
+
+async fn case_count(connector: &Connector, base: &str) -> Result<u32, Box<dyn std::error::Error>> {
+    let mut ws = connector.connect(&format!("{base}/getCaseCount")).await?;
+    let message = ws.recv().await?.ok_or("no case count")?;
+    let count = std::str::from_utf8(message.as_bytes())?.trim().parse()?;
+    while ws.recv().await?.is_some() {}
+    Ok(count)
+}
+
+async fn run_case(connector: &Connector, url: &str) -> Result<(), Error> {
+    let mut ws = connector.connect(url).await?;
+    while let Some(message) = ws.recv().await? {
+        ws.feed(message).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! Client side: connect to a `ws://` URL and run the opening handshake.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use volley_wire::handshake::{self, HandshakeError, WsUrl};
+use volley_wire::Role;
+
+use crate::{Config, Error, WebSocket};
+
+/// Most bytes of a refusal's body kept for the error message.
+const MAX_ERROR_BODY: usize = 4096;
+
+/// Opens client connections with a given configuration, subprotocol offers
+/// and extra request headers.
+#[derive(Debug, Clone, Default)]
+pub struct Connector {
+    config: Config,
+    protocols: Vec<String>,
+    headers: Vec<(String, String)>,
+}
+
+/// Connect to `url` with the default configuration.
+pub async fn connect(url: &str) -> Result<WebSocket<TcpStream>, Error> {
+    Connector::default().connect(url).await
+}
+
+impl Connector {
+    /// A connector with these transport settings.
+    pub fn new(config: Config) -> Self {
+        Connector {
+            config,
+            ..Connector::default()
+        }
+    }
+
+    /// Subprotocols to offer, most preferred first.
+    pub fn protocols<I: IntoIterator<Item = T>, T: Into<String>>(mut self, protocols: I) -> Self {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// An extra request header (`Origin`, `Authorization`, ...).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Resolve, connect over TCP and run the handshake, all within the
+    /// handshake timeout.
+    pub async fn connect(&self, url: &str) -> Result<WebSocket<TcpStream>, Error> {
+        let url = WsUrl::parse(url)?;
+        if url.secure {
+            return Err(Error::Unsupported("wss:// (TLS) is not available in this build yet"));
+        }
+        let work = async {
+            let stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+            stream.set_nodelay(true)?;
+            self.handshake_inner(stream, &url).await
+        };
+        timeout(self.config.handshake_timeout, work)
+            .await
+            .map_err(|_| Error::Timeout("handshake"))?
+    }
+
+    /// Run the client handshake over a stream the caller connected (a TLS
+    /// stream, a proxy tunnel...).
+    pub async fn handshake<S>(&self, stream: S, url: &WsUrl) -> Result<WebSocket<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        timeout(self.config.handshake_timeout, self.handshake_inner(stream, url))
+            .await
+            .map_err(|_| Error::Timeout("handshake"))?
+    }
+
+    async fn handshake_inner<S>(&self, mut stream: S, url: &WsUrl) -> Result<WebSocket<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let request = handshake::client_request(url, &self.protocols, &self.headers);
+        stream.write_all(&request.bytes).await?;
+        stream.flush().await?;
+        let mut buf = BytesMut::with_capacity(1024);
+        let (response, head_len) = loop {
+            if let Some(done) = handshake::parse_response(&buf)? {
+                break done;
+            }
+            if buf.len() >= self.config.max_handshake_size {
+                return Err(HandshakeError::TooLarge.into());
+            }
+            let room = (self.config.max_handshake_size - buf.len()) as u64;
+            if (&mut stream).take(room).read_buf(&mut buf).await? == 0 {
+                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        };
+        if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            let body = read_error_body(&mut stream, &response, buf.split_off(head_len)).await;
+            return Err(HandshakeError::Status {
+                status: response.status().as_u16(),
+                body,
+            }
+            .into());
+        }
+        let protocol = handshake::verify_response(&response, &request.key, &self.protocols)?;
+        Ok(WebSocket::from_raw(
+            stream,
+            Role::Client,
+            self.config.clone(),
+            protocol,
+            &buf[head_len..],
+        ))
+    }
+}
+
+/// The body of a refusal, for the error message: up to `Content-Length`
+/// (or the end of the stream), at most [`MAX_ERROR_BODY`] bytes.
+async fn read_error_body<S: AsyncRead + Unpin>(stream: &mut S, response: &http::Response<()>, mut body: BytesMut) -> String {
+    let want = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
+        .unwrap_or(MAX_ERROR_BODY)
+        .min(MAX_ERROR_BODY);
+    while body.len() < want {
+        let room = (want - body.len()) as u64;
+        match stream.take(room).read_buf(&mut body).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    body.truncate(want);
+    String::from_utf8_lossy(&body).trim().to_owned()
+}

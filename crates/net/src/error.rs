@@ -1,0 +1,28 @@
+use volley_wire::handshake::HandshakeError;
+
+/// Errors of the transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer broke the protocol; we sent the matching close code.
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] volley_wire::Error),
+    /// The opening handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// A deadline passed (handshake, keepalive, idle, close or write).
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// The peer closed the TCP connection without a close frame (code 1006).
+    #[error("connection closed without a close frame")]
+    AbnormalClosure,
+    /// The connection is closed; nothing more can be sent or received.
+    #[error("connection already closed")]
+    Closed,
+    /// The URL asks for something this build cannot do.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+}

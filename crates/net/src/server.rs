@@ -1,0 +1,147 @@
+//! Server side of the opening handshake over a raw stream.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use http::Request;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+use volley_wire::handshake::{self, HandshakeError};
+use volley_wire::Role;
+
+use crate::{Config, Error, WebSocket};
+
+type OriginCheck = dyn Fn(Option<&str>) -> bool + Send + Sync;
+
+/// Accepts WebSocket connections: reads the upgrade request, checks it,
+/// negotiates a subprotocol, answers 101 or an HTTP error, and hands back a
+/// [`WebSocket`]. Cheap to clone; build one and share it across accepts.
+#[derive(Clone)]
+pub struct Acceptor {
+    config: Config,
+    protocols: Vec<String>,
+    origin_check: Option<Arc<OriginCheck>>,
+}
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("config", &self.config)
+            .field("protocols", &self.protocols)
+            .field("origin_check", &self.origin_check.is_some())
+            .finish()
+    }
+}
+
+impl Default for Acceptor {
+    fn default() -> Self {
+        Acceptor::new(Config::default())
+    }
+}
+
+impl Acceptor {
+    /// An acceptor with these transport settings, no subprotocols and no
+    /// origin check.
+    pub fn new(config: Config) -> Self {
+        Acceptor {
+            config,
+            protocols: Vec::new(),
+            origin_check: None,
+        }
+    }
+
+    /// Subprotocols we speak. The first one the client offers (in the
+    /// client's order of preference) is chosen; with none in common the
+    /// connection proceeds without a subprotocol, as RFC 6455 allows.
+    pub fn protocols<I: IntoIterator<Item = T>, T: Into<String>>(mut self, protocols: I) -> Self {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Decide from the `Origin` header (absent for non-browser clients)
+    /// whether to accept; a refusal answers 403. Browsers always send
+    /// `Origin`, so this is the defence against cross-site WebSocket hijacking.
+    pub fn check_origin(mut self, check: impl Fn(Option<&str>) -> bool + Send + Sync + 'static) -> Self {
+        self.origin_check = Some(Arc::new(check));
+        self
+    }
+
+    /// The transport settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Run the server handshake on `stream`, within the handshake timeout.
+    ///
+    /// A bad request is answered with its HTTP status and a one-line reason
+    /// before the error is returned. The request head is returned alongside
+    /// the socket for routing and authentication.
+    pub async fn accept<S>(&self, stream: S) -> Result<(WebSocket<S>, Request<()>), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match timeout(self.config.handshake_timeout, self.handshake(stream)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout("handshake")),
+        }
+    }
+
+    async fn handshake<S>(&self, mut stream: S) -> Result<(WebSocket<S>, Request<()>), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut buf = BytesMut::with_capacity(1024);
+        let (request, head_len) = loop {
+            let parsed = handshake::parse_request(&buf).and_then(|parsed| match parsed {
+                None if buf.len() >= self.config.max_handshake_size => Err(HandshakeError::TooLarge),
+                other => Ok(other),
+            });
+            match parsed {
+                Ok(Some(done)) => break done,
+                Ok(None) => {
+                    let room = self.config.max_handshake_size - buf.len();
+                    let mut limited = (&mut stream).take(room as u64);
+                    if limited.read_buf(&mut buf).await? == 0 {
+                        return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+                Err(e) => return Err(reject(&mut stream, e).await),
+            }
+        };
+        let validated = match self.check(&request) {
+            Ok(v) => v,
+            Err(e) => return Err(reject(&mut stream, e).await),
+        };
+        let protocol = validated
+            .protocols
+            .iter()
+            .find(|offered| self.protocols.iter().any(|ours| ours == *offered))
+            .cloned();
+        let response = handshake::switching_response(&validated.accept, protocol.as_deref(), &[]);
+        stream.write_all(&response).await?;
+        stream.flush().await?;
+        let ws = WebSocket::from_raw(stream, Role::Server, self.config.clone(), protocol, &buf[head_len..]);
+        Ok((ws, request))
+    }
+
+    fn check(&self, request: &Request<()>) -> Result<handshake::Validated, HandshakeError> {
+        let validated = handshake::validate_request(request)?;
+        if let Some(check) = &self.origin_check {
+            let origin = request.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
+            if !check(origin) {
+                return Err(HandshakeError::Rejected {
+                    status: 403,
+                    reason: format!("origin {} is not allowed", origin.unwrap_or("(none)")),
+                });
+            }
+        }
+        Ok(validated)
+    }
+}
+
+/// Answer a failed handshake with its status and reason, then close.
+async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, err: HandshakeError) -> Error {
+    let _ = stream.write_all(&handshake::reject_response(&err)).await;
+    let _ = stream.shutdown().await;
+    Error::Handshake(err)
+}

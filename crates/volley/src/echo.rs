@@ -1,0 +1,133 @@
+//! `volley echo`: a WebSocket echo server on our own core.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+use volley_net::{Acceptor, Config, Error};
+
+/// Options of `volley echo`.
+#[derive(Debug, clap::Args)]
+pub struct EchoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001", env = "VOLLEY_ADDR")]
+    addr: SocketAddr,
+    /// Largest frame payload accepted, in bytes (larger: close 1009).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_frame_size: usize,
+    /// Largest reassembled message, in bytes (larger: close 1009).
+    #[arg(long, default_value_t = 64 << 20)]
+    max_message_size: usize,
+    /// Seconds of peer silence before a keepalive ping; 0 disables keepalive.
+    #[arg(long, default_value_t = 30)]
+    ping_interval: u64,
+    /// Seconds to wait for the pong before dropping the connection.
+    #[arg(long, default_value_t = 15)]
+    pong_timeout: u64,
+    /// Seconds without a message before closing with 1001; 0 disables.
+    #[arg(long, default_value_t = 0)]
+    idle_timeout: u64,
+}
+
+impl EchoArgs {
+    fn config(&self) -> Config {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        Config {
+            protocol: volley_wire::Config {
+                max_frame_size: self.max_frame_size,
+                max_message_size: self.max_message_size,
+            },
+            ping_interval: secs(self.ping_interval),
+            pong_timeout: Duration::from_secs(self.pong_timeout.max(1)),
+            idle_timeout: secs(self.idle_timeout),
+            ..Config::default()
+        }
+    }
+}
+
+/// Serve until Ctrl-C or SIGTERM.
+pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let acceptor = Acceptor::new(args.config());
+    info!(addr = %listener.local_addr()?, "volley echo listening");
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move { serve(acceptor, stream, peer).await });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => {
+                info!("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn serve(acceptor: Acceptor, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut ws = match acceptor.accept(stream).await {
+        Ok((ws, _request)) => ws,
+        Err(e) => {
+            info!(%peer, error = %e, "handshake failed");
+            return;
+        }
+    };
+    loop {
+        match ws.recv().await {
+            Ok(Some(message)) => {
+                if let Err(e) = ws.feed(message).await {
+                    debug!(%peer, error = %e, "echo write failed");
+                    return;
+                }
+            }
+            Ok(None) => {
+                debug!(%peer, close = ?ws.peer_close(), "closed");
+                return;
+            }
+            Err(Error::Protocol(e)) => {
+                info!(%peer, error = %e, close_code = %e.close_code(), "connection failed");
+                return;
+            }
+            Err(e) => {
+                debug!(%peer, error = %e, "connection ended");
+                return;
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
