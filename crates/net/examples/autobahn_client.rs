@@ -12,7 +12,9 @@ const AGENT: &str = "volley";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let base = std::env::args().nth(1).unwrap_or_else(|| "ws://127.0.0.1:9001".to_owned());
+    let base = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "ws://127.0.0.1:9001".to_owned());
     let connector = Connector::new(Config {
         ping_interval: None,
         ..Config::default()
@@ -27,7 +29,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The server writes its reports and hangs up; how it hangs up is not
     // part of any case.
-    let mut ws = connector.connect(&format!("{base}/updateReports?agent={AGENT}")).await?;
+    let mut ws = connector
+        .connect(&format!("{base}/updateReports?agent={AGENT}"))
+        .await?;
     while let Ok(Some(_)) = ws.recv().await {}
     Ok(())
 }

@@ -116,7 +116,11 @@ impl Connector {
 
 /// The body of a refusal, for the error message: up to `Content-Length`
 /// (or the end of the stream), at most [`MAX_ERROR_BODY`] bytes.
-async fn read_error_body<S: AsyncRead + Unpin>(stream: &mut S, response: &http::Response<()>, mut body: BytesMut) -> String {
+async fn read_error_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    response: &http::Response<()>,
+    mut body: BytesMut,
+) -> String {
     let want = response
         .headers()
         .get(http::header::CONTENT_LENGTH)

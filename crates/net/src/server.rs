@@ -127,7 +127,10 @@ impl Acceptor {
     fn check(&self, request: &Request<()>) -> Result<handshake::Validated, HandshakeError> {
         let validated = handshake::validate_request(request)?;
         if let Some(check) = &self.origin_check {
-            let origin = request.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
+            let origin = request
+                .headers()
+                .get(http::header::ORIGIN)
+                .and_then(|v| v.to_str().ok());
             if !check(origin) {
                 return Err(HandshakeError::Rejected {
                     status: 403,

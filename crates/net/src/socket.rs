@@ -326,6 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Pending => {
                     if self.write_stalled_since.is_none() {
                         self.write_stalled_since = Some(Instant::now());
+                        self.arm_timer();
                     }
                 }
             }
@@ -361,7 +362,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         [
             ping_due,
             self.pong_deadline,
-            c.idle_timeout.filter(|_| !self.conn.close_sent()).map(|t| self.last_data + t),
+            c.idle_timeout
+                .filter(|_| !self.conn.close_sent())
+                .map(|t| self.last_data + t),
             self.close_deadline,
             self.write_stalled_since.map(|t| t + c.write_timeout),
         ]
@@ -404,7 +407,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         if let Some(idle) = c.idle_timeout {
             if now >= self.last_data + idle && !self.conn.close_sent() {
-                self.conn.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")))?;
+                self.conn
+                    .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")))?;
                 self.close_deadline = Some(now + c.close_timeout);
             }
         }

@@ -100,8 +100,8 @@ impl CloseFrame {
                 if !code.is_valid_on_wire() {
                     return Err(Error::InvalidCloseCode(code.0));
                 }
-                let reason = Utf8Bytes::try_from(Bytes::copy_from_slice(&payload[2..]))
-                    .map_err(|_| Error::InvalidUtf8)?;
+                let reason =
+                    Utf8Bytes::try_from(Bytes::copy_from_slice(&payload[2..])).map_err(|_| Error::InvalidUtf8)?;
                 Ok(Some(CloseFrame { code, reason }))
             }
         }
@@ -126,7 +126,9 @@ mod tests {
 
     #[test]
     fn code_validity() {
-        for ok in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
+        for ok in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999,
+        ] {
             assert!(CloseCode(ok).is_valid_on_wire(), "{ok}");
         }
         for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {

@@ -252,7 +252,10 @@ mod tests {
     #[test]
     fn control_frame_rules() {
         assert_eq!(FrameHeader::parse(&[0x09, 0]), Err(Error::FragmentedControlFrame));
-        assert_eq!(FrameHeader::parse(&[0x89, 126, 0, 126]), Err(Error::ControlFrameTooLong(126)));
+        assert_eq!(
+            FrameHeader::parse(&[0x89, 126, 0, 126]),
+            Err(Error::ControlFrameTooLong(126))
+        );
     }
 
     #[test]

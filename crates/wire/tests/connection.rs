@@ -70,7 +70,10 @@ fn queued_close(conn: &mut Connection) -> Option<CloseCode> {
 #[test]
 fn rfc_example_masked_hello() {
     let mut s = server();
-    let events = feed(&mut s, &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    let events = feed(
+        &mut s,
+        &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58],
+    );
     assert_eq!(events, vec![Ok(Event::Message(Message::from("Hello")))]);
 }
 
@@ -84,7 +87,11 @@ fn unfragmented_message_is_not_copied() {
     let Ok(Some(Event::Message(Message::Binary(b)))) = s.poll_event() else {
         panic!("expected a binary message");
     };
-    assert_eq!(b.as_ptr() as usize, base + frame.len() - 1000, "payload must point into the read buffer");
+    assert_eq!(
+        b.as_ptr() as usize,
+        base + frame.len() - 1000,
+        "payload must point into the read buffer"
+    );
 }
 
 #[test]
@@ -121,7 +128,10 @@ fn protocol_errors_close_with_the_named_code() {
         (masked(0x88, &[0x03]), CloseCode::PROTOCOL_ERROR),
         (masked(0x88, &[0x03, 0xED]), CloseCode::PROTOCOL_ERROR), // 1005
         (masked(0x88, &[0x03, 0xE8, 0xC0]), CloseCode::INVALID_PAYLOAD),
-        ([masked(0x01, b"a"), masked(0x81, b"b")].concat(), CloseCode::PROTOCOL_ERROR),
+        (
+            [masked(0x01, b"a"), masked(0x81, b"b")].concat(),
+            CloseCode::PROTOCOL_ERROR,
+        ),
     ];
     for (bytes, code) in cases {
         let mut s = server();
@@ -186,7 +196,10 @@ fn invalid_utf8_fails_mid_fragment() {
 fn close_handshake_echoes_the_code() {
     let mut s = server();
     let events = feed(&mut s, &masked(0x88, &[0x0B, 0xB8, b'b', b'y', b'e']));
-    assert_eq!(events, vec![Ok(Event::Close(Some(CloseFrame::new(CloseCode(3000), "bye"))))]);
+    assert_eq!(
+        events,
+        vec![Ok(Event::Close(Some(CloseFrame::new(CloseCode(3000), "bye"))))]
+    );
     assert!(s.close_sent() && s.close_received() && s.is_done());
     assert_eq!(queued_close(&mut s), Some(CloseCode(3000)));
     assert_eq!(s.send(&Message::from("late")), Err(Error::SendAfterClose));
@@ -203,15 +216,22 @@ fn empty_close_is_echoed_empty() {
 #[test]
 fn our_close_then_theirs() {
     let mut s = server();
-    s.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutdown"))).unwrap();
+    s.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutdown")))
+        .unwrap();
     assert!(s.close_sent() && !s.is_done());
     // Data after our close is discarded; their close completes the handshake.
     let mut bytes = masked(0x81, b"ignored");
     bytes.extend(masked(0x88, &[0x03, 0xE9]));
     let events = feed(&mut s, &bytes);
-    assert_eq!(events, vec![Ok(Event::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, ""))))]);
+    assert_eq!(
+        events,
+        vec![Ok(Event::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, ""))))]
+    );
     assert!(s.is_done());
-    assert_eq!(s.close(Some(CloseFrame::new(CloseCode(1005), ""))), Err(Error::InvalidCloseCode(1005)));
+    assert_eq!(
+        s.close(Some(CloseFrame::new(CloseCode(1005), ""))),
+        Err(Error::InvalidCloseCode(1005))
+    );
 }
 
 #[test]
@@ -255,7 +275,11 @@ fn encode_fragmented(messages: &[Message], cuts: &[usize]) -> Vec<u8> {
     for (i, m) in messages.iter().enumerate() {
         let bytes = m.as_bytes();
         let cut = cuts.get(i).copied().unwrap_or(0).min(bytes.len());
-        let first = if matches!(m, Message::Text(_)) { OpCode::Text } else { OpCode::Binary };
+        let first = if matches!(m, Message::Text(_)) {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
         if cut == 0 {
             c.send(m).unwrap();
         } else {

@@ -144,9 +144,15 @@ mod tests {
     #[test]
     fn urls() {
         let u = WsUrl::parse("ws://example.com/chat?room=1").unwrap();
-        assert_eq!((u.secure, u.host.as_str(), u.port, u.path_and_query.as_str()), (false, "example.com", 80, "/chat?room=1"));
+        assert_eq!(
+            (u.secure, u.host.as_str(), u.port, u.path_and_query.as_str()),
+            (false, "example.com", 80, "/chat?room=1")
+        );
         let u = WsUrl::parse("wss://[::1]:9001").unwrap();
-        assert_eq!((u.secure, u.host.as_str(), u.port, u.path_and_query.as_str()), (true, "::1", 9001, "/"));
+        assert_eq!(
+            (u.secure, u.host.as_str(), u.port, u.path_and_query.as_str()),
+            (true, "::1", 9001, "/")
+        );
         assert!(WsUrl::parse("http://example.com").is_err());
         assert!(WsUrl::parse("ws://").is_err());
         assert!(WsUrl::parse("not a url").is_err());
@@ -164,7 +170,10 @@ mod tests {
         let resp = switching_response(&v.accept, Some("b"), &[]);
         let (resp, _) = parse_response(&resp).unwrap().unwrap();
         assert_eq!(verify_response(&resp, &req.key, &protos), Ok(Some("b".to_owned())));
-        assert_eq!(verify_response(&resp, "AAAAAAAAAAAAAAAAAAAAAA==", &protos), Err(HandshakeError::BadAccept));
+        assert_eq!(
+            verify_response(&resp, "AAAAAAAAAAAAAAAAAAAAAA==", &protos),
+            Err(HandshakeError::BadAccept)
+        );
         assert_eq!(
             verify_response(&resp, &req.key, &[]),
             Err(HandshakeError::UnexpectedProtocol("b".to_owned()))
@@ -173,8 +182,13 @@ mod tests {
 
     #[test]
     fn non_101_is_reported_with_status() {
-        let (resp, len) = parse_response(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope").unwrap().unwrap();
+        let (resp, len) = parse_response(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope")
+            .unwrap()
+            .unwrap();
         assert_eq!(len, 45);
-        assert!(matches!(verify_response(&resp, "k", &[]), Err(HandshakeError::Status { status: 403, .. })));
+        assert!(matches!(
+            verify_response(&resp, "k", &[]),
+            Err(HandshakeError::Status { status: 403, .. })
+        ));
     }
 }

@@ -194,15 +194,19 @@ mod tests {
 
     #[test]
     fn header_case_and_lists_are_tolerated() {
-        let raw = GOOD
-            .replace("Upgrade: websocket", "upgrade: WebSocket")
-            .replace("Connection: keep-alive, Upgrade", "connection: keep-alive\r\nConnection: UPGRADE");
+        let raw = GOOD.replace("Upgrade: websocket", "upgrade: WebSocket").replace(
+            "Connection: keep-alive, Upgrade",
+            "connection: keep-alive\r\nConnection: UPGRADE",
+        );
         assert!(check(&raw).is_ok());
     }
 
     #[test]
     fn garbage_is_malformed_not_a_panic() {
-        assert!(matches!(parse_request(b"\x00\x01\x02 \r\n\r\n"), Err(HandshakeError::Malformed(_))));
+        assert!(matches!(
+            parse_request(b"\x00\x01\x02 \r\n\r\n"),
+            Err(HandshakeError::Malformed(_))
+        ));
         let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: y\r\n".repeat(100));
         assert!(matches!(parse_request(many.as_bytes()), Err(HandshakeError::TooLarge)));
     }
