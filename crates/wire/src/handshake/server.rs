@@ -110,6 +110,23 @@ pub fn switching_response(accept: &str, protocol: Option<&str>, extra: &[(&str, 
     out.into_bytes()
 }
 
+/// The `101 Switching Protocols` answer as an `http` response, for servers
+/// built on hyper or axum that write the response themselves.
+pub fn upgrade_response(validated: &Validated, protocol: Option<&str>) -> http::Response<()> {
+    let mut response = http::Response::new(());
+    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = http::HeaderValue::from_str(&validated.accept) {
+        headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(p) = protocol.and_then(|p| http::HeaderValue::from_str(p).ok()) {
+        headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
+    response
+}
+
 /// An error answer whose body says what was wrong. 426 carries the version we
 /// support, as section 4.4 requires.
 pub fn reject_response(err: &HandshakeError) -> Vec<u8> {
