@@ -11,8 +11,8 @@ KOSOKU="$VENV/bin/kosoku"
 PY="$VENV/bin/python"
 OUT=${OUT:-reports}
 EXPECT_CASES=517
-# Compression (12.*, 13.*) is allowed to be UNIMPLEMENTED until permessage-deflate lands.
-ALLOW=(--allow-unimplemented 12. --allow-unimplemented 13.)
+# Every case, compression (12.*, 13.*) included, must pass.
+ALLOW=()
 
 cargo build --release --bin volley -p volley >/dev/null 2>&1 || cargo build --release --bin volley -p volley
 cargo build --release -p volley-net --example autobahn_client >/dev/null 2>&1 || cargo build --release -p volley-net --example autobahn_client
@@ -36,7 +36,9 @@ status=0
 
 # 1. fuzzingclient: kosoku against volley echo.
 port=$("$PY" scripts/free_port.py)
-RUST_LOG=warn "$TARGET/release/volley" echo --addr "127.0.0.1:$port" >"$OUT/echo-server.log" 2>&1 &
+# Threshold 0: kosoku 0.1.0 fails to hash uncompressed echoes inside the
+# compression cases (a Python 3 port bug), so the echo compresses everything.
+RUST_LOG=warn "$TARGET/release/volley" echo --addr "127.0.0.1:$port" --deflate-threshold 0 >"$OUT/echo-server.log" 2>&1 &
 pids+=($!)
 wait_port "$port"
 # kosoku exits non-zero when any case is not OK (UNIMPLEMENTED included); the

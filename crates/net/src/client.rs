@@ -5,7 +5,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use volley_wire::handshake::{self, HandshakeError, WsUrl};
-use volley_wire::Role;
+use volley_wire::{deflate, DeflateConfig, Role};
 
 use crate::{Config, Error, WebSocket};
 
@@ -19,6 +19,7 @@ pub struct Connector {
     config: Config,
     protocols: Vec<String>,
     headers: Vec<(String, String)>,
+    deflate: Option<DeflateConfig>,
 }
 
 /// Connect to `url` with the default configuration.
@@ -38,6 +39,12 @@ impl Connector {
     /// Subprotocols to offer, most preferred first.
     pub fn protocols<I: IntoIterator<Item = T>, T: Into<String>>(mut self, protocols: I) -> Self {
         self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Offer permessage-deflate (RFC 7692) with these settings.
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.deflate = Some(config);
         self
     }
 
@@ -79,7 +86,11 @@ impl Connector {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let request = handshake::client_request(url, &self.protocols, &self.headers);
+        let mut headers = self.headers.clone();
+        if let Some(config) = &self.deflate {
+            headers.push(("Sec-WebSocket-Extensions".to_owned(), deflate::client_offer(config)));
+        }
+        let request = handshake::client_request(url, &self.protocols, &headers);
         stream.write_all(&request.bytes).await?;
         stream.flush().await?;
         let mut buf = BytesMut::with_capacity(1024);
@@ -103,14 +114,18 @@ impl Connector {
             }
             .into());
         }
-        let protocol = handshake::verify_response(&response, &request.key, &self.protocols)?;
-        Ok(WebSocket::from_raw(
+        let agreed = handshake::verify_response(&response, &request.key, &self.protocols, self.deflate.as_ref())?;
+        let mut ws = WebSocket::from_raw(
             stream,
             Role::Client,
             self.config.clone(),
-            protocol,
+            agreed.protocol,
             &buf[head_len..],
-        ))
+        );
+        if let (Some(params), Some(config)) = (agreed.deflate, &self.deflate) {
+            ws.enable_deflate(params, config);
+        }
+        Ok(ws)
     }
 }
 

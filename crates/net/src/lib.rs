@@ -24,4 +24,4 @@ pub use config::Config;
 pub use error::Error;
 pub use server::Acceptor;
 pub use socket::WebSocket;
-pub use volley_wire::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};
+pub use volley_wire::{CloseCode, CloseFrame, DeflateConfig, Message, PreparedMessage, Role, Utf8Bytes};

@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 use volley_wire::handshake::{self, HandshakeError};
 use volley_wire::Role;
+use volley_wire::{deflate, DeflateConfig};
 
 use crate::{Config, Error, WebSocket};
 
@@ -21,6 +22,7 @@ pub struct Acceptor {
     config: Config,
     protocols: Vec<String>,
     origin_check: Option<Arc<OriginCheck>>,
+    deflate: Option<DeflateConfig>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -29,6 +31,7 @@ impl std::fmt::Debug for Acceptor {
             .field("config", &self.config)
             .field("protocols", &self.protocols)
             .field("origin_check", &self.origin_check.is_some())
+            .field("deflate", &self.deflate)
             .finish()
     }
 }
@@ -47,7 +50,15 @@ impl Acceptor {
             config,
             protocols: Vec::new(),
             origin_check: None,
+            deflate: None,
         }
+    }
+
+    /// Accept permessage-deflate offers (RFC 7692) with these settings. Offers
+    /// we cannot honour are declined and the connection goes on uncompressed.
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.deflate = Some(config);
+        self
     }
 
     /// Subprotocols we speak. The first one the client offers (in the
@@ -117,10 +128,25 @@ impl Acceptor {
             .iter()
             .find(|offered| self.protocols.iter().any(|ours| ours == *offered))
             .cloned();
-        let response = handshake::switching_response(&validated.accept, protocol.as_deref(), &[]);
+        let deflate = self.deflate.as_ref().and_then(|config| {
+            let offers = request
+                .headers()
+                .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            deflate::negotiate(offers, config).map(|(params, answer)| (params, answer, config))
+        });
+        let extra: Vec<(&str, &str)> = deflate
+            .iter()
+            .map(|(_, answer, _)| ("Sec-WebSocket-Extensions", answer.as_str()))
+            .collect();
+        let response = handshake::switching_response(&validated.accept, protocol.as_deref(), &extra);
         stream.write_all(&response).await?;
         stream.flush().await?;
-        let ws = WebSocket::from_raw(stream, Role::Server, self.config.clone(), protocol, &buf[head_len..]);
+        let mut ws = WebSocket::from_raw(stream, Role::Server, self.config.clone(), protocol, &buf[head_len..]);
+        if let Some((params, _, config)) = deflate {
+            ws.enable_deflate(params, config);
+        }
         Ok((ws, request))
     }
 

@@ -10,8 +10,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout_at, Instant, Sleep};
 use tokio_util::io::{poll_read_buf, poll_write_buf};
 use tracing::debug;
-use volley_wire::connection::Prepared;
-use volley_wire::{CloseCode, CloseFrame, Connection, Event, Message, Role};
+use volley_wire::{
+    CloseCode, CloseFrame, Connection, DeflateConfig, DeflateParams, Event, Message, PreparedMessage, Role,
+};
 
 use crate::{Config, Error};
 
@@ -89,6 +90,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close_deadline: None,
             write_stalled_since: None,
         }
+    }
+
+    /// Turn on permessage-deflate with parameters agreed in a handshake done
+    /// elsewhere (the acceptor and connector call this themselves).
+    pub fn enable_deflate(&mut self, params: DeflateParams, config: &DeflateConfig) {
+        self.conn.enable_deflate(params, config);
+    }
+
+    /// Whether permessage-deflate is on.
+    pub fn deflate_enabled(&self) -> bool {
+        self.conn.deflate_enabled()
     }
 
     /// The subprotocol agreed in the handshake.
@@ -208,10 +220,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.after_queue().await
     }
 
-    /// Queue a frame prepared once for many connections (server only).
-    pub async fn feed_prepared(&mut self, frame: &Prepared) -> Result<(), Error> {
+    /// Queue a message prepared once for many connections: a server writes
+    /// the shared frame bytes (compressed once, where the negotiated
+    /// parameters allow) instead of encoding the message again.
+    pub async fn feed_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
         self.check_open()?;
-        self.conn.send_prepared(frame)?;
+        self.conn.send_prepared(message).map_err(|_| Error::Closed)?;
         self.after_queue().await
     }
 

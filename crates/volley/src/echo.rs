@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
-use volley_net::{Acceptor, Config, Error};
+use volley_net::{Acceptor, Config, DeflateConfig, Error};
 
 /// Options of `volley echo`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +29,12 @@ pub struct EchoArgs {
     /// Seconds without a message before closing with 1001; 0 disables.
     #[arg(long, default_value_t = 0)]
     idle_timeout: u64,
+    /// Refuse permessage-deflate offers (compression is accepted by default).
+    #[arg(long)]
+    no_deflate: bool,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    #[arg(long, default_value_t = DeflateConfig::default().threshold)]
+    deflate_threshold: usize,
 }
 
 impl EchoArgs {
@@ -52,7 +58,13 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
-    let acceptor = Acceptor::new(args.config());
+    let mut acceptor = Acceptor::new(args.config());
+    if !args.no_deflate {
+        acceptor = acceptor.deflate(DeflateConfig {
+            threshold: args.deflate_threshold,
+            ..DeflateConfig::default()
+        });
+    }
     info!(addr = %listener.local_addr()?, "volley echo listening");
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);

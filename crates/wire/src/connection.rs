@@ -10,9 +10,12 @@
 //! [`Bytes`] split off that buffer, so an unfragmented message is never copied
 //! after it leaves the socket.
 
+use std::sync::OnceLock;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::CloseFrame;
+use crate::deflate::{compress_standalone, Compressor, Decompressor, DeflateConfig, DeflateParams};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use crate::mask::apply_mask;
 use crate::message::{Message, Utf8Bytes};
@@ -72,13 +75,31 @@ struct InFrame {
     processed: usize,
     /// Whether this frame carries text (a text frame or a text continuation).
     text: bool,
+    /// Whether the message it belongs to is compressed (RSV1 on its first frame).
+    compressed: bool,
 }
 
 /// A fragmented message being reassembled.
 #[derive(Debug)]
 struct Assembly {
     text: bool,
+    /// Uncompressed messages collect raw payloads here...
     buf: BytesMut,
+    /// ...compressed ones collect their inflated bytes here.
+    inflated: Option<Vec<u8>>,
+}
+
+/// permessage-deflate state of a connection that negotiated it.
+#[derive(Debug)]
+struct Deflate {
+    compressor: Compressor,
+    decompressor: Decompressor,
+    /// Our compressor resets each message: compressed frames can be shared.
+    own_no_context_takeover: bool,
+    own_window_bits: u8,
+    threshold: usize,
+    level: u32,
+    scratch: Vec<u8>,
 }
 
 /// Read buffer growth when no frame tells us better.
@@ -97,8 +118,9 @@ pub struct Connection {
     frame: Option<InFrame>,
     assembly: Option<Assembly>,
     utf8: Utf8Validator,
-    /// RSV bits an extension has claimed (none until extensions exist).
+    /// RSV bits an extension has claimed (RSV1 with permessage-deflate).
     allowed_rsv: u8,
+    deflate: Option<Box<Deflate>>,
     close_sent: bool,
     close_received: bool,
     failed: bool,
@@ -116,10 +138,43 @@ impl Connection {
             assembly: None,
             utf8: Utf8Validator::new(),
             allowed_rsv: 0,
+            deflate: None,
             close_sent: false,
             close_received: false,
             failed: false,
         }
+    }
+
+    /// Turn on permessage-deflate with the parameters the handshake agreed
+    /// (`config` supplies the local threshold and level).
+    pub fn enable_deflate(&mut self, params: DeflateParams, config: &DeflateConfig) {
+        let (own_reset, own_bits, peer_reset) = match self.role {
+            Role::Server => (
+                params.server_no_context_takeover,
+                params.server_max_window_bits,
+                params.client_no_context_takeover,
+            ),
+            Role::Client => (
+                params.client_no_context_takeover,
+                params.client_max_window_bits,
+                params.server_no_context_takeover,
+            ),
+        };
+        self.allowed_rsv = 0b100;
+        self.deflate = Some(Box::new(Deflate {
+            compressor: Compressor::new(own_bits, config.level, own_reset),
+            decompressor: Decompressor::new(peer_reset),
+            own_no_context_takeover: own_reset,
+            own_window_bits: own_bits.clamp(9, 15),
+            threshold: config.threshold,
+            level: config.level,
+            scratch: Vec::new(),
+        }));
+    }
+
+    /// Whether permessage-deflate is on.
+    pub fn deflate_enabled(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Our role.
@@ -214,12 +269,13 @@ impl Connection {
                     let Some((header, header_len)) = FrameHeader::parse(&self.read_buf)? else {
                         return Ok(None);
                     };
-                    let text = self.check_header(&header)?;
+                    let (text, compressed) = self.check_header(&header)?;
                     InFrame {
                         header,
                         header_len,
                         processed: 0,
                         text,
+                        compressed,
                     }
                 }
             };
@@ -230,7 +286,8 @@ impl Connection {
                 if let Some(key) = frame.header.mask {
                     apply_mask(chunk, key, frame.processed);
                 }
-                if frame.text {
+                // Compressed text is validated after inflating, not here.
+                if frame.text && !frame.compressed {
                     self.utf8.feed(chunk).map_err(|_| Error::InvalidUtf8)?;
                 }
                 frame.processed = available;
@@ -252,9 +309,14 @@ impl Connection {
     }
 
     /// Rules that depend on our state rather than the header alone. Returns
-    /// whether the frame's payload is text to validate.
-    fn check_header(&mut self, h: &FrameHeader) -> Result<bool, Error> {
+    /// whether the payload is text, and whether it is compressed.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<(bool, bool), Error> {
         if h.rsv & !self.allowed_rsv != 0 {
+            return Err(Error::ReservedBits);
+        }
+        let rsv1 = h.rsv & 0b100 != 0;
+        // RSV1 marks a compressed message, only on its first frame.
+        if rsv1 && !matches!(h.opcode, OpCode::Text | OpCode::Binary) {
             return Err(Error::ReservedBits);
         }
         let masked = h.mask.is_some();
@@ -268,32 +330,47 @@ impl Connection {
             });
         }
         let limit = self.config.max_message_size;
+        // Compressed sizes say nothing about the message size: those are
+        // checked while inflating instead.
         match (h.opcode, &self.assembly) {
             (OpCode::Continuation, None) => Err(Error::UnexpectedContinuation),
             (OpCode::Continuation, Some(a)) => {
                 let size = a.buf.len() as u64 + h.payload_len;
-                if size > limit as u64 {
+                if a.inflated.is_none() && size > limit as u64 {
                     return Err(Error::MessageTooBig { size, limit });
                 }
-                Ok(a.text)
+                Ok((a.text, a.inflated.is_some()))
             }
             (OpCode::Text | OpCode::Binary, Some(_)) => Err(Error::ExpectedContinuation),
             (OpCode::Text | OpCode::Binary, None) => {
-                if h.payload_len > limit as u64 {
+                if !rsv1 && h.payload_len > limit as u64 {
                     return Err(Error::MessageTooBig {
                         size: h.payload_len,
                         limit,
                     });
                 }
-                Ok(h.opcode == OpCode::Text)
+                Ok((h.opcode == OpCode::Text, rsv1))
             }
-            _ => Ok(false),
+            _ => Ok((false, false)),
         }
     }
 
     fn complete_frame(&mut self, frame: InFrame, payload: BytesMut) -> Result<Option<Event>, Error> {
         let fin = frame.header.fin;
         match frame.header.opcode {
+            OpCode::Text | OpCode::Binary if frame.compressed => {
+                let mut inflated = Vec::new();
+                self.inflate(frame.text, &payload, &mut inflated)?;
+                if fin {
+                    return self.finish_compressed(frame.text, inflated);
+                }
+                self.assembly = Some(Assembly {
+                    text: frame.text,
+                    buf: BytesMut::new(),
+                    inflated: Some(inflated),
+                });
+                Ok(None)
+            }
             OpCode::Text | OpCode::Binary if fin => {
                 if frame.text {
                     self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
@@ -304,20 +381,28 @@ impl Connection {
                 self.assembly = Some(Assembly {
                     text: frame.text,
                     buf: payload,
+                    inflated: None,
                 });
                 Ok(None)
             }
             OpCode::Continuation => {
-                let Some(assembly) = self.assembly.as_mut() else {
+                let Some(mut assembly) = self.assembly.take() else {
                     return Err(Error::UnexpectedContinuation);
                 };
-                assembly.buf.extend_from_slice(&payload);
-                if !fin {
+                if let Some(mut inflated) = assembly.inflated.take() {
+                    self.inflate(assembly.text, &payload, &mut inflated)?;
+                    if fin {
+                        return self.finish_compressed(assembly.text, inflated);
+                    }
+                    assembly.inflated = Some(inflated);
+                    self.assembly = Some(assembly);
                     return Ok(None);
                 }
-                let Some(assembly) = self.assembly.take() else {
+                assembly.buf.extend_from_slice(&payload);
+                if !fin {
+                    self.assembly = Some(assembly);
                     return Ok(None);
-                };
+                }
                 if assembly.text {
                     self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
                 }
@@ -343,6 +428,34 @@ impl Connection {
         }
     }
 
+    /// Inflate part of a compressed message onto `out`, validating new text.
+    fn inflate(&mut self, text: bool, input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        let Some(deflate) = self.deflate.as_mut() else {
+            return Err(Error::ReservedBits);
+        };
+        let start = out.len();
+        deflate.decompressor.inflate(input, out, self.config.max_message_size)?;
+        if text {
+            self.utf8.feed(&out[start..]).map_err(|_| Error::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
+    fn finish_compressed(&mut self, text: bool, mut out: Vec<u8>) -> Result<Option<Event>, Error> {
+        let Some(deflate) = self.deflate.as_mut() else {
+            return Err(Error::ReservedBits);
+        };
+        let start = out.len();
+        deflate
+            .decompressor
+            .finish_message(&mut out, self.config.max_message_size)?;
+        if text {
+            self.utf8.feed(&out[start..]).map_err(|_| Error::InvalidUtf8)?;
+            self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+        }
+        Ok(self.deliver(text, Bytes::from(out)))
+    }
+
     fn deliver(&self, text: bool, payload: Bytes) -> Option<Event> {
         if self.close_sent {
             // Data after our close frame is discarded (RFC 6455 section 1.4).
@@ -356,13 +469,26 @@ impl Connection {
         Some(Event::Message(message))
     }
 
-    /// Queue a data message as one frame.
+    /// Queue a data message as one frame, compressed when permessage-deflate
+    /// is on and the message reaches the threshold.
     pub fn send(&mut self, message: &Message) -> Result<(), Error> {
-        let opcode = match message {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        };
-        self.send_frame(opcode, true, message.as_bytes())
+        if self.close_sent {
+            return Err(Error::SendAfterClose);
+        }
+        let opcode = opcode_of(message);
+        let payload = message.as_bytes();
+        match self.deflate.as_mut() {
+            Some(d) if payload.len() >= d.threshold => {
+                let mut scratch = std::mem::take(&mut d.scratch);
+                d.compressor.compress(payload, &mut scratch);
+                self.queue_frame_rsv(opcode, true, 0b100, &scratch);
+                if let Some(d) = self.deflate.as_mut() {
+                    d.scratch = scratch;
+                }
+            }
+            _ => self.queue_frame(opcode, true, payload),
+        }
+        Ok(())
     }
 
     /// Queue one frame of a message the caller fragments itself: the first
@@ -380,16 +506,25 @@ impl Connection {
         Ok(())
     }
 
-    /// Queue bytes that [`prepare`] encoded, shared by many server
-    /// connections. Clients must mask every frame, so they cannot share.
-    pub fn send_prepared(&mut self, frame: &Prepared) -> Result<(), Error> {
-        if self.role != Role::Server {
-            return Err(Error::BadMasking);
-        }
+    /// Queue a message prepared once for many connections. A server shares
+    /// the prepared frame bytes; with permessage-deflate and no context
+    /// takeover on our side it shares the compressed frame too. Otherwise
+    /// (a client, which must mask; a compressor that keeps context) the
+    /// message is encoded for this connection alone.
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
         if self.close_sent {
             return Err(Error::SendAfterClose);
         }
-        self.write_buf.extend_from_slice(&frame.0);
+        if self.role == Role::Client {
+            return self.send(&prepared.message);
+        }
+        let frame = match self.deflate.as_deref() {
+            None => prepared.plain_frame(),
+            Some(d) if prepared.message.len() < d.threshold => prepared.plain_frame(),
+            Some(d) if d.own_no_context_takeover => prepared.compressed_frame(d.own_window_bits, d.level),
+            Some(_) => return self.send(&prepared.message),
+        };
+        self.write_buf.extend_from_slice(frame);
         Ok(())
     }
 
@@ -438,13 +573,17 @@ impl Connection {
     }
 
     fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        self.queue_frame_rsv(opcode, fin, 0, payload)
+    }
+
+    fn queue_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
         let mask = match self.role {
             Role::Client => Some(rand::random::<[u8; 4]>()),
             Role::Server => None,
         };
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload.len() as u64,
@@ -458,30 +597,18 @@ impl Connection {
     }
 }
 
-/// A server frame encoded once, to be written to many connections.
-///
-/// Server frames are unmasked, so a message fanned out to N connections is the
-/// same bytes N times; cloning a `Prepared` only bumps a reference count.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prepared(Bytes);
-
-impl Prepared {
-    /// The encoded frame.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+fn opcode_of(message: &Message) -> OpCode {
+    match message {
+        Message::Text(_) => OpCode::Text,
+        Message::Binary(_) => OpCode::Binary,
     }
 }
 
-/// Encode a server-to-client message frame once.
-pub fn prepare(message: &Message) -> Prepared {
-    let opcode = match message {
-        Message::Text(_) => OpCode::Text,
-        Message::Binary(_) => OpCode::Binary,
-    };
-    let payload = message.as_bytes();
+/// Encode an unmasked frame.
+fn server_frame(opcode: OpCode, rsv: u8, payload: &[u8]) -> Bytes {
     let header = FrameHeader {
         fin: true,
-        rsv: 0,
+        rsv,
         opcode,
         mask: None,
         payload_len: payload.len() as u64,
@@ -489,5 +616,51 @@ pub fn prepare(message: &Message) -> Prepared {
     let mut out = BytesMut::new();
     header.encode_reserving(&mut out);
     out.extend_from_slice(payload);
-    Prepared(out.freeze())
+    out.freeze()
+}
+
+/// A message encoded once, to be written to many connections.
+///
+/// Server frames are unmasked, so a message fanned out to N connections is
+/// the same bytes N times. The plain frame is built on first use; compressed
+/// frames are built once per window size, on first use by a connection whose
+/// compressor resets every message (the only case where the compressed bytes
+/// do not depend on the connection's history). Share it behind an `Arc`.
+#[derive(Debug)]
+pub struct PreparedMessage {
+    message: Message,
+    plain: OnceLock<Bytes>,
+    /// Indexed by window bits 9..=15.
+    compressed: [OnceLock<Bytes>; 7],
+}
+
+impl PreparedMessage {
+    /// Prepare `message`; nothing is encoded until a connection needs it.
+    pub fn new(message: Message) -> Self {
+        PreparedMessage {
+            message,
+            plain: OnceLock::new(),
+            compressed: Default::default(),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The uncompressed server frame.
+    pub fn plain_frame(&self) -> &Bytes {
+        self.plain
+            .get_or_init(|| server_frame(opcode_of(&self.message), 0, self.message.as_bytes()))
+    }
+
+    /// The compressed server frame for a sender without context takeover.
+    pub fn compressed_frame(&self, window_bits: u8, level: u32) -> &Bytes {
+        let bits = window_bits.clamp(9, 15);
+        self.compressed[usize::from(bits - 9)].get_or_init(|| {
+            let payload = compress_standalone(self.message.as_bytes(), bits, level);
+            server_frame(opcode_of(&self.message), 0b100, &payload)
+        })
+    }
 }

@@ -63,6 +63,9 @@ pub enum Error {
     /// A frame after the peer's close frame.
     #[error("frame received after the close frame")]
     FrameAfterClose,
+    /// A compressed message that does not inflate.
+    #[error("corrupt permessage-deflate data")]
+    BadDeflate,
     /// The application tried to send after the close handshake began.
     #[error("the connection is closing; no more messages can be sent")]
     SendAfterClose,
@@ -76,7 +79,7 @@ impl Error {
     pub fn close_code(&self) -> CloseCode {
         match self {
             Error::FrameTooBig { .. } | Error::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
-            Error::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Error::InvalidUtf8 | Error::BadDeflate => CloseCode::INVALID_PAYLOAD,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

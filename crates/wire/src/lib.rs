@@ -16,6 +16,7 @@
 //! - [`close`]: close codes and the close frame payload (section 7.4).
 //! - [`connection`]: [`Connection`], which turns frames into messages,
 //!   reassembles fragments, answers pings and runs the close handshake.
+//! - [`deflate`]: permessage-deflate (RFC 7692) negotiation and codec.
 //! - [`handshake`]: the HTTP/1.1 opening handshake (section 4) for servers and
 //!   clients, parsed with `httparse`.
 
@@ -24,6 +25,7 @@
 
 pub mod close;
 pub mod connection;
+pub mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;
@@ -32,7 +34,8 @@ pub mod message;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Config, Connection, Event, Role};
+pub use connection::{Config, Connection, Event, PreparedMessage, Role};
+pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::Error;
 pub use frame::{FrameHeader, OpCode};
 pub use message::{Message, Utf8Bytes};

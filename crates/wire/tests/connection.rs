@@ -2,7 +2,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
-use volley_wire::{CloseCode, CloseFrame, Config, Connection, Error, Event, FrameHeader, Message, OpCode, Role};
+use volley_wire::{
+    CloseCode, CloseFrame, Config, Connection, Error, Event, FrameHeader, Message, OpCode, PreparedMessage, Role,
+};
 
 fn server() -> Connection {
     Connection::new(Role::Server, Config::default())
@@ -253,13 +255,13 @@ fn client_masks_with_fresh_keys_and_server_rejects_masked_frames_from_servers() 
 #[test]
 fn prepared_frames_equal_normal_server_frames() {
     let msg = Message::from("fan out");
-    let prepared = volley_wire::connection::prepare(&msg);
+    let prepared = PreparedMessage::new(msg.clone());
     let mut s = server();
     s.send(&msg).unwrap();
-    assert_eq!(&s.write_buf()[..], prepared.as_bytes());
+    assert_eq!(&s.write_buf()[..], &prepared.plain_frame()[..]);
     let mut s = server();
     s.send_prepared(&prepared).unwrap();
-    assert_eq!(&s.write_buf()[..], prepared.as_bytes());
+    assert_eq!(&s.write_buf()[..], &prepared.plain_frame()[..]);
 }
 
 fn message_strategy() -> impl Strategy<Value = Message> {

@@ -4,6 +4,7 @@ use base64::Engine;
 use http::{Response, StatusCode, Uri};
 
 use super::{accept_key, has_token, tokens, HandshakeError, MAX_HEADERS, VERSION};
+use crate::deflate::{DeflateConfig, DeflateParams};
 
 /// A parsed `ws://` or `wss://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +97,24 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, Hands
     Ok(Some((response, len)))
 }
 
-/// Check a 101 answer against RFC 6455 section 4.2.2 and return the chosen
-/// subprotocol. A non-101 status is reported by the caller, which has the body.
-pub fn verify_response(resp: &Response<()>, key: &str, protocols: &[String]) -> Result<Option<String>, HandshakeError> {
+/// What the server agreed to in its 101 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Agreed {
+    /// The chosen subprotocol.
+    pub protocol: Option<String>,
+    /// permessage-deflate parameters, if the server accepted our offer.
+    pub deflate: Option<DeflateParams>,
+}
+
+/// Check a 101 answer against RFC 6455 section 4.2.2 (and RFC 7692 when we
+/// offered compression). A non-101 status is reported by the caller, which
+/// has the body.
+pub fn verify_response(
+    resp: &Response<()>,
+    key: &str,
+    protocols: &[String],
+    deflate: Option<&DeflateConfig>,
+) -> Result<Agreed, HandshakeError> {
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(HandshakeError::Status {
             status: resp.status().as_u16(),
@@ -125,15 +141,18 @@ pub fn verify_response(resp: &Response<()>, key: &str, protocols: &[String]) -> 
         Some(v) if v.as_bytes().trim_ascii() == expected.as_bytes() => {}
         _ => return Err(HandshakeError::BadAccept),
     }
-    if let Some(ext) = tokens(headers, "sec-websocket-extensions").next() {
-        return Err(HandshakeError::UnexpectedExtension(ext.to_owned()));
-    }
+    let extensions = headers
+        .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let deflate = crate::deflate::accept_response(extensions, deflate)?;
     let mut chosen = tokens(headers, "sec-websocket-protocol");
-    match (chosen.next(), chosen.next()) {
-        (None, _) => Ok(None),
-        (Some(p), None) if protocols.iter().any(|o| o == p) => Ok(Some(p.to_owned())),
-        (Some(p), _) => Err(HandshakeError::UnexpectedProtocol(p.to_owned())),
-    }
+    let protocol = match (chosen.next(), chosen.next()) {
+        (None, _) => None,
+        (Some(p), None) if protocols.iter().any(|o| o == p) => Some(p.to_owned()),
+        (Some(p), _) => return Err(HandshakeError::UnexpectedProtocol(p.to_owned())),
+    };
+    Ok(Agreed { protocol, deflate })
 }
 
 #[cfg(test)]
@@ -169,13 +188,16 @@ mod tests {
         assert_eq!(v.protocols, protos);
         let resp = switching_response(&v.accept, Some("b"), &[]);
         let (resp, _) = parse_response(&resp).unwrap().unwrap();
-        assert_eq!(verify_response(&resp, &req.key, &protos), Ok(Some("b".to_owned())));
         assert_eq!(
-            verify_response(&resp, "AAAAAAAAAAAAAAAAAAAAAA==", &protos),
+            verify_response(&resp, &req.key, &protos, None).map(|a| a.protocol),
+            Ok(Some("b".to_owned()))
+        );
+        assert_eq!(
+            verify_response(&resp, "AAAAAAAAAAAAAAAAAAAAAA==", &protos, None),
             Err(HandshakeError::BadAccept)
         );
         assert_eq!(
-            verify_response(&resp, &req.key, &[]),
+            verify_response(&resp, &req.key, &[], None),
             Err(HandshakeError::UnexpectedProtocol("b".to_owned()))
         );
     }
@@ -187,7 +209,7 @@ mod tests {
             .unwrap();
         assert_eq!(len, 45);
         assert!(matches!(
-            verify_response(&resp, "k", &[]),
+            verify_response(&resp, "k", &[], None),
             Err(HandshakeError::Status { status: 403, .. })
         ));
     }

@@ -6,7 +6,7 @@
 mod client;
 mod server;
 
-pub use client::{client_request, parse_response, verify_response, ClientRequest, WsUrl};
+pub use client::{client_request, parse_response, verify_response, Agreed, ClientRequest, WsUrl};
 pub use server::{parse_request, reject_response, switching_response, upgrade_response, validate_request, Validated};
 
 use base64::Engine;
@@ -78,6 +78,10 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Accept` missing or not matching our key.
     #[error("server's Sec-WebSocket-Accept does not match the key")]
     BadAccept,
+    /// The server's permessage-deflate answer breaks RFC 7692 or asks for
+    /// something we cannot do.
+    #[error("permessage-deflate: {0}")]
+    BadExtension(String),
     /// The server chose a subprotocol we did not offer.
     #[error("server chose subprotocol {0:?}, which was not offered")]
     UnexpectedProtocol(String),
