@@ -1,13 +1,17 @@
 //! Client side: connect to a `ws://` URL and run the opening handshake.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 use volley_wire::handshake::{self, HandshakeError, WsUrl};
 use volley_wire::{deflate, DeflateConfig, Role};
 
-use crate::{Config, Error, WebSocket};
+use crate::{Config, Error, MaybeTlsStream, WebSocket};
 
 /// Most bytes of a refusal's body kept for the error message.
 const MAX_ERROR_BODY: usize = 4096;
@@ -20,10 +24,11 @@ pub struct Connector {
     protocols: Vec<String>,
     headers: Vec<(String, String)>,
     deflate: Option<DeflateConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// Connect to `url` with the default configuration.
-pub async fn connect(url: &str) -> Result<WebSocket<TcpStream>, Error> {
+/// Connect to `url` (`ws://` or `wss://`) with the default configuration.
+pub async fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>, Error> {
     Connector::default().connect(url).await
 }
 
@@ -42,6 +47,13 @@ impl Connector {
         self
     }
 
+    /// TLS settings for `wss://` (see [`crate::tls::client_config`]); by
+    /// default the system's roots are trusted.
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Offer permessage-deflate (RFC 7692) with these settings.
     pub fn deflate(mut self, config: DeflateConfig) -> Self {
         self.deflate = Some(config);
@@ -56,14 +68,28 @@ impl Connector {
 
     /// Resolve, connect over TCP and run the handshake, all within the
     /// handshake timeout.
-    pub async fn connect(&self, url: &str) -> Result<WebSocket<TcpStream>, Error> {
+    pub async fn connect(&self, url: &str) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let url = WsUrl::parse(url)?;
-        if url.secure {
-            return Err(Error::Unsupported("wss:// (TLS) is not available in this build yet"));
-        }
+        let tls = match (&self.tls, url.secure) {
+            (_, false) => None,
+            (Some(config), true) => Some(config.clone()),
+            (None, true) => Some(crate::tls::default_client_config()?),
+        };
         let work = async {
-            let stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
-            stream.set_nodelay(true)?;
+            let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
+            tcp.set_nodelay(true)?;
+            let stream = match tls {
+                None => MaybeTlsStream::Plain(tcp),
+                Some(config) => {
+                    let name = ServerName::try_from(url.host.clone())
+                        .map_err(|_| Error::Tls(format!("{:?} is not a valid TLS server name", url.host)))?;
+                    let tls = TlsConnector::from(config)
+                        .connect(name, tcp)
+                        .await
+                        .map_err(crate::tls::classify)?;
+                    MaybeTlsStream::ClientTls(Box::new(tls))
+                }
+            };
             self.handshake_inner(stream, &url).await
         };
         timeout(self.config.handshake_timeout, work)

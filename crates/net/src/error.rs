@@ -22,7 +22,11 @@ pub enum Error {
     /// The connection is closed; nothing more can be sent or received.
     #[error("connection already closed")]
     Closed,
-    /// The URL asks for something this build cannot do.
-    #[error("unsupported: {0}")]
-    Unsupported(&'static str),
+    /// The TLS handshake failed (expired or misnamed certificate, unknown CA,
+    /// garbage instead of TLS...).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Certificates or keys could not be loaded.
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
 }

@@ -18,10 +18,13 @@ mod config;
 mod error;
 mod server;
 mod socket;
+mod stream;
+pub mod tls;
 
 pub use client::{connect, Connector};
 pub use config::Config;
 pub use error::Error;
 pub use server::Acceptor;
 pub use socket::WebSocket;
+pub use stream::MaybeTlsStream;
 pub use volley_wire::{CloseCode, CloseFrame, DeflateConfig, Message, PreparedMessage, Role, Utf8Bytes};

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use http::Request;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
 use volley_wire::handshake::{self, HandshakeError};
 use volley_wire::Role;
 use volley_wire::{deflate, DeflateConfig};
 
-use crate::{Config, Error, WebSocket};
+use crate::{Config, Error, MaybeTlsStream, WebSocket};
 
 type OriginCheck = dyn Fn(Option<&str>) -> bool + Send + Sync;
 
@@ -23,6 +25,7 @@ pub struct Acceptor {
     protocols: Vec<String>,
     origin_check: Option<Arc<OriginCheck>>,
     deflate: Option<DeflateConfig>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -32,6 +35,7 @@ impl std::fmt::Debug for Acceptor {
             .field("protocols", &self.protocols)
             .field("origin_check", &self.origin_check.is_some())
             .field("deflate", &self.deflate)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -51,6 +55,32 @@ impl Acceptor {
             protocols: Vec::new(),
             origin_check: None,
             deflate: None,
+            tls: None,
+        }
+    }
+
+    /// Serve `wss://`: [`accept_tcp`](Self::accept_tcp) runs a TLS handshake
+    /// with this configuration (see [`crate::tls`]) before the WebSocket one.
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(TlsAcceptor::from(config));
+        self
+    }
+
+    /// Accept a TCP connection: TLS first if configured, then the WebSocket
+    /// handshake, both within one handshake timeout. A client that stops
+    /// mid-handshake, or sends something other than TLS, is dropped.
+    pub async fn accept_tcp(&self, tcp: TcpStream) -> Result<(WebSocket<MaybeTlsStream>, Request<()>), Error> {
+        let _ = tcp.set_nodelay(true);
+        let work = async {
+            let stream = match &self.tls {
+                None => MaybeTlsStream::Plain(tcp),
+                Some(tls) => MaybeTlsStream::ServerTls(Box::new(tls.accept(tcp).await.map_err(crate::tls::classify)?)),
+            };
+            self.handshake(stream).await
+        };
+        match timeout(self.config.handshake_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout("handshake")),
         }
     }
 

@@ -1,12 +1,13 @@
 //! `volley echo`: a WebSocket echo server on our own core.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
-use volley_net::{Acceptor, Config, DeflateConfig, Error};
+use volley_net::{tls, Acceptor, Config, DeflateConfig, Error};
 
 /// Options of `volley echo`.
 #[derive(Debug, clap::Args)]
@@ -32,6 +33,19 @@ pub struct EchoArgs {
     /// Refuse permessage-deflate offers (compression is accepted by default).
     #[arg(long)]
     no_deflate: bool,
+    /// Serve wss:// with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key", conflicts_with = "self_signed", env = "VOLLEY_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert", env = "VOLLEY_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Serve wss:// with a fresh self-signed certificate for localhost,
+    /// 127.0.0.1 and ::1 (development only).
+    #[arg(long)]
+    self_signed: bool,
+    /// Where --self-signed writes its certificate (PEM), for clients to trust.
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("volley-dev-cert.pem"))]
+    self_signed_cert_out: PathBuf,
     /// Messages shorter than this many bytes are sent uncompressed.
     #[arg(long, default_value_t = DeflateConfig::default().threshold)]
     deflate_threshold: usize,
@@ -59,13 +73,28 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let mut acceptor = Acceptor::new(args.config());
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        acceptor = acceptor.tls(tls::server_config_from_pem(cert, key)?);
+    } else if args.self_signed {
+        let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
+        let (config, pem) = tls::self_signed(&names)?;
+        std::fs::write(&args.self_signed_cert_out, pem)
+            .with_context(|| format!("cannot write {}", args.self_signed_cert_out.display()))?;
+        info!(cert = %args.self_signed_cert_out.display(), "self-signed certificate written; trust it in clients");
+        acceptor = acceptor.tls(config);
+    }
+    let scheme = if args.tls_cert.is_some() || args.self_signed {
+        "wss"
+    } else {
+        "ws"
+    };
     if !args.no_deflate {
         acceptor = acceptor.deflate(DeflateConfig {
             threshold: args.deflate_threshold,
             ..DeflateConfig::default()
         });
     }
-    info!(addr = %listener.local_addr()?, "volley echo listening");
+    info!(url = %format!("{scheme}://{}", listener.local_addr()?), "volley echo listening");
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -90,8 +119,7 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(acceptor: Acceptor, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let mut ws = match acceptor.accept(stream).await {
+    let mut ws = match acceptor.accept_tcp(stream).await {
         Ok((ws, _request)) => ws,
         Err(e) => {
             info!(%peer, error = %e, "handshake failed");

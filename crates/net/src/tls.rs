@@ -1,0 +1,131 @@
+//! TLS for `wss://`, with rustls.
+//!
+//! Servers load a certificate chain and key from PEM files, or make a
+//! self-signed certificate for development. Clients trust the system's roots
+//! plus an optional extra CA file. ALPN advertises `http/1.1`; the list is
+//! built in one place ([`ALPN`]) so `h2` can join it when HTTP/2 lands.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::Error;
+
+/// ALPN protocol identifiers we offer and accept, in preference order.
+pub const ALPN: &[&[u8]] = &[b"http/1.1"];
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn alpn() -> Vec<Vec<u8>> {
+    ALPN.iter().map(|p| p.to_vec()).collect()
+}
+
+/// A server configuration from a PEM certificate chain and a PEM private key
+/// (PKCS#8, PKCS#1 or SEC1).
+pub fn server_config_from_pem(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, Error> {
+    let certs = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::TlsConfig(format!("cannot read certificates from {}: {e}", cert_path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::TlsConfig(format!("no certificate in {}", cert_path.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| Error::TlsConfig(format!("cannot read a private key from {}: {e}", key_path.display())))?;
+    server_config(certs, key)
+}
+
+/// A server configuration from DER certificates and key.
+pub fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, Error> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::TlsConfig(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::TlsConfig(format!("certificate and key do not work together: {e}")))?;
+    config.alpn_protocols = alpn();
+    Ok(Arc::new(config))
+}
+
+/// A self-signed certificate for `names`, for development only: clients
+/// must be told to trust the returned PEM certificate.
+pub fn self_signed(names: &[String]) -> Result<(Arc<ServerConfig>, String), Error> {
+    let generated = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| Error::TlsConfig(e.to_string()))?;
+    let pem = generated.cert.pem();
+    let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der()).map_err(|e| Error::TlsConfig(e.into()))?;
+    let config = server_config(vec![generated.cert.der().clone()], key)?;
+    Ok((config, pem))
+}
+
+/// A client configuration trusting the system's roots and, if given, the
+/// CA certificates in `extra_ca` (PEM).
+pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, Error> {
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system root rustls cannot parse is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = extra_ca {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| Error::TlsConfig(format!("cannot read CA certificates from {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(Error::TlsConfig(format!("no certificate in {}", path.display())));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| Error::TlsConfig(format!("bad CA certificate in {}: {e}", path.display())))?;
+        }
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::TlsConfig(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn();
+    Ok(Arc::new(config))
+}
+
+/// The system-roots client configuration, built once per process (loading
+/// the system store reads many files).
+pub(crate) fn default_client_config() -> Result<Arc<ClientConfig>, Error> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    if let Some(config) = CONFIG.get() {
+        return Ok(config.clone());
+    }
+    let config = client_config(None)?;
+    Ok(CONFIG.get_or_init(|| config).clone())
+}
+
+/// Turn an I/O error from a TLS handshake into a clear [`Error::Tls`] when
+/// rustls is behind it.
+pub(crate) fn classify(e: std::io::Error) -> Error {
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+        return Error::Io(e);
+    };
+    use rustls::CertificateError as C;
+    let text = match tls {
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the server's certificate has expired".to_owned()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the server's certificate is not valid yet".to_owned()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the server's certificate is not valid for this host name".to_owned()
+        }
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "the server's certificate is signed by an unknown certificate authority".to_owned()
+        }
+        other => other.to_string(),
+    };
+    Error::Tls(text)
+}
