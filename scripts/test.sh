@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Install what the tests need, then run them all:
 #   style (rustfmt, clippy), unit + property + integration tests,
-#   and the Autobahn conformance suite in both modes.
+#   the Autobahn conformance suite in both modes, and interop with
+#   independent WebSocket implementations.
 # Works on a fresh machine with the Rust toolchain and Python 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "test tools (Python venv with kosoku)"
+step "test tools (Python venv: kosoku, websockets; Node.js ws)"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check 'kosoku==0.1.0'
+.venv/bin/pip install --quiet --disable-pip-version-check 'kosoku==0.1.0' 'websockets>=14,<16'
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -25,5 +32,8 @@ cargo test --workspace --quiet
 
 step "conformance: Autobahn|Testsuite via kosoku, both modes"
 ./scripts/conformance.sh
+
+step "interop: Python websockets and Node.js ws, ws:// and wss://, compressed and not"
+./scripts/interop.sh
 
 step "all tests passed"

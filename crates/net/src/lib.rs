@@ -27,4 +27,4 @@ pub use error::Error;
 pub use server::Acceptor;
 pub use socket::WebSocket;
 pub use stream::MaybeTlsStream;
-pub use volley_wire::{CloseCode, CloseFrame, DeflateConfig, Message, PreparedMessage, Role, Utf8Bytes};
+pub use volley_wire::{CloseCode, CloseFrame, DeflateConfig, Message, OpCode, PreparedMessage, Role, Utf8Bytes};

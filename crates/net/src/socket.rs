@@ -11,7 +11,7 @@ use tokio::time::{sleep_until, timeout_at, Instant, Sleep};
 use tokio_util::io::{poll_read_buf, poll_write_buf};
 use tracing::debug;
 use volley_wire::{
-    CloseCode, CloseFrame, Connection, DeflateConfig, DeflateParams, Event, Message, PreparedMessage, Role,
+    CloseCode, CloseFrame, Connection, DeflateConfig, DeflateParams, Event, Message, OpCode, PreparedMessage, Role,
 };
 
 use crate::{Config, Error};
@@ -217,6 +217,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.check_open()?;
         self.conn.send(&message.into()).map_err(|_| Error::Closed)?;
+        self.after_queue().await
+    }
+
+    /// Queue one frame of a message the caller fragments itself: the first
+    /// with `OpCode::Text` or `OpCode::Binary`, the rest with
+    /// `OpCode::Continuation`, `fin` on the last. Fragments are sent
+    /// uncompressed; control frames have their own methods.
+    pub async fn feed_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        self.conn.send_frame(opcode, fin, payload)?;
         self.after_queue().await
     }
 

@@ -1,6 +1,7 @@
 //! `volley`: the one binary. Each subcommand lives in its own module; this
 //! file only parses arguments and sets up logging.
 
+mod devcert;
 mod echo;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Echo every text and binary message back (conformance and benchmarks).
     Echo(echo::EchoArgs),
+    /// Write a self-signed certificate and key (PEM) for local TLS testing.
+    DevCert(devcert::DevCertArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,6 +33,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Echo(args) => echo::run(args).await,
+            Command::DevCert(args) => devcert::run(args),
         }
     })
 }
