@@ -36,4 +36,7 @@ step "conformance: Autobahn|Testsuite via kosoku, both modes"
 step "interop: Python websockets and Node.js ws, ws:// and wss://, compressed and not"
 ./scripts/interop.sh
 
+step "volley bench: a short run of each scenario"
+./scripts/bench_smoke.sh
+
 step "all tests passed"

@@ -337,32 +337,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| self.poll_step(cx, want_read)).await.map_err(Error::Io)
     }
 
+    /// Write what is queued (as far as the stream takes it), then read, then
+    /// poll the timer. Writing does not end the step when the caller also
+    /// wants input, so an echo's reply and the next read share one wake-up.
     fn poll_step(&mut self, cx: &mut Context<'_>, want_read: bool) -> Poll<io::Result<Step>> {
-        if self.conn_write_len() > 0 {
-            match poll_write_buf(Pin::new(&mut self.stream), cx, self.conn.write_buf()) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(_)) => {
-                    self.unflushed = true;
-                    self.write_stalled_since = None;
-                    return Poll::Ready(Ok(Step::Wrote));
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    if self.write_stalled_since.is_none() {
-                        self.write_stalled_since = Some(Instant::now());
-                        self.arm_timer();
+        let mut wrote = false;
+        loop {
+            if self.conn_write_len() > 0 {
+                match poll_write_buf(Pin::new(&mut self.stream), cx, self.conn.write_buf()) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(_)) => {
+                        self.unflushed = true;
+                        self.write_stalled_since = None;
+                        wrote = true;
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        if self.write_stalled_since.is_none() {
+                            self.write_stalled_since = Some(Instant::now());
+                            self.arm_timer();
+                        }
                     }
                 }
-            }
-        } else if self.unflushed {
-            match Pin::new(&mut self.stream).poll_flush(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.unflushed = false;
-                    return Poll::Ready(Ok(Step::Wrote));
+            } else if self.unflushed {
+                match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.unflushed = false;
+                        wrote = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {}
             }
+            break;
+        }
+        if wrote && !want_read {
+            return Poll::Ready(Ok(Step::Wrote));
         }
         if want_read {
             if let Poll::Ready(result) = poll_read_buf(Pin::new(&mut self.stream), cx, self.conn.read_buf_reserved()) {

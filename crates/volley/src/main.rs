@@ -1,6 +1,7 @@
 //! `volley`: the one binary. Each subcommand lives in its own module; this
 //! file only parses arguments and sets up logging.
 
+mod bench;
 mod devcert;
 mod echo;
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Echo every text and binary message back (conformance and benchmarks).
     Echo(echo::EchoArgs),
+    /// Load generator: echo, connect and idle scenarios against a server.
+    Bench(bench::BenchArgs),
     /// Write a self-signed certificate and key (PEM) for local TLS testing.
     DevCert(devcert::DevCertArgs),
 }
@@ -29,11 +32,18 @@ fn main() -> anyhow::Result<()> {
         .with_target(false)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // `VOLLEY_THREADS` sets the worker threads (the benchmark scripts pin
+    // server and load generator to one core each); default: one per core.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("VOLLEY_THREADS").ok().and_then(|v| v.parse().ok()) {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
             Command::Echo(args) => echo::run(args).await,
             Command::DevCert(args) => devcert::run(args),
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }

@@ -1,0 +1,129 @@
+//! `echo`: C connections each keep K messages of S bytes in flight against an
+//! echo server; round trips, throughput and round-trip latency.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use volley_net::{CloseCode, Message};
+
+use crate::{histogram, Error, Measured, Scenario, Target};
+
+/// The echo scenario.
+#[derive(Debug, Clone)]
+pub struct Echo {
+    /// Connections.
+    pub connections: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Messages in flight per connection.
+    pub in_flight: usize,
+    /// Measured window.
+    pub duration: Duration,
+    /// Unmeasured run-up.
+    pub warmup: Duration,
+    /// Text instead of binary messages.
+    pub text: bool,
+}
+
+impl Scenario for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn params(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("connections".into(), self.connections.to_string()),
+            ("size".into(), self.size.to_string()),
+            ("in_flight".into(), self.in_flight.to_string()),
+            ("duration_s".into(), self.duration.as_secs_f64().to_string()),
+            ("type".into(), if self.text { "text" } else { "binary" }.into()),
+        ])
+    }
+
+    fn unit(&self) -> &'static str {
+        "round trips"
+    }
+
+    fn expected_duration(&self) -> Duration {
+        self.warmup + self.duration
+    }
+
+    async fn run(&self, target: &Target) -> Result<Measured, Error> {
+        let sockets = crate::connect::open_many(target, self.connections, 128).await?;
+        let payload = Bytes::from(vec![b'x'; self.size]);
+        let message = if self.text {
+            Message::Text(String::from_utf8_lossy(&payload).into_owned().into())
+        } else {
+            Message::Binary(payload)
+        };
+        let start = Instant::now();
+        let measure_from = start + self.warmup;
+        let deadline = measure_from + self.duration;
+        let mut tasks = JoinSet::new();
+        for mut ws in sockets {
+            let message = message.clone();
+            let in_flight = self.in_flight.max(1);
+            tasks.spawn(async move {
+                let mut hist = histogram();
+                let (mut ops, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+                let mut sent_at = VecDeque::with_capacity(in_flight);
+                for _ in 0..in_flight {
+                    if ws.feed(message.clone()).await.is_err() {
+                        return (hist, 0, 0, 1);
+                    }
+                    sent_at.push_back(Instant::now());
+                }
+                loop {
+                    match ws.recv().await {
+                        Ok(Some(echo)) => {
+                            let now = Instant::now();
+                            let sent = sent_at.pop_front().unwrap_or(now);
+                            if now >= measure_from && now < deadline {
+                                let _ = hist.record((now - sent).as_micros().max(1) as u64);
+                                ops += 1;
+                                bytes += echo.len() as u64;
+                            }
+                            if now >= deadline {
+                                break;
+                            }
+                            // Queued, not flushed: `recv` writes it out with
+                            // any other replies before it waits for input.
+                            if ws.feed(message.clone()).await.is_err() {
+                                errors += 1;
+                                break;
+                            }
+                            sent_at.push_back(now);
+                        }
+                        Ok(None) | Err(_) => {
+                            errors += 1;
+                            break;
+                        }
+                    }
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(CloseCode::NORMAL, "")).await;
+                (hist, ops, bytes, errors)
+            });
+        }
+        let mut total = Measured {
+            latency: Some(histogram()),
+            ..Measured::default()
+        };
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((hist, ops, bytes, errors)) = joined else {
+                total.errors += 1;
+                continue;
+            };
+            if let Some(h) = total.latency.as_mut() {
+                let _ = h.add(&hist);
+            }
+            total.ops += ops;
+            total.bytes += bytes;
+            total.errors += errors;
+        }
+        total.elapsed = self.duration;
+        Ok(total)
+    }
+}

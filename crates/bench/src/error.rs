@@ -1,0 +1,27 @@
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Not one connection to the server under test could be opened.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The target URL.
+        url: String,
+        /// The first failure.
+        source: volley_net::Error,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A comparison file is not what `bench/compare.sh` writes.
+    #[error("bad comparison data: {0}")]
+    Data(String),
+    /// The plot could not be drawn.
+    #[error("plot: {0}")]
+    Plot(String),
+}

@@ -1,0 +1,183 @@
+//! `volley bench`: the load generator's command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use volley_bench::{Connect, Echo, Idle, Report, Scenario, Target};
+use volley_net::{tls, Config, Connector, DeflateConfig};
+
+/// Options of `volley bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: ScenarioArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Server under test.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// Extra CA certificate (PEM) to trust for wss://.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Offer permessage-deflate.
+    #[arg(long)]
+    deflate: bool,
+    /// Process id of the server, when it runs on this machine (memory readings).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ScenarioArgs {
+    /// C connections keep K messages of S bytes in flight; round trips/s, MB/s, latency.
+    Echo {
+        #[command(flatten)]
+        common: Common,
+        /// Connections.
+        #[arg(short = 'c', long, default_value_t = 64)]
+        connections: usize,
+        /// Message size in bytes.
+        #[arg(short = 's', long, default_value_t = 64)]
+        size: usize,
+        /// Messages in flight per connection.
+        #[arg(short = 'k', long, default_value_t = 1)]
+        in_flight: usize,
+        /// Measured seconds.
+        #[arg(short = 'd', long, default_value_t = 10.0)]
+        duration: f64,
+        /// Unmeasured warm-up seconds.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Send text messages instead of binary.
+        #[arg(long)]
+        text: bool,
+    },
+    /// Connection setup rate and handshake latency (TLS too, with a wss:// URL).
+    Connect {
+        #[command(flatten)]
+        common: Common,
+        /// Handshakes under way at once.
+        #[arg(short = 'c', long, default_value_t = 16)]
+        concurrency: usize,
+        /// Measured seconds.
+        #[arg(short = 'd', long, default_value_t = 5.0)]
+        duration: f64,
+    },
+    /// Hold N idle connections; server memory per connection (needs --server-pid).
+    Idle {
+        #[command(flatten)]
+        common: Common,
+        /// Connections to hold.
+        #[arg(short = 'n', long, default_value_t = 10_000)]
+        connections: usize,
+        /// Seconds to wait before reading the server's memory.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+    },
+    /// Draw the comparison written by bench/compare.sh as an SVG.
+    Plot {
+        /// The comparison JSON.
+        #[arg(long)]
+        input: PathBuf,
+        /// The SVG to write.
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+impl Common {
+    fn target(&self) -> anyhow::Result<Target> {
+        let mut connector = Connector::new(Config {
+            // Load, not liveness, is measured: no keepalive traffic.
+            ping_interval: None,
+            ..Config::default()
+        });
+        if let Some(ca) = &self.ca {
+            connector = connector.tls(tls::client_config(Some(ca))?);
+        }
+        if self.deflate {
+            connector = connector.deflate(DeflateConfig::default());
+        }
+        Ok(Target {
+            url: self.url.clone(),
+            connector,
+            server_pid: self.server_pid,
+        })
+    }
+}
+
+/// Run the chosen scenario.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.scenario {
+        ScenarioArgs::Echo {
+            common,
+            connections,
+            size,
+            in_flight,
+            duration,
+            warmup,
+            text,
+        } => {
+            let scenario = Echo {
+                connections,
+                size,
+                in_flight,
+                duration: secs(duration),
+                warmup: secs(warmup),
+                text,
+            };
+            report(&scenario, &common).await
+        }
+        ScenarioArgs::Connect {
+            common,
+            concurrency,
+            duration,
+        } => {
+            let scenario = Connect {
+                concurrency,
+                duration: secs(duration),
+            };
+            report(&scenario, &common).await
+        }
+        ScenarioArgs::Idle {
+            common,
+            connections,
+            settle,
+        } => {
+            let scenario = Idle {
+                connections,
+                settle: secs(settle),
+            };
+            report(&scenario, &common).await
+        }
+        ScenarioArgs::Plot { input, output } => {
+            let comparison = volley_bench::plot::read(&input)?;
+            volley_bench::plot::plot(&comparison, &output)?;
+            println!("wrote {}", output.display());
+            Ok(())
+        }
+    }
+}
+
+async fn report<S: Scenario>(scenario: &S, common: &Common) -> anyhow::Result<()> {
+    let target = common.target()?;
+    let report: Report = volley_bench::run(scenario, &target, !common.json)
+        .await
+        .with_context(|| format!("bench {} against {}", scenario.name(), common.url))?;
+    if common.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Keep `volley bench` working: a 5-second run of each scenario against
+# `volley echo`, each checked for real traffic and no errors. Not a benchmark
+# (see bench/compare.sh for that).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY="$VENV/bin/python"
+TARGET=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-reports/bench-smoke}
+mkdir -p "$OUT"
+cargo build --release --quiet --bin volley -p volley
+VOLLEY="$TARGET/release/volley"
+
+port=$("$PY" scripts/free_port.py)
+RUST_LOG=warn "$VOLLEY" echo --addr "127.0.0.1:$port" >"$OUT/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.2)" "$port" 2>/dev/null && break
+  sleep 0.1
+done
+url="ws://127.0.0.1:$port/"
+
+check() { # check NAME JSON-FILE PYTHON-CONDITION
+  if "$PY" - "$2" "$3" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ok = eval(sys.argv[2], {}, {"r": r})
+print(f"  {r['scenario']:<8} {r['ops']} {r['unit']} ({r['ops_per_sec']:.0f}/s), errors {r['errors']}: {'ok' if ok else 'FAILED'}")
+sys.exit(0 if ok else 1)
+PY
+  then :; else echo "bench smoke $1 failed"; exit 1; fi
+}
+
+"$VOLLEY" bench echo --url "$url" -c 8 -s 64 -d 4 --warmup 1 --json >"$OUT/echo.json"
+check echo "$OUT/echo.json" 'r["ops"] > 0 and r["errors"] == 0 and r["latency"]["samples"] == r["ops"]'
+"$VOLLEY" bench echo --url "$url" -c 4 -s 16384 -d 4 --warmup 1 --deflate --json >"$OUT/echo-deflate.json"
+check echo-deflate "$OUT/echo-deflate.json" 'r["ops"] > 0 and r["errors"] == 0'
+"$VOLLEY" bench connect --url "$url" -c 4 -d 5 --json >"$OUT/connect.json"
+check connect "$OUT/connect.json" 'r["ops"] > 0 and r["errors"] == 0'
+"$VOLLEY" bench idle --url "$url" -n 500 --settle 1 --server-pid "$server" --json >"$OUT/idle.json"
+check idle "$OUT/idle.json" 'r["ops"] == 500 and r["errors"] == 0 and r["server_memory"]["rss_after"] > r["server_memory"]["rss_before"]'
