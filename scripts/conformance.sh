@@ -52,7 +52,7 @@ timeout 600 "$KOSOKU" -m fuzzingserver -o "$OUT/servers" "127.0.0.1:$port" >"$OU
 kpid=$!
 pids+=($kpid)
 wait_port "$port"
-timeout 600 "$TARGET/release/examples/autobahn_client" "ws://127.0.0.1:$port" >"$OUT/client.log" 2>&1 || { echo "autobahn client failed:"; tail -5 "$OUT/client.log"; status=1; }
+timeout 900 "$TARGET/release/examples/autobahn_client" "ws://127.0.0.1:$port" 4 >"$OUT/client.log" 2>&1 || { echo "autobahn client failed:"; tail -5 "$OUT/client.log"; status=1; }
 wait "$kpid" || true
 "$PY" scripts/autobahn_summary.py "$OUT/servers/index.json" --label "client (fuzzingserver vs volley client)" --expect $EXPECT_CASES "${ALLOW[@]}" || status=1
 
