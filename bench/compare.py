@@ -17,6 +17,8 @@ import sys
 METRICS = [
     ("echo-64x64B", "echo 64 conns x 64 B", "round trips/s", lambda r: r["ops_per_sec"], True),
     ("echo-64x16KiB", "echo 64 conns x 16 KiB", "round trips/s", lambda r: r["ops_per_sec"], True),
+    ("echo-64x64B", "echo 64 x 64 B, server CPU", "server CPU µs per round trip", lambda r: r["server_cpu_us_per_op"], False),
+    ("echo-64x16KiB", "echo 64 x 16 KiB, server CPU", "server CPU µs per round trip", lambda r: r["server_cpu_us_per_op"], False),
     ("echo-64x64B", "echo 64 conns x 64 B, p99", "p99 latency (µs)", lambda r: r["latency"]["p99_us"], False),
     ("latency-1x64B", "1 conn x 64 B, p99", "p99 latency (µs)", lambda r: r["latency"]["p99_us"], False),
     ("latency-1x64B", "1 conn x 64 B, p50", "p50 latency (µs)", lambda r: r["latency"]["p50_us"], False),

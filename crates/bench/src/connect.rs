@@ -43,10 +43,14 @@ impl Scenario for Connect {
 
     async fn run(&self, target: &Target) -> Result<Measured, Error> {
         // Fail fast, with the reason, if the server is not there at all.
-        let first = target.connector.connect(&target.url).await.map_err(|source| Error::Connect {
-            url: target.url.clone(),
-            source,
-        })?;
+        let first = target
+            .connector
+            .connect(&target.url)
+            .await
+            .map_err(|source| Error::Connect {
+                url: target.url.clone(),
+                source,
+            })?;
         drop(first);
         let deadline = Instant::now() + self.duration;
         let mut tasks = JoinSet::new();
@@ -88,7 +92,9 @@ impl Scenario for Connect {
             total.ops += ok;
             total.errors += errors;
         }
-        total.elapsed = self.duration.max(started.elapsed().min(self.duration + Duration::from_secs(1)));
+        total.elapsed = self
+            .duration
+            .max(started.elapsed().min(self.duration + Duration::from_secs(1)));
         Ok(total)
     }
 }

@@ -12,6 +12,7 @@ mod echo;
 mod error;
 mod idle;
 pub mod plot;
+mod raw;
 mod report;
 mod sys;
 
@@ -56,6 +57,8 @@ pub struct Measured {
     pub elapsed: Duration,
     /// Server memory, for scenarios that read it.
     pub server_memory: Option<ServerMemory>,
+    /// CPU time the server used during the measured window (needs its pid).
+    pub server_cpu: Option<Duration>,
 }
 
 /// A load pattern.
@@ -106,7 +109,9 @@ pub async fn run<S: Scenario>(scenario: &S, target: &Target, show_progress: bool
     let wall = Instant::now();
     let result = scenario.run(target).await;
     let wall = wall.elapsed();
-    let cpu = sys::process_cpu_time().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
+    let cpu = sys::process_cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     ticker.abort();
     bar.finish_and_clear();
     let measured = result?;

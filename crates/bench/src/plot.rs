@@ -71,7 +71,11 @@ fn draw_panel(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let servers = s.servers.len().max(1);
     let top = s.servers.iter().map(|r| r.median).fold(0.0f64, f64::max).max(1e-9) * 1.2;
-    let better = if s.higher_is_better { "higher is better" } else { "lower is better" };
+    let better = if s.higher_is_better {
+        "higher is better"
+    } else {
+        "lower is better"
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(format!("{} ({better})", s.name), ("sans-serif", 15))
         .margin(10)

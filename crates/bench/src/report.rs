@@ -61,6 +61,11 @@ pub struct Report {
     pub latency: Option<Latency>,
     /// Server memory, where the scenario measures it.
     pub server_memory: Option<ServerMemory>,
+    /// Server CPU use during the measured window, as a share of one core.
+    pub server_cpu: Option<f64>,
+    /// Server CPU microseconds per operation: its efficiency, independent
+    /// of whether the generator kept it busy.
+    pub server_cpu_us_per_op: Option<f64>,
     /// Length of the measured window, seconds.
     pub measured_secs: f64,
     /// Generator CPU use, as a share of the cores it may use (0-1).
@@ -101,6 +106,11 @@ impl Report {
             errors: m.errors,
             latency,
             server_memory: m.server_memory,
+            server_cpu: m.server_cpu.map(|c| c.as_secs_f64() / secs),
+            server_cpu_us_per_op: m
+                .server_cpu
+                .filter(|_| m.ops > 0)
+                .map(|c| c.as_secs_f64() * 1e6 / m.ops as f64),
             measured_secs: secs,
             generator_cpu,
             generator_cores: cores,
@@ -144,6 +154,16 @@ impl fmt::Display for Report {
                 m.rss_before / 1024,
                 m.rss_after / 1024,
                 m.connections
+            )?;
+        }
+        if let (Some(share), Some(per_op)) = (self.server_cpu, self.server_cpu_us_per_op) {
+            writeln!(
+                f,
+                "{:<16}{:.0}% of a core, {:.2} µs per {}",
+                "server CPU",
+                share * 100.0,
+                per_op,
+                self.unit.trim_end_matches('s')
             )?;
         }
         writeln!(f, "{:<16}{}", "errors", self.errors)?;

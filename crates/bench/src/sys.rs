@@ -5,7 +5,16 @@ use std::time::Duration;
 /// CPU time (user + system) this process has used. `/proc` reports it in
 /// USER_HZ, which Linux fixes at 100 per second on every architecture.
 pub(crate) fn process_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_time_of("self")
+}
+
+/// CPU time used by process `pid` (all its threads).
+pub(crate) fn pid_cpu_time(pid: u32) -> Option<Duration> {
+    cpu_time_of(&pid.to_string())
+}
+
+fn cpu_time_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is parenthesised and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

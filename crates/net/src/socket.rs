@@ -129,6 +129,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &self.stream
     }
 
+    /// Take the stream back, with the bytes already read from it but not yet
+    /// decoded. Queued output is dropped. For tools that speak raw frames
+    /// after a handshake done by volley, such as the load generator.
+    pub fn into_inner(mut self) -> (S, bytes::Bytes) {
+        let unread = self.conn.read_buf().split().freeze();
+        (self.stream, unread)
+    }
+
     /// Bytes queued for the peer and not yet written.
     pub fn buffered(&self) -> usize {
         self.conn_write_len()
@@ -376,7 +384,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(Ok(Step::Wrote));
         }
         if want_read {
-            if let Poll::Ready(result) = poll_read_buf(Pin::new(&mut self.stream), cx, self.conn.read_buf_reserved()) {
+            let buf = self.conn.read_buf_reserved();
+            let room = buf.capacity() - buf.len();
+            if let Poll::Ready(result) = poll_read_buf(Pin::new(&mut self.stream), cx, buf) {
+                if let Ok(n) = result {
+                    self.conn.note_read(n, room);
+                }
                 return Poll::Ready(result.map(Step::Read));
             }
         }

@@ -102,8 +102,10 @@ struct Deflate {
     scratch: Vec<u8>,
 }
 
-/// Read buffer growth when no frame tells us better.
-const READ_CHUNK: usize = 8 * 1024;
+/// Smallest read reservation: what an idle connection holds.
+const MIN_READ: usize = 512;
+/// Largest read reservation when no frame tells us better.
+const MAX_READ_HINT: usize = 64 * 1024;
 /// Most we reserve at once for a large frame, so a header announcing a big
 /// payload that never comes cannot make us allocate all of it up front.
 const MAX_READ_RESERVE: usize = 1 << 20;
@@ -118,6 +120,10 @@ pub struct Connection {
     frame: Option<InFrame>,
     assembly: Option<Assembly>,
     utf8: Utf8Validator,
+    /// How much to reserve for the next read: grows while reads fill it,
+    /// shrinks when they do not, so idle connections stay small and busy
+    /// ones read in few syscalls.
+    read_hint: usize,
     /// RSV bits an extension has claimed (RSV1 with permessage-deflate).
     allowed_rsv: u8,
     deflate: Option<Box<Deflate>>,
@@ -137,6 +143,7 @@ impl Connection {
             frame: None,
             assembly: None,
             utf8: Utf8Validator::new(),
+            read_hint: MIN_READ,
             allowed_rsv: 0,
             deflate: None,
             close_sent: false,
@@ -193,19 +200,30 @@ impl Connection {
         &mut self.read_buf
     }
 
-    /// The read buffer with spare room for the next read, sized by the frame
-    /// in progress (never more than 1 MiB at once).
+    /// The read buffer with spare room for the next read: the rest of the
+    /// frame in progress (at most 1 MiB at once), or what recent reads
+    /// suggest. Report what the read brought with [`Self::note_read`].
     pub fn read_buf_reserved(&mut self) -> &mut BytesMut {
         let want = match &self.frame {
             Some(f) => {
                 let total = f.header_len as u64 + f.header.payload_len;
                 let missing = total.saturating_sub(self.read_buf.len() as u64);
-                (missing as usize).clamp(READ_CHUNK, MAX_READ_RESERVE)
+                (missing as usize).clamp(self.read_hint, MAX_READ_RESERVE)
             }
-            None => READ_CHUNK,
+            None => self.read_hint,
         };
         self.read_buf.reserve(want);
         &mut self.read_buf
+    }
+
+    /// Tell the connection a read brought `n` bytes into a reservation of
+    /// `room` bytes, to size the next one.
+    pub fn note_read(&mut self, n: usize, room: usize) {
+        if n >= room {
+            self.read_hint = (self.read_hint * 2).min(MAX_READ_HINT);
+        } else if n < self.read_hint / 4 {
+            self.read_hint = (self.read_hint / 2).max(MIN_READ);
+        }
     }
 
     /// Bytes waiting to be written to the socket. The transport writes from
