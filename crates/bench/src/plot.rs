@@ -81,12 +81,14 @@ fn draw_panel(
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..servers).into_segmented(), 0.0..top)?;
+        .build_cartesian_2d((0..servers.saturating_sub(1)).into_segmented(), 0.0..top)?;
     let names: Vec<String> = s.servers.iter().map(|r| r.name.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
         .y_desc(s.metric.as_str())
+        .x_label_style(("sans-serif", 10))
         .x_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
@@ -105,7 +107,7 @@ fn draw_panel(
     chart.draw_series(s.servers.iter().enumerate().map(|(i, r)| {
         Text::new(
             short(r.median),
-            (SegmentValue::CenterOf(i), r.median + top * 0.03),
+            (SegmentValue::Exact(i), r.median + top * 0.03),
             ("sans-serif", 12).into_font(),
         )
     }))?;
