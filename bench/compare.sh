@@ -30,14 +30,7 @@ cargo build --release --quiet --manifest-path bench/peers/Cargo.toml --target-di
 VOLLEY="$TARGET/release/volley"
 PEER="$TARGET/release/peer-echo"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 100); do
-    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.2)" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "server on port $1 did not start" >&2; return 1
-}
+. scripts/lib.sh
 
 server_pid=
 start_server() { # start_server NAME PORT

@@ -6,20 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
+. scripts/lib.sh
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-reports/bench-smoke}
 mkdir -p "$OUT"
 cargo build --release --quiet --bin volley -p volley
 VOLLEY="$TARGET/release/volley"
 
-port=$("$PY" scripts/free_port.py)
+port=$(free_port)
 RUST_LOG=warn "$VOLLEY" echo --addr "127.0.0.1:$port" >"$OUT/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.2)" "$port" 2>/dev/null && break
-  sleep 0.1
-done
+wait_port "$port"
 url="ws://127.0.0.1:$port/"
 
 check() { # check NAME JSON-FILE PYTHON-CONDITION

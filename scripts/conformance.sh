@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 KOSOKU="$VENV/bin/kosoku"
 PY="$VENV/bin/python"
+. scripts/lib.sh
 OUT=${OUT:-reports}
 EXPECT_CASES=517
 # Every case, compression (12.*, 13.*) included, must pass.
@@ -24,18 +25,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 1 100); do
-    if "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.2)" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
 
 status=0
 
 # 1. fuzzingclient: kosoku against volley echo.
-port=$("$PY" scripts/free_port.py)
+port=$(free_port)
 # Threshold 0: kosoku 0.1.0 fails to hash uncompressed echoes inside the
 # compression cases (a Python 3 port bug), so the echo compresses everything.
 RUST_LOG=warn "$TARGET/release/volley" echo --addr "127.0.0.1:$port" --deflate-threshold 0 >"$OUT/echo-server.log" 2>&1 &
@@ -47,7 +41,7 @@ timeout 600 "$KOSOKU" -m fuzzingclient -p 4 -o "$OUT/clients" "127.0.0.1:$port" 
 "$PY" scripts/autobahn_summary.py "$OUT/clients/index.json" --label "server (fuzzingclient vs volley echo)" --expect $EXPECT_CASES "${ALLOW[@]}" || status=1
 
 # 2. fuzzingserver: volley's client against kosoku.
-port=$("$PY" scripts/free_port.py)
+port=$(free_port)
 timeout 600 "$KOSOKU" -m fuzzingserver -o "$OUT/servers" "127.0.0.1:$port" >"$OUT/fuzzingserver.log" 2>&1 &
 kpid=$!
 pids+=($kpid)

@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
+. scripts/lib.sh
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-reports/interop}
 rm -rf "$OUT"
@@ -24,14 +25,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-free_port() { "$PY" scripts/free_port.py; }
-wait_port() {
-  for _ in $(seq 1 100); do
-    if "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.2)" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
 start() { # start NAME PORT CMD...: run a server in the background, wait for its port
   local name=$1 port=$2; shift 2
   "$@" >"$OUT/$name.log" 2>&1 &

@@ -3,7 +3,7 @@
 use base64::Engine;
 use http::{Response, StatusCode, Uri};
 
-use super::{accept_key, has_token, tokens, HandshakeError, MAX_HEADERS, VERSION};
+use super::{accept_key, check_upgrade_headers, tokens, HandshakeError, MAX_HEADERS, VERSION};
 use crate::deflate::{DeflateConfig, DeflateParams};
 
 /// A parsed `ws://` or `wss://` URL.
@@ -122,20 +122,7 @@ pub fn verify_response(
         });
     }
     let headers = resp.headers();
-    if !headers
-        .get_all(http::header::UPGRADE)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), "websocket"))
-    {
-        return Err(HandshakeError::NoUpgrade);
-    }
-    if !headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), "upgrade"))
-    {
-        return Err(HandshakeError::NoConnectionUpgrade);
-    }
+    check_upgrade_headers(headers)?;
     let expected = accept_key(key.as_bytes());
     match headers.get(http::header::SEC_WEBSOCKET_ACCEPT) {
         Some(v) if v.as_bytes().trim_ascii() == expected.as_bytes() => {}

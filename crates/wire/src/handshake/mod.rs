@@ -102,6 +102,20 @@ impl HandshakeError {
     }
 }
 
+/// `Upgrade: websocket` and `Connection: upgrade`, required both ways.
+fn check_upgrade_headers(headers: &http::HeaderMap) -> Result<(), HandshakeError> {
+    let any = |name: http::header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| has_token(v.as_bytes(), token))
+    };
+    if !any(http::header::UPGRADE, "websocket") {
+        return Err(HandshakeError::NoUpgrade);
+    }
+    if !any(http::header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::NoConnectionUpgrade);
+    }
+    Ok(())
+}
+
 /// Whether a comma-separated header value holds `token` (case-insensitive).
 fn has_token(value: &[u8], token: &str) -> bool {
     value

@@ -3,7 +3,7 @@
 use base64::Engine;
 use http::{HeaderMap, Method, Request, Version};
 
-use super::{accept_key, has_token, tokens, HandshakeError, MAX_HEADERS, VERSION};
+use super::{accept_key, check_upgrade_headers, tokens, HandshakeError, MAX_HEADERS, VERSION};
 
 /// Parse an HTTP/1.1 request head from the start of `buf`.
 ///
@@ -54,20 +54,7 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<Validated, HandshakeError
         return Err(HandshakeError::HttpVersion);
     }
     let headers = req.headers();
-    if !headers
-        .get_all(http::header::UPGRADE)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), "websocket"))
-    {
-        return Err(HandshakeError::NoUpgrade);
-    }
-    if !headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), "upgrade"))
-    {
-        return Err(HandshakeError::NoConnectionUpgrade);
-    }
+    check_upgrade_headers(headers)?;
     let version_ok = headers
         .get(http::header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v.as_bytes().trim_ascii() == VERSION.as_bytes());
