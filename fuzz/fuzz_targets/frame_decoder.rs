@@ -1,4 +1,5 @@
-//! Arbitrary bytes, split at arbitrary points, into both roles' decoders.
+//! Arbitrary bytes, split at arbitrary points, into both roles' decoders,
+//! with permessage-deflate on or off (chosen by the first byte).
 //! Properties: no panic; the read buffer never grows past what was fed plus
 //! one read reservation; an error happens at most once and leaves a close frame
 //! queued; every text message is valid UTF-8.
@@ -6,17 +7,28 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use volley_wire::{Config, Connection, Event, Message, Role};
+use volley_wire::{Config, Connection, DeflateConfig, DeflateParams, Event, Message, Role};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split_seed, data)) = data.split_first() else { return };
+    let Some((&split_seed, data)) = data.split_first() else {
+        return;
+    };
     let config = Config {
         max_frame_size: 4096,
         max_message_size: 8192,
     };
     for role in [Role::Server, Role::Client] {
         let mut conn = Connection::new(role, config);
-        let step = (split_seed as usize % 64) + 1;
+        if split_seed & 0x80 != 0 {
+            let params = DeflateParams {
+                server_no_context_takeover: split_seed & 0x40 != 0,
+                client_no_context_takeover: split_seed & 0x40 == 0,
+                server_max_window_bits: 15,
+                client_max_window_bits: 15,
+            };
+            conn.enable_deflate(params, &DeflateConfig::default());
+        }
+        let step = (split_seed as usize % 32) + 1;
         let mut failed = false;
         for chunk in data.chunks(step) {
             conn.read_buf().extend_from_slice(chunk);

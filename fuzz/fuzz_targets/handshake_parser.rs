@@ -25,6 +25,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(Some((response, _))) = parse_response(data) {
-        let _ = verify_response(&response, "dGhlIHNhbXBsZSBub25jZQ==", &["chat".to_owned()], Some(&Default::default()));
+        let _ = verify_response(
+            &response,
+            "dGhlIHNhbXBsZSBub25jZQ==",
+            &["chat".to_owned()],
+            Some(&Default::default()),
+        );
     }
 });
