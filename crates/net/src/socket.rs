@@ -1,20 +1,23 @@
 //! [`WebSocket`]: the protocol core driven over an async stream.
 
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout_at, Instant, Sleep};
-use tokio_util::io::{poll_read_buf, poll_write_buf};
+use tokio_util::io::poll_read_buf;
 use tracing::debug;
 use volley_wire::{
     CloseCode, CloseFrame, Connection, DeflateConfig, DeflateParams, Event, Message, OpCode, PreparedMessage, Role,
 };
 
 use crate::{Config, Error};
+
+/// Most slices handed to one vectored write.
+const MAX_IOVECS: usize = 32;
 
 /// What one turn of the I/O loop did.
 enum Step {
@@ -352,9 +355,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut wrote = false;
         loop {
             if self.conn_write_len() > 0 {
-                match poll_write_buf(Pin::new(&mut self.stream), cx, self.conn.write_buf()) {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let count = self.conn.output(&mut slices);
+                match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(_)) => {
+                    Poll::Ready(Ok(n)) => {
+                        self.conn.advance_output(n);
                         self.unflushed = true;
                         self.write_stalled_since = None;
                         wrote = true;

@@ -10,6 +10,8 @@
 //! [`Bytes`] split off that buffer, so an unfragmented message is never copied
 //! after it leaves the socket.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::OnceLock;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -106,6 +108,8 @@ struct Deflate {
 const MIN_READ: usize = 512;
 /// Largest read reservation when no frame tells us better.
 const MAX_READ_HINT: usize = 64 * 1024;
+/// Server payloads from this size on are queued by reference, not copied.
+const ZERO_COPY_MIN: usize = 4096;
 /// Most we reserve at once for a large frame, so a header announcing a big
 /// payload that never comes cannot make us allocate all of it up front.
 const MAX_READ_RESERVE: usize = 1 << 20;
@@ -117,6 +121,10 @@ pub struct Connection {
     config: Config,
     read_buf: BytesMut,
     write_buf: BytesMut,
+    /// Output that goes before `write_buf`: large payloads (and shared
+    /// prepared frames) queued as they are, to be written without a copy.
+    shared: VecDeque<Bytes>,
+    shared_len: usize,
     frame: Option<InFrame>,
     assembly: Option<Assembly>,
     utf8: Utf8Validator,
@@ -140,6 +148,8 @@ impl Connection {
             config,
             read_buf: BytesMut::new(),
             write_buf: BytesMut::new(),
+            shared: VecDeque::new(),
+            shared_len: 0,
             frame: None,
             assembly: None,
             utf8: Utf8Validator::new(),
@@ -226,15 +236,71 @@ impl Connection {
         }
     }
 
-    /// Bytes waiting to be written to the socket. The transport writes from
-    /// the front and advances past what it wrote.
+    /// All bytes waiting to be written, as one buffer. Convenient for tests
+    /// and simple transports; it copies any payloads queued without a copy,
+    /// so fast transports use [`output`](Self::output) and
+    /// [`advance_output`](Self::advance_output) instead.
     pub fn write_buf(&mut self) -> &mut BytesMut {
+        if !self.shared.is_empty() {
+            let mut flat = BytesMut::with_capacity(self.write_len());
+            for chunk in self.shared.drain(..) {
+                flat.extend_from_slice(&chunk);
+            }
+            flat.extend_from_slice(&self.write_buf);
+            self.write_buf = flat;
+            self.shared_len = 0;
+        }
         &mut self.write_buf
     }
 
-    /// Number of bytes waiting in the write buffer.
+    /// The bytes waiting to be written, in order, as slices for one vectored
+    /// write; returns how many of `dst` were filled.
+    pub fn output<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let chunks = self
+            .shared
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.write_buf[..]));
+        let mut n = 0;
+        for (slot, chunk) in dst.iter_mut().zip(chunks.filter(|c| !c.is_empty())) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// Drop the first `n` bytes of output: the transport wrote them.
+    pub fn advance_output(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.shared.front_mut() else {
+                let n = n.min(self.write_buf.len());
+                self.write_buf.advance(n);
+                return;
+            };
+            let take = n.min(front.len());
+            front.advance(take);
+            self.shared_len -= take;
+            n -= take;
+            if front.is_empty() {
+                self.shared.pop_front();
+            }
+        }
+    }
+
+    /// Number of bytes waiting to be written.
     pub fn write_len(&self) -> usize {
-        self.write_buf.len()
+        self.shared_len + self.write_buf.len()
+    }
+
+    /// Queue `payload` after what is already queued, without copying it.
+    fn queue_shared(&mut self, payload: Bytes) {
+        if !self.write_buf.is_empty() {
+            let staged = self.write_buf.split().freeze();
+            self.shared_len += staged.len();
+            self.shared.push_back(staged);
+        }
+        self.shared_len += payload.len();
+        self.shared.push_back(payload);
     }
 
     /// Whether we have sent a close frame (or failed the connection).
@@ -504,6 +570,19 @@ impl Connection {
                     d.scratch = scratch;
                 }
             }
+            // A server payload this large goes out as it is: header here,
+            // payload by reference, one vectored write for both.
+            _ if self.role == Role::Server && payload.len() >= ZERO_COPY_MIN => {
+                let header = FrameHeader {
+                    fin: true,
+                    rsv: 0,
+                    opcode,
+                    mask: None,
+                    payload_len: payload.len() as u64,
+                };
+                header.encode(&mut self.write_buf);
+                self.queue_shared(message.payload());
+            }
             _ => self.queue_frame(opcode, true, payload),
         }
         Ok(())
@@ -542,7 +621,11 @@ impl Connection {
             Some(d) if d.own_no_context_takeover => prepared.compressed_frame(d.own_window_bits, d.level),
             Some(_) => return self.send(&prepared.message),
         };
-        self.write_buf.extend_from_slice(frame);
+        if frame.len() >= ZERO_COPY_MIN {
+            self.queue_shared(frame.clone());
+        } else {
+            self.write_buf.extend_from_slice(frame);
+        }
         Ok(())
     }
 

@@ -106,6 +106,14 @@ impl Message {
         }
     }
 
+    /// The payload as `Bytes`, sharing its allocation.
+    pub fn payload(&self) -> Bytes {
+        match self {
+            Message::Text(t) => t.clone().into_bytes(),
+            Message::Binary(b) => b.clone(),
+        }
+    }
+
     /// The payload length in bytes.
     pub fn len(&self) -> usize {
         self.as_bytes().len()

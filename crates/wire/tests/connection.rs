@@ -330,3 +330,42 @@ proptest! {
         let _ = feed(&mut c, &data);
     }
 }
+
+#[test]
+fn large_server_payloads_are_written_without_a_copy_and_in_order() {
+    let mut s = server();
+    let big = bytes::Bytes::from(vec![7u8; 10_000]);
+    s.send(&Message::from("before")).unwrap();
+    s.send(&Message::Binary(big.clone())).unwrap();
+    s.ping(b"after").unwrap();
+    let mut slices = [std::io::IoSlice::new(&[]); 8];
+    let n = s.output(&mut slices);
+    assert_eq!(n, 3, "staged header, shared payload, staged tail");
+    assert_eq!(
+        slices[1].as_ptr(),
+        big.as_ptr(),
+        "the payload is the message's own bytes"
+    );
+    let expected_len = s.write_len();
+    // Written out piecewise, the bytes decode to the same three events.
+    let mut wire = Vec::new();
+    while s.write_len() > 0 {
+        let mut slices = [std::io::IoSlice::new(&[]); 8];
+        let n = s.output(&mut slices);
+        let first: &[u8] = &slices[..n][0];
+        let take = first.len().min(777);
+        wire.extend_from_slice(&first[..take]);
+        s.advance_output(take);
+    }
+    assert_eq!(wire.len(), expected_len);
+    let mut c = Connection::new(Role::Client, Config::default());
+    let events = feed(&mut c, &wire);
+    assert_eq!(
+        events,
+        vec![
+            Ok(Event::Message(Message::from("before"))),
+            Ok(Event::Message(Message::Binary(big))),
+            Ok(Event::Ping(Bytes::from_static(b"after"))),
+        ]
+    );
+}
