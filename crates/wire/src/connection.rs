@@ -1,14 +1,16 @@
 //! The per-connection protocol state machine.
 //!
-//! [`Connection`] owns two buffers. The transport reads socket bytes into
+//! [`Connection`] owns the buffers. The transport reads socket bytes into
 //! [`Connection::read_buf`] and calls [`Connection::poll_event`] until it
-//! returns `None`; it writes out whatever [`Connection::write_buf`] holds.
+//! returns `None`; it writes what [`Connection::output`] lists (one vectored
+//! write) and reports progress with [`Connection::advance_output`].
 //! Everything in between (frame parsing, unmasking, UTF-8 validation,
 //! reassembly, pong replies, the close handshake) happens here, without I/O.
 //!
 //! Payloads are unmasked in place in the read buffer and handed out as
 //! [`Bytes`] split off that buffer, so an unfragmented message is never copied
-//! after it leaves the socket.
+//! after it leaves the socket. Large server payloads go out the same way: by
+//! reference, never copied into the write buffer.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
