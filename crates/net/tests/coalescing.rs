@@ -37,11 +37,11 @@ impl AsyncWrite for Counting {
     }
 }
 
-#[tokio::test]
-async fn many_small_frames_go_out_in_one_write() {
+/// A server whose writes are counted, connected to a client in memory.
+fn counting_pair() -> (WebSocket<Counting>, WebSocket<DuplexStream>, Arc<AtomicUsize>) {
     let (a, b) = tokio::io::duplex(1 << 20);
     let writes = Arc::new(AtomicUsize::new(0));
-    let mut server = WebSocket::from_raw(
+    let server = WebSocket::from_raw(
         Counting {
             inner: a,
             writes: writes.clone(),
@@ -51,7 +51,13 @@ async fn many_small_frames_go_out_in_one_write() {
         None,
         &[],
     );
-    let mut client = WebSocket::from_raw(b, Role::Client, Config::default(), None, &[]);
+    let client = WebSocket::from_raw(b, Role::Client, Config::default(), None, &[]);
+    (server, client, writes)
+}
+
+#[tokio::test]
+async fn many_small_frames_go_out_in_one_write() {
+    let (mut server, mut client, writes) = counting_pair();
     for i in 0..200 {
         server.feed(format!("message {i}")).await.unwrap();
     }
@@ -70,19 +76,7 @@ async fn many_small_frames_go_out_in_one_write() {
 async fn echo_replies_to_a_burst_are_coalesced() {
     // An echo loop (recv, feed) flushes only when it runs out of input, so a
     // burst of requests read at once is answered with one write.
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let writes = Arc::new(AtomicUsize::new(0));
-    let mut server = WebSocket::from_raw(
-        Counting {
-            inner: a,
-            writes: writes.clone(),
-        },
-        Role::Server,
-        Config::default(),
-        None,
-        &[],
-    );
-    let mut client = WebSocket::from_raw(b, Role::Client, Config::default(), None, &[]);
+    let (mut server, mut client, writes) = counting_pair();
     for i in 0..100 {
         client.feed(format!("{i}")).await.unwrap();
     }

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
+mod common;
+use common::echo_server;
 use volley_net::{tls, Acceptor, CloseCode, Config, Connector, DeflateConfig, Error, Message};
 
 struct Cert {
@@ -50,28 +52,6 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-async fn wss_echo(acceptor: Acceptor) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok((mut ws, _)) = acceptor.accept_tcp(tcp).await else {
-                    return;
-                };
-                while let Ok(Some(m)) = ws.recv().await {
-                    if ws.feed(m).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn valid() -> Cert {
     cert(&["localhost", "127.0.0.1"], (2020, 2099))
 }
@@ -79,7 +59,7 @@ fn valid() -> Cert {
 #[tokio::test]
 async fn wss_echo_with_a_trusted_certificate_and_compression() {
     let c = valid();
-    let addr = wss_echo(
+    let addr = echo_server(
         Acceptor::default()
             .tls(c.server.clone())
             .deflate(DeflateConfig::default()),
@@ -104,7 +84,7 @@ async fn wss_echo_with_a_trusted_certificate_and_compression() {
 }
 
 async fn tls_error(cert_for_server: &Cert, trust: Option<&Cert>, host: &str) -> String {
-    let addr = wss_echo(Acceptor::default().tls(cert_for_server.server.clone())).await;
+    let addr = echo_server(Acceptor::default().tls(cert_for_server.server.clone())).await;
     let connector = Connector::default().tls(tls::client_config(trust.map(|c| c.ca_file.0.as_path())).unwrap());
     match connector.connect(&format!("wss://{host}:{}/", addr.port())).await {
         Err(Error::Tls(text)) => text,
@@ -141,7 +121,7 @@ async fn tls_garbage_and_stalled_handshakes_do_not_disturb_others() {
         ..Config::default()
     })
     .tls(c.server.clone());
-    let addr = wss_echo(acceptor).await;
+    let addr = echo_server(acceptor).await;
 
     // Plain HTTP (or any non-TLS bytes) to the TLS port: the server hangs up.
     let mut garbage = TcpStream::connect(addr).await.unwrap();

@@ -10,30 +10,8 @@ use tokio::time::{timeout, Instant};
 use volley_net::{Acceptor, CloseCode, Config, Connector, Error, Message, WebSocket};
 use volley_wire::handshake::HandshakeError;
 
-/// Start an echo server with `acceptor`; returns its address.
-async fn echo_server(acceptor: Acceptor) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok((mut ws, _)) = acceptor.accept(stream).await else {
-                    return;
-                };
-                while let Ok(Some(m)) = ws.recv().await {
-                    if ws.feed(m).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+mod common;
+use common::echo_server;
 
 /// A server that hands each accepted socket to the test.
 async fn server_with<F, Fut>(acceptor: Acceptor, f: F) -> SocketAddr
