@@ -24,7 +24,7 @@ pub mod tls;
 pub use client::{connect, Connector};
 pub use config::Config;
 pub use error::Error;
-pub use server::Acceptor;
+pub use server::{Acceptor, Negotiated};
 pub use socket::WebSocket;
 pub use stream::MaybeTlsStream;
 pub use volley_wire::{CloseCode, CloseFrame, DeflateConfig, Message, OpCode, PreparedMessage, Role, Utf8Bytes};

@@ -10,7 +10,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use volley_wire::handshake::{self, HandshakeError};
 use volley_wire::Role;
-use volley_wire::{deflate, DeflateConfig};
+use volley_wire::{deflate, DeflateConfig, DeflateParams};
 
 use crate::{Config, Error, MaybeTlsStream, WebSocket};
 
@@ -149,10 +149,30 @@ impl Acceptor {
                 Err(e) => return Err(reject(&mut stream, e).await),
             }
         };
-        let validated = match self.check(&request) {
-            Ok(v) => v,
+        let negotiated = match self.negotiate(&request) {
+            Ok(n) => n,
             Err(e) => return Err(reject(&mut stream, e).await),
         };
+        let extra: Vec<(&str, &str)> = negotiated
+            .extension()
+            .map(|answer| ("Sec-WebSocket-Extensions", answer))
+            .into_iter()
+            .collect();
+        let response =
+            handshake::switching_response(&negotiated.validated.accept, negotiated.protocol.as_deref(), &extra);
+        stream.write_all(&response).await?;
+        stream.flush().await?;
+        let ws = negotiated.into_websocket(stream, &buf[head_len..]);
+        Ok((ws, request))
+    }
+
+    /// Check an upgrade request that an HTTP server (hyper, axum) has already
+    /// parsed, and settle subprotocol and permessage-deflate.
+    ///
+    /// Answer with [`Negotiated::response`] (or the error's status), then
+    /// turn the upgraded stream into a socket with [`Negotiated::into_websocket`].
+    pub fn negotiate<B>(&self, request: &Request<B>) -> Result<Negotiated, HandshakeError> {
+        let validated = self.check(request)?;
         let protocol = validated
             .protocols
             .iter()
@@ -164,23 +184,17 @@ impl Acceptor {
                 .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)
                 .iter()
                 .filter_map(|v| v.to_str().ok());
-            deflate::negotiate(offers, config).map(|(params, answer)| (params, answer, config))
+            deflate::negotiate(offers, config).map(|(params, answer)| (params, answer, config.clone()))
         });
-        let extra: Vec<(&str, &str)> = deflate
-            .iter()
-            .map(|(_, answer, _)| ("Sec-WebSocket-Extensions", answer.as_str()))
-            .collect();
-        let response = handshake::switching_response(&validated.accept, protocol.as_deref(), &extra);
-        stream.write_all(&response).await?;
-        stream.flush().await?;
-        let mut ws = WebSocket::from_raw(stream, Role::Server, self.config.clone(), protocol, &buf[head_len..]);
-        if let Some((params, _, config)) = deflate {
-            ws.enable_deflate(params, config);
-        }
-        Ok((ws, request))
+        Ok(Negotiated {
+            validated,
+            protocol,
+            deflate,
+            config: self.config.clone(),
+        })
     }
 
-    fn check(&self, request: &Request<()>) -> Result<handshake::Validated, HandshakeError> {
+    fn check<B>(&self, request: &Request<B>) -> Result<handshake::Validated, HandshakeError> {
         let validated = handshake::validate_request(request)?;
         if let Some(check) = &self.origin_check {
             let origin = request
@@ -195,6 +209,51 @@ impl Acceptor {
             }
         }
         Ok(validated)
+    }
+}
+
+/// A valid upgrade request with the subprotocol and extension agreed.
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    validated: handshake::Validated,
+    protocol: Option<String>,
+    deflate: Option<(DeflateParams, String, DeflateConfig)>,
+    config: Config,
+}
+
+impl Negotiated {
+    /// The subprotocol agreed, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The `Sec-WebSocket-Extensions` answer, when permessage-deflate was agreed.
+    pub fn extension(&self) -> Option<&str> {
+        self.deflate.as_ref().map(|(_, answer, _)| answer.as_str())
+    }
+
+    /// The `101 Switching Protocols` response for an HTTP server to send.
+    pub fn response(&self) -> http::Response<()> {
+        let mut response = handshake::upgrade_response(&self.validated, self.protocol.as_deref());
+        if let Some(value) = self.extension().and_then(|a| http::HeaderValue::from_str(a).ok()) {
+            response
+                .headers_mut()
+                .insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+        response
+    }
+
+    /// The server socket over the upgraded stream; `leftover` holds bytes
+    /// read past the request head (empty for hyper, which keeps them itself).
+    pub fn into_websocket<S>(self, stream: S, leftover: &[u8]) -> WebSocket<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut ws = WebSocket::from_raw(stream, Role::Server, self.config, self.protocol, leftover);
+        if let Some((params, _, config)) = self.deflate {
+            ws.enable_deflate(params, &config);
+        }
+        ws
     }
 }
 

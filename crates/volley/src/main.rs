@@ -4,6 +4,7 @@
 mod bench;
 mod devcert;
 mod echo;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The group chat backend with its web client: HTTP API, WebSocket, SQLite.
+    Serve(serve::ServeArgs),
     /// Echo every text and binary message back (conformance and benchmarks).
     Echo(echo::EchoArgs),
     /// Load generator: echo, connect and idle scenarios against a server.
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = builder.enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
+            Command::Serve(args) => serve::run(args).await,
             Command::Echo(args) => echo::run(args).await,
             Command::DevCert(args) => devcert::run(args),
             Command::Bench(args) => bench::run(args).await,

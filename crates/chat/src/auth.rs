@@ -1,0 +1,198 @@
+//! Passwords (argon2id), the tokens this server issues (HS256 JWTs), and
+//! verification of tokens minted by another application.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use volley_hub::{Id, User, UserKind};
+
+use crate::config::ChatConfig;
+use crate::Error;
+
+const ISSUER: &str = "volley";
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A user of this server, by id.
+    Local(Id),
+    /// A subject of the configured external issuer.
+    External(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    iss: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Token issuing and verification.
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl_secs: u64,
+    external: Option<(DecodingKey, Validation)>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys stay out of logs.
+        f.debug_struct("Auth")
+            .field("ttl_secs", &self.ttl_secs)
+            .field("external", &self.external.is_some())
+            .finish()
+    }
+}
+
+impl Auth {
+    /// Load keys: the configured secret, or the one in the data directory
+    /// (created on first start), and the external verification key if any.
+    pub fn new(config: &ChatConfig) -> Result<Auth, Error> {
+        let secret = match &config.token_secret {
+            Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
+            Some(_) => return Err(Error::Config("token_secret must be at least 16 bytes".into())),
+            None => load_or_create_secret(&config.data_dir)?,
+        };
+        let external = match config.jwt.algorithm.as_deref() {
+            None => None,
+            Some(alg) => {
+                let (algorithm, key) = match alg {
+                    "HS256" => (
+                        Algorithm::HS256,
+                        DecodingKey::from_secret(config.jwt.secret.as_deref().unwrap_or_default().as_bytes()),
+                    ),
+                    "RS256" | "ES256" => {
+                        let path = config
+                            .jwt
+                            .public_key_file
+                            .as_ref()
+                            .ok_or_else(|| Error::Config("jwt.public_key_file is required".into()))?;
+                        let pem = std::fs::read(path).map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
+                        if alg == "RS256" {
+                            let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| Error::Key(e.to_string()))?;
+                            (Algorithm::RS256, key)
+                        } else {
+                            let key = DecodingKey::from_ec_pem(&pem).map_err(|e| Error::Key(e.to_string()))?;
+                            (Algorithm::ES256, key)
+                        }
+                    }
+                    other => return Err(Error::Config(format!("unsupported jwt.algorithm {other}"))),
+                };
+                let mut validation = Validation::new(algorithm);
+                validation.set_required_spec_claims(&["exp", "sub"]);
+                if let Some(iss) = &config.jwt.issuer {
+                    validation.set_issuer(&[iss]);
+                }
+                match &config.jwt.audience {
+                    Some(aud) => validation.set_audience(&[aud]),
+                    None => validation.validate_aud = false,
+                }
+                Some((key, validation))
+            }
+        };
+        Ok(Auth {
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            ttl_secs: config.token_ttl_secs,
+            external,
+        })
+    }
+
+    /// A signed token for `user`, valid for the configured lifetime.
+    pub fn issue(&self, user: &User) -> String {
+        let claims = Claims {
+            sub: user.id.to_string(),
+            exp: now_secs() + self.ttl_secs,
+            iss: ISSUER.into(),
+            name: user.name.clone(),
+        };
+        // HS256 signing with a valid key cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
+    }
+
+    /// Check a token: ours first, then the external issuer's.
+    pub fn verify(&self, token: &str) -> Option<Identity> {
+        let mut ours = Validation::new(Algorithm::HS256);
+        ours.set_issuer(&[ISSUER]);
+        ours.set_required_spec_claims(&["exp", "sub", "iss"]);
+        ours.validate_aud = false;
+        if let Ok(data) = jsonwebtoken::decode::<Claims>(token, &self.decoding, &ours) {
+            return data.claims.sub.parse().ok().map(Identity::Local);
+        }
+        let (key, validation) = self.external.as_ref()?;
+        #[derive(Deserialize)]
+        struct ExternalClaims {
+            sub: String,
+        }
+        let data = jsonwebtoken::decode::<ExternalClaims>(token, key, validation).ok()?;
+        let sub = data.claims.sub.trim();
+        valid_name(sub).then(|| Identity::External(sub.to_owned()))
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("token-secret");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
+        Ok(_) => return Err(Error::Key(format!("{} is shorter than 32 bytes", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    let secret: [u8; 32] = rand::random();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    options.open(&path)?.write_all(&secret)?;
+    Ok(secret.to_vec())
+}
+
+/// Hash a password with argon2id (on a blocking thread: it takes tens of ms by design).
+pub async fn hash_password(password: String) -> Result<String, Error> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| Error::Key(e.to_string()))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Key(e.to_string()))
+    })
+    .await
+    .map_err(|e| Error::Key(e.to_string()))?
+}
+
+/// Check a password against a stored hash.
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// User names: 1 to 32 characters of letters, digits, `_`, `-` and `.`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// Whether a user of this kind may use the server with the current settings.
+pub fn kind_allowed(kind: UserKind, guests: bool) -> bool {
+    kind != UserKind::Guest || guests
+}

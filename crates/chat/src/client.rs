@@ -1,0 +1,159 @@
+//! A Rust client of the chat protocol, used by the integration tests and
+//! `volley bench chat`. It keeps frames that arrive while it waits for a
+//! reply, so callers see every server frame exactly once, in order.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::{json, Value};
+use volley_hub::Id;
+use volley_net::{Connector, MaybeTlsStream, Message, WebSocket};
+
+use crate::protocol::{RoomView, ServerMsg, UserView};
+use crate::Error;
+
+/// How to authenticate.
+#[derive(Debug, Clone)]
+pub enum Login {
+    /// A token from `/api/login`, `/api/register`, `/api/guest` or another issuer.
+    Token(String),
+    /// A new guest with this name (when the server allows guests).
+    Guest(String),
+}
+
+/// A connected, authenticated chat client.
+#[derive(Debug)]
+pub struct ChatClient {
+    ws: WebSocket<MaybeTlsStream>,
+    /// Who we are.
+    pub user: UserView,
+    /// Our rooms as of `ready`.
+    pub rooms: Vec<RoomView>,
+    /// A token for reconnecting, when we logged in as a new guest.
+    pub token: Option<String>,
+    backlog: VecDeque<ServerMsg>,
+    next_ref: u64,
+}
+
+impl ChatClient {
+    /// Connect to `url` (ws://host:port/ws), authenticate, and resume the rooms
+    /// in `resume` from the given sequence numbers.
+    pub async fn connect(url: &str, login: Login, resume: &HashMap<Id, u64>) -> Result<ChatClient, Error> {
+        Self::connect_with(&Connector::default(), url, login, resume).await
+    }
+
+    /// As [`connect`](Self::connect), with a configured connector.
+    pub async fn connect_with(
+        connector: &Connector,
+        url: &str,
+        login: Login,
+        resume: &HashMap<Id, u64>,
+    ) -> Result<ChatClient, Error> {
+        let mut ws = connector.connect(url).await?;
+        let resume: HashMap<String, u64> = resume.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let auth = match &login {
+            Login::Token(token) => json!({ "type": "auth", "token": token, "resume": resume }),
+            Login::Guest(name) => json!({ "type": "auth", "guest": name, "resume": resume }),
+        };
+        ws.send(Message::Text(auth.to_string().into())).await?;
+        let mut client = ChatClient {
+            ws,
+            user: UserView {
+                id: 0,
+                name: String::new(),
+                guest: false,
+            },
+            rooms: Vec::new(),
+            token: None,
+            backlog: VecDeque::new(),
+            next_ref: 1,
+        };
+        match client.next_frame().await? {
+            Some(ServerMsg::Ready { user, rooms, token }) => {
+                client.user = user;
+                client.rooms = rooms;
+                client.token = token;
+                Ok(client)
+            }
+            Some(ServerMsg::Error { code, message, .. }) => Err(Error::Refused { code, message }),
+            other => Err(Error::Unexpected(format!("{other:?} instead of ready"))),
+        }
+    }
+
+    /// The socket, for tests that need to misbehave.
+    pub fn socket(&mut self) -> &mut WebSocket<MaybeTlsStream> {
+        &mut self.ws
+    }
+
+    async fn next_frame(&mut self) -> Result<Option<ServerMsg>, Error> {
+        loop {
+            match self.ws.recv().await? {
+                None => return Ok(None),
+                Some(Message::Text(text)) => {
+                    return serde_json::from_str(text.as_str())
+                        .map(Some)
+                        .map_err(|e| Error::Unexpected(format!("{e}: {text}")))
+                }
+                Some(Message::Binary(_)) => return Err(Error::Unexpected("a binary frame".into())),
+            }
+        }
+    }
+
+    /// The next server frame; `None` once the server closed.
+    pub async fn recv(&mut self) -> Result<Option<ServerMsg>, Error> {
+        if let Some(msg) = self.backlog.pop_front() {
+            return Ok(Some(msg));
+        }
+        self.next_frame().await
+    }
+
+    /// Send a raw JSON value (no reply awaited).
+    pub async fn send_json(&mut self, value: &Value) -> Result<(), Error> {
+        self.ws.send(Message::Text(value.to_string().into())).await?;
+        Ok(())
+    }
+
+    /// Send `value` with a fresh `ref` and wait for the reply carrying it;
+    /// other frames are kept for [`recv`](Self::recv).
+    pub async fn request(&mut self, mut value: Value) -> Result<ServerMsg, Error> {
+        let reference = Value::from(self.next_ref);
+        self.next_ref += 1;
+        value["ref"] = reference.clone();
+        self.send_json(&value).await?;
+        loop {
+            let Some(msg) = self.next_frame().await? else {
+                return Err(Error::Unexpected("connection closed before the reply".into()));
+            };
+            let matches = match &msg {
+                ServerMsg::Ack { reference: r, .. }
+                | ServerMsg::History { reference: r, .. }
+                | ServerMsg::Pong { reference: r }
+                | ServerMsg::Error { reference: r, .. } => r.as_ref() == Some(&reference),
+                _ => false,
+            };
+            if matches {
+                return match msg {
+                    ServerMsg::Error { code, message, .. } => Err(Error::Refused { code, message }),
+                    other => Ok(other),
+                };
+            }
+            self.backlog.push_back(msg);
+        }
+    }
+
+    /// Post a message and wait for its ack: `(seq, duplicate)`.
+    pub async fn post(&mut self, room: Id, id: &str, text: &str) -> Result<(u64, bool), Error> {
+        match self
+            .request(json!({ "type": "send", "room": room, "id": id, "text": text }))
+            .await?
+        {
+            ServerMsg::Ack { seq, duplicate, .. } => Ok((seq, duplicate)),
+            other => Err(Error::Unexpected(format!("{other:?} instead of ack"))),
+        }
+    }
+
+    /// Close the connection normally.
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.ws.close(volley_net::CloseCode::NORMAL, "bye").await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+/// Failures of the chat server as a whole (start-up, configuration, storage).
+/// Request-level failures are protocol errors with an [`ErrorCode`](crate::protocol::ErrorCode).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Hub(#[from] volley_hub::Error),
+    /// Binding, reading the secret or serving failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The WebSocket transport failed (client side).
+    #[error(transparent)]
+    Transport(#[from] volley_net::Error),
+    /// The server refused a request (client side).
+    #[error("{code:?}: {message}")]
+    Refused {
+        code: crate::protocol::ErrorCode,
+        message: String,
+    },
+    /// The server sent something the client did not expect.
+    #[error("unexpected from server: {0}")]
+    Unexpected(String),
+    /// A key for token verification could not be read.
+    #[error("token key: {0}")]
+    Key(String),
+}

@@ -1,0 +1,388 @@
+//! The HTTP face: the WebSocket endpoint, the JSON API, health, metrics and
+//! the embedded web client.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+use volley_hub::{Id, User};
+use volley_net::Acceptor;
+
+use crate::protocol::{ErrorCode, MessageView, RoomView, UserView};
+use crate::service::{Chat, Fail};
+use crate::session;
+
+/// Counts live WebSocket sessions so shutdown can wait for them.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+impl Sessions {
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.live() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+struct SessionGuard(Arc<Sessions>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Shared by every request.
+pub(crate) struct App {
+    pub(crate) chat: Arc<Chat>,
+    pub(crate) acceptor: Acceptor,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) metrics: PrometheusHandle,
+}
+
+type AppState = State<Arc<App>>;
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(wait) = self.retry_after {
+            body["error"]["retry_after_ms"] = json!(wait.as_millis() as u64);
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/chat.js", get(chat_js))
+        .route("/app.js", get(app_js))
+        .route("/style.css", get(style_css))
+        .route("/ws", get(websocket))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/register", post(register))
+        .route("/api/login", post(login))
+        .route("/api/guest", post(guest))
+        .route("/api/me", get(me))
+        .route("/api/rooms", get(search).post(create_room))
+        .route("/api/rooms/{id}/join", post(join))
+        .route("/api/rooms/{id}/leave", post(leave))
+        .route("/api/rooms/{id}/members", get(members).post(invite))
+        .route("/api/rooms/{id}/members/{name}", delete(remove))
+        .route("/api/rooms/{id}/messages", get(history))
+        .route("/api/direct", post(direct))
+        .with_state(app)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", include_str!("../../../web/index.html"))
+}
+
+async fn chat_js() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("../../../web/chat.js"))
+}
+
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("../../../web/app.js"))
+}
+
+async fn style_css() -> Response {
+    asset("text/css; charset=utf-8", include_str!("../../../web/style.css"))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(app): AppState) -> Response {
+    if *app.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match app.chat.hub().store().ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics_text(State(app): AppState) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+fn plain(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut text = message.into();
+    text.push('\n');
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+/// Same-origin, absent (not a browser) or allowed by configuration.
+fn origin_allowed(app: &App, headers: &HeaderMap) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().map_err(|_| "unreadable Origin header".to_owned())?;
+    let allowed = &app.chat.config.allowed_origins;
+    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+        return Ok(());
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let same = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|rest| !host.is_empty() && rest.eq_ignore_ascii_case(host));
+    if same {
+        Ok(())
+    } else {
+        Err(format!("origin {origin} is not allowed"))
+    }
+}
+
+async fn websocket(State(app): AppState, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request) -> Response {
+    if *app.shutdown.borrow() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
+    }
+    if let Err(reason) = origin_allowed(&app, req.headers()) {
+        metrics::counter!("volley_handshake_rejected_total", "reason" => "origin").increment(1);
+        return plain(StatusCode::FORBIDDEN, reason);
+    }
+    let negotiated = match app.acceptor.negotiate(&req) {
+        Ok(n) => n,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut response = plain(status, e.to_string());
+            if status == StatusCode::UPGRADE_REQUIRED {
+                response
+                    .headers_mut()
+                    .insert(header::SEC_WEBSOCKET_VERSION, http::HeaderValue::from_static("13"));
+            }
+            return response;
+        }
+    };
+    let Some(ip_slot) = app.chat.limits.connect_ip(peer.ip()) else {
+        metrics::counter!("volley_handshake_rejected_total", "reason" => "ip_limit").increment(1);
+        return plain(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address");
+    };
+    // Non-browser clients may authenticate in the upgrade request itself.
+    let user = match bearer(req.headers()) {
+        Some(token) => match app.chat.authenticate(token).await {
+            Ok(user) => Some(user),
+            Err(fail) => return fail.into_response(),
+        },
+        None => None,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    app.sessions.live.fetch_add(1, Ordering::AcqRel);
+    let guard = SessionGuard(app.sessions.clone());
+    let chat = app.chat.clone();
+    let shutdown = app.shutdown.clone();
+    let response = negotiated.response();
+    tokio::spawn(async move {
+        let _guard = guard;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = negotiated.into_websocket(TokioIo::new(upgraded), &[]);
+                session::run(chat, ws, user, Some(ip_slot), shutdown).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    let (parts, ()) = response.into_parts();
+    Response::from_parts(parts, Body::empty())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// The authenticated user of an API request.
+async fn user_of(app: &App, headers: &HeaderMap) -> Result<User, Fail> {
+    let token =
+        bearer(headers).ok_or_else(|| Fail::new(ErrorCode::AuthRequired, "Authorization: Bearer <token> required"))?;
+    app.chat.authenticate(token).await
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+fn token_response(user: &User, token: String) -> Response {
+    Json(json!({ "token": token, "user": UserView::from(user) })).into_response()
+}
+
+async fn register(State(app): AppState, Json(c): Json<Credentials>) -> Result<Response, Fail> {
+    let (user, token) = app.chat.register(c.username.trim(), &c.password).await?;
+    Ok((StatusCode::CREATED, token_response(&user, token)).into_response())
+}
+
+async fn login(State(app): AppState, Json(c): Json<Credentials>) -> Result<Response, Fail> {
+    let (user, token) = app.chat.login(c.username.trim(), &c.password).await?;
+    Ok(token_response(&user, token))
+}
+
+#[derive(Deserialize, Default)]
+struct GuestRequest {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn guest(State(app): AppState, body: Option<Json<GuestRequest>>) -> Result<Response, Fail> {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let (user, token) = app.chat.guest(request.name.as_deref()).await?;
+    Ok((StatusCode::CREATED, token_response(&user, token)).into_response())
+}
+
+async fn me(State(app): AppState, headers: HeaderMap) -> Result<Response, Fail> {
+    let user = user_of(&app, &headers).await?;
+    let rooms = app.chat.hub().store().rooms_of(user.id).await?;
+    let rooms: Vec<RoomView> = rooms.iter().map(RoomView::from).collect();
+    Ok(Json(json!({ "user": UserView::from(&user), "rooms": rooms })).into_response())
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+async fn search(State(app): AppState, headers: HeaderMap, Query(q): Query<SearchQuery>) -> Result<Response, Fail> {
+    user_of(&app, &headers).await?;
+    let rooms = app.chat.search(&q.q).await?;
+    Ok(Json(json!({ "rooms": rooms })).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewRoom {
+    name: String,
+    #[serde(default)]
+    private: bool,
+}
+
+async fn create_room(State(app): AppState, headers: HeaderMap, Json(r): Json<NewRoom>) -> Result<Response, Fail> {
+    let user = user_of(&app, &headers).await?;
+    let room = app.chat.create_room(&user, &r.name, r.private).await?;
+    Ok((StatusCode::CREATED, Json(RoomView::from(&room))).into_response())
+}
+
+async fn join(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Fail> {
+    let user = user_of(&app, &headers).await?;
+    let room = app.chat.join(&user, id).await?;
+    Ok(Json(RoomView::from(&room)).into_response())
+}
+
+async fn leave(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Fail> {
+    let user = user_of(&app, &headers).await?;
+    app.chat.leave(&user, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn members(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Fail> {
+    let user = user_of(&app, &headers).await?;
+    if !app.chat.hub().store().is_member(id, user.id).await? {
+        return Err(Fail::new(ErrorCode::NotFound, format!("not a member of room {id}")));
+    }
+    let members = app.chat.hub().store().members(id).await?;
+    let online = app.chat.hub().presence().online(id);
+    let list: Vec<_> = members
+        .iter()
+        .map(|m| json!({ "id": m.id, "name": m.name, "guest": UserView::from(m).guest, "online": online.contains(&m.id) }))
+        .collect();
+    Ok(Json(json!({ "members": list })).into_response())
+}
+
+#[derive(Deserialize)]
+struct Target {
+    user: String,
+}
+
+async fn invite(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(id): Path<Id>,
+    Json(t): Json<Target>,
+) -> Result<Response, Fail> {
+    let user = user_of(&app, &headers).await?;
+    let added = app.chat.invite(&user, id, &t.user).await?;
+    Ok(Json(UserView::from(&added)).into_response())
+}
+
+async fn remove(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path((id, name)): Path<(Id, String)>,
+) -> Result<Response, Fail> {
+    let user = user_of(&app, &headers).await?;
+    app.chat.remove(&user, id, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    before: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn history(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(id): Path<Id>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, Fail> {
+    let user = user_of(&app, &headers).await?;
+    let (messages, more): (Vec<MessageView>, bool) = app.chat.history(user.id, id, q.before, q.limit).await?;
+    Ok(Json(json!({ "room": id, "messages": messages, "more": more })).into_response())
+}
+
+async fn direct(State(app): AppState, headers: HeaderMap, Json(t): Json<Target>) -> Result<Response, Fail> {
+    let user = user_of(&app, &headers).await?;
+    let room = app.chat.direct(&user, &t.user).await?;
+    Ok(Json(RoomView::from(&room)).into_response())
+}

@@ -1,0 +1,24 @@
+//! The group chat behind `volley serve`.
+//!
+//! [`Server`] binds an address and serves the web client, the WebSocket
+//! endpoint (`/ws`), the JSON API (`/api/...`), `/healthz`, `/readyz` and
+//! `/metrics`. Handlers live in [`Chat`], over a [`volley_hub::Hub`], so the
+//! same code runs on one node (SQLite, in-process broker) or many.
+//! [`client::ChatClient`] speaks the protocol from Rust (tests, `volley bench chat`).
+//! The protocol is in docs/protocol.md and in [`protocol`].
+
+pub mod auth;
+pub mod client;
+pub mod config;
+mod error;
+mod http;
+pub mod limits;
+pub mod protocol;
+mod server;
+mod service;
+mod session;
+
+pub use config::{ChatConfig, ExternalJwt};
+pub use error::Error;
+pub use server::Server;
+pub use service::{Chat, Fail};

@@ -1,0 +1,150 @@
+//! Start-up and shutdown of `volley serve`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use volley_hub::{Hub, SqliteStore, Synchronous};
+use volley_net::{Acceptor, DeflateConfig};
+
+use crate::config::ChatConfig;
+use crate::http::{router, App, Sessions};
+use crate::service::Chat;
+use crate::Error;
+
+/// The process-wide Prometheus recorder (metrics has one global recorder).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+                )
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // A recorder installed by the embedding program wins; ours then renders empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// A bound, not yet serving chat server.
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown_tx: watch::Sender<bool>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Open the store in the data directory and bind the address.
+    pub async fn bind(config: ChatConfig) -> Result<Server, Error> {
+        config.validate()?;
+        let sync = if config.sqlite_sync == "normal" {
+            Synchronous::Normal
+        } else {
+            Synchronous::Full
+        };
+        let store = SqliteStore::open(&config.data_dir, sync)?;
+        let hub = Hub::embedded(Arc::new(store));
+        let listener = TcpListener::bind(config.addr).await?;
+        Server::with_hub(hub, config, listener)
+    }
+
+    /// A server over any hub (other stores and brokers) on a bound listener.
+    pub fn with_hub(hub: Hub, config: ChatConfig, listener: TcpListener) -> Result<Server, Error> {
+        let grace = Duration::from_millis(config.shutdown_grace_ms);
+        let mut transport = volley_net::Config::default();
+        transport.protocol.max_frame_size = config.max_frame_bytes;
+        transport.protocol.max_message_size = config.max_frame_bytes;
+        transport.write_buffer_limit = 256 * 1024;
+        let mut acceptor = Acceptor::new(transport);
+        if config.deflate {
+            // Our compressor resets per message, so one compressed frame is
+            // shared by every receiver of a fan-out.
+            acceptor = acceptor.deflate(DeflateConfig {
+                server_no_context_takeover: true,
+                ..DeflateConfig::default()
+            });
+        }
+        let chat = Arc::new(Chat::new(hub, config)?);
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let app = Arc::new(App {
+            chat,
+            acceptor,
+            shutdown,
+            sessions: Arc::new(Sessions::default()),
+            metrics: metrics_handle(),
+        });
+        Ok(Server {
+            listener,
+            app,
+            shutdown_tx,
+            grace,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The chat service, for embedding and tests.
+    pub fn chat(&self) -> Arc<Chat> {
+        self.app.chat.clone()
+    }
+
+    /// Serve until `signal` resolves; then stop accepting, close every
+    /// WebSocket with 1001 (clients reconnect and resume), wait for them up to
+    /// the grace period, and return.
+    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let Server {
+            listener,
+            app,
+            shutdown_tx,
+            grace,
+        } = self;
+        let mut stop = app.shutdown.clone();
+        let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        let shutdown_tx = Arc::new(shutdown_tx);
+        let trigger = {
+            let tx = shutdown_tx.clone();
+            tokio::spawn(async move {
+                signal.await;
+                tracing::info!("shutting down: closing connections with 1001");
+                let _ = tx.send(true);
+            })
+        };
+        let served = server.await;
+        trigger.abort();
+        let _ = shutdown_tx.send(true);
+        served?;
+        let live = app.sessions.live();
+        if live > 0 && tokio::time::timeout(grace, app.sessions.drained()).await.is_err() {
+            tracing::warn!(
+                left = app.sessions.live(),
+                "connections still open after the grace period"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,439 @@
+//! The chat operations, shared by the WebSocket sessions and the HTTP API:
+//! each checks permissions, changes the store, then publishes what others
+//! must learn (messages, membership, receipts) through the hub.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use volley_hub::{Appended, Event, Hub, Id, NewMessage, Room, RoomKind, StoredMessage, Topic, User, UserKind};
+
+use crate::auth::{self, Auth, Identity};
+use crate::config::ChatConfig;
+use crate::limits::Limits;
+use crate::protocol::{Control, ErrorCode, MessageView, RoomView, ServerMsg, UserView};
+
+/// A refused request: what the client is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fail {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Fail {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Fail {
+        Fail {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<volley_hub::Error> for Fail {
+    fn from(e: volley_hub::Error) -> Fail {
+        match e {
+            volley_hub::Error::Taken(what) => Fail::new(ErrorCode::NameTaken, format!("{what} is already taken")),
+            volley_hub::Error::NotFound(what) => Fail::new(ErrorCode::NotFound, format!("{what} not found")),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                Fail::new(ErrorCode::Internal, "storage failure, try again")
+            }
+        }
+    }
+}
+
+/// Most messages in one history page.
+pub const MAX_PAGE: u32 = 200;
+
+/// The chat service of one node.
+pub struct Chat {
+    pub(crate) hub: Hub,
+    pub(crate) auth: Auth,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) config: ChatConfig,
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Chat {
+    /// A service over `hub` with these settings.
+    pub fn new(hub: Hub, config: ChatConfig) -> Result<Chat, crate::Error> {
+        config.validate()?;
+        let auth = Auth::new(&config)?;
+        let limits = Arc::new(Limits::new(
+            config.messages_per_sec,
+            config.message_burst,
+            config.max_connections_per_user,
+            config.max_connections_per_ip,
+            Duration::from_millis(config.typing_interval_ms),
+        ));
+        Ok(Chat {
+            hub,
+            auth,
+            limits,
+            config,
+        })
+    }
+
+    /// The hub (store and fan-out).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Register with a password; returns the user and a token.
+    pub async fn register(&self, name: &str, password: &str) -> Result<(User, String), Fail> {
+        if !auth::valid_name(name) {
+            return Err(Fail::new(
+                ErrorCode::BadRequest,
+                "user names are 1-32 letters, digits, '_', '-' or '.'",
+            ));
+        }
+        if !(8..=256).contains(&password.len()) {
+            return Err(Fail::new(ErrorCode::BadRequest, "passwords are 8 to 256 bytes"));
+        }
+        let hash = auth::hash_password(password.to_owned())
+            .await
+            .map_err(|e| Fail::new(ErrorCode::Internal, e.to_string()))?;
+        let user = self
+            .hub
+            .store()
+            .create_user(name, UserKind::Password, Some(hash))
+            .await?;
+        let token = self.auth.issue(&user);
+        Ok((user, token))
+    }
+
+    /// Log in with a password.
+    pub async fn login(&self, name: &str, password: &str) -> Result<(User, String), Fail> {
+        let denied = || Fail::new(ErrorCode::AuthFailed, "wrong user name or password");
+        let (user, hash) = self.hub.store().user_by_name(name).await?.ok_or_else(denied)?;
+        let hash = hash.ok_or_else(denied)?;
+        if !auth::verify_password(password.to_owned(), hash).await {
+            return Err(denied());
+        }
+        let token = self.auth.issue(&user);
+        Ok((user, token))
+    }
+
+    /// A guest account under `name` (made unique with a suffix when taken).
+    pub async fn guest(&self, name: Option<&str>) -> Result<(User, String), Fail> {
+        if !self.config.guests {
+            return Err(Fail::new(
+                ErrorCode::GuestsDisabled,
+                "guests are disabled on this server",
+            ));
+        }
+        let base = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("guest");
+        if !auth::valid_name(base) || base.len() > 24 {
+            return Err(Fail::new(
+                ErrorCode::BadRequest,
+                "guest names are 1-24 letters, digits, '_', '-' or '.'",
+            ));
+        }
+        let mut candidate = base.to_owned();
+        for _ in 0..8 {
+            match self.hub.store().create_user(&candidate, UserKind::Guest, None).await {
+                Ok(user) => {
+                    let token = self.auth.issue(&user);
+                    return Ok((user, token));
+                }
+                Err(volley_hub::Error::Taken(_)) => {
+                    candidate = format!("{base}-{:04x}", rand::random::<u16>());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Fail::new(ErrorCode::NameTaken, "could not find a free guest name"))
+    }
+
+    /// The user a token speaks for.
+    pub async fn authenticate(&self, token: &str) -> Result<User, Fail> {
+        let denied = || Fail::new(ErrorCode::AuthFailed, "invalid or expired token");
+        let user = match self.auth.verify(token).ok_or_else(denied)? {
+            Identity::Local(id) => self.hub.store().user(id).await?.ok_or_else(denied)?,
+            Identity::External(subject) => self.hub.store().external_user(&subject).await?,
+        };
+        if !auth::kind_allowed(user.kind, self.config.guests) {
+            return Err(Fail::new(
+                ErrorCode::GuestsDisabled,
+                "guests are disabled on this server",
+            ));
+        }
+        Ok(user)
+    }
+
+    fn control(&self, user: Id, control: Control) {
+        self.hub.publish(
+            Topic::User(user),
+            Event {
+                seq: None,
+                control: true,
+                payload: control.encode(),
+            },
+        );
+    }
+
+    fn member_event(&self, room: Id, user: &User, joined: bool) {
+        let msg = ServerMsg::Member {
+            room,
+            user: UserView::from(user),
+            joined,
+        };
+        self.broadcast(room, &msg);
+    }
+
+    /// Publish an ephemeral (not stored) event to a room.
+    pub(crate) fn broadcast(&self, room: Id, msg: &ServerMsg) {
+        self.hub.publish(
+            Topic::Room(room),
+            Event {
+                seq: None,
+                control: false,
+                payload: msg.encode(),
+            },
+        );
+    }
+
+    /// Create a room owned by `user`.
+    pub async fn create_room(&self, user: &User, name: &str, private: bool) -> Result<Room, Fail> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(Fail::new(
+                ErrorCode::BadRequest,
+                "room names are 1 to 64 printable characters",
+            ));
+        }
+        let kind = if private { RoomKind::Private } else { RoomKind::Public };
+        let room = self.hub.store().create_room(name, kind, user.id).await?;
+        self.control(user.id, Control::Joined { room: room.id });
+        Ok(room)
+    }
+
+    async fn room(&self, id: Id) -> Result<Room, Fail> {
+        self.hub
+            .store()
+            .room(id)
+            .await?
+            .ok_or_else(|| Fail::new(ErrorCode::NotFound, format!("room {id} not found")))
+    }
+
+    /// Join a public room.
+    pub async fn join(&self, user: &User, room: Id) -> Result<Room, Fail> {
+        let r = self.room(room).await?;
+        if r.kind != RoomKind::Public && !self.hub.store().is_member(room, user.id).await? {
+            // Private rooms are not revealed to outsiders.
+            return Err(Fail::new(ErrorCode::NotFound, format!("room {room} not found")));
+        }
+        if self.hub.store().add_member(room, user.id).await? {
+            self.control(user.id, Control::Joined { room });
+            self.member_event(room, user, true);
+        }
+        Ok(r)
+    }
+
+    /// Leave a room.
+    pub async fn leave(&self, user: &User, room: Id) -> Result<(), Fail> {
+        if !self.hub.store().remove_member(room, user.id).await? {
+            return Err(Fail::new(ErrorCode::NotFound, format!("not a member of room {room}")));
+        }
+        self.control(user.id, Control::Left { room });
+        self.member_event(room, user, false);
+        Ok(())
+    }
+
+    /// Add `target` to `room`: the owner may add to any room, members to public ones.
+    pub async fn invite(&self, by: &User, room: Id, target: &str) -> Result<User, Fail> {
+        let r = self.room(room).await?;
+        let allowed = match r.kind {
+            RoomKind::Private => r.owner == by.id,
+            RoomKind::Public => self.hub.store().is_member(room, by.id).await?,
+            RoomKind::Direct => false,
+        };
+        if !allowed {
+            return Err(Fail::new(
+                ErrorCode::Forbidden,
+                "only the owner can invite to this room",
+            ));
+        }
+        let (user, _) = self
+            .hub
+            .store()
+            .user_by_name(target)
+            .await?
+            .ok_or_else(|| Fail::new(ErrorCode::NotFound, format!("user {target} not found")))?;
+        if self.hub.store().add_member(room, user.id).await? {
+            self.control(user.id, Control::Joined { room });
+            self.member_event(room, &user, true);
+        }
+        Ok(user)
+    }
+
+    /// Remove `target` from `room` (owner only).
+    pub async fn remove(&self, by: &User, room: Id, target: &str) -> Result<(), Fail> {
+        let r = self.room(room).await?;
+        if r.owner != by.id || r.kind == RoomKind::Direct {
+            return Err(Fail::new(ErrorCode::Forbidden, "only the owner can remove members"));
+        }
+        let (user, _) = self
+            .hub
+            .store()
+            .user_by_name(target)
+            .await?
+            .ok_or_else(|| Fail::new(ErrorCode::NotFound, format!("user {target} not found")))?;
+        if user.id == by.id {
+            return Err(Fail::new(
+                ErrorCode::BadRequest,
+                "the owner cannot remove themselves; leave instead",
+            ));
+        }
+        if self.hub.store().remove_member(room, user.id).await? {
+            self.control(user.id, Control::Left { room });
+            self.member_event(room, &user, false);
+        }
+        Ok(())
+    }
+
+    /// The direct room between `user` and `other`.
+    pub async fn direct(&self, user: &User, other: &str) -> Result<Room, Fail> {
+        let (peer, _) = self
+            .hub
+            .store()
+            .user_by_name(other)
+            .await?
+            .ok_or_else(|| Fail::new(ErrorCode::NotFound, format!("user {other} not found")))?;
+        if peer.id == user.id {
+            return Err(Fail::new(ErrorCode::BadRequest, "a direct room needs another user"));
+        }
+        let room = self.hub.store().direct_room(user, &peer).await?;
+        self.control(user.id, Control::Joined { room: room.id });
+        self.control(peer.id, Control::Joined { room: room.id });
+        Ok(room)
+    }
+
+    /// Public rooms matching `query`.
+    pub async fn search(&self, query: &str) -> Result<Vec<RoomView>, Fail> {
+        let rooms = self.hub.store().search_public(query, 50).await?;
+        Ok(rooms.iter().map(RoomView::from).collect())
+    }
+
+    async fn require_member(&self, user: Id, room: Id) -> Result<(), Fail> {
+        if self.hub.store().is_member(room, user).await? {
+            Ok(())
+        } else {
+            Err(Fail::new(ErrorCode::NotFound, format!("not a member of room {room}")))
+        }
+    }
+
+    /// A page of history (members only); `more` when older messages exist.
+    pub async fn history(
+        &self,
+        user: Id,
+        room: Id,
+        before: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<MessageView>, bool), Fail> {
+        self.require_member(user, room).await?;
+        let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
+        let page = self.hub.store().history(room, before, limit).await?;
+        let more = page.first().is_some_and(|m| m.seq > 1);
+        Ok((page.iter().map(MessageView::from).collect(), more))
+    }
+
+    /// Store a message and publish it to the room. The caller has checked membership.
+    pub async fn send(&self, user: &User, room: Id, client_id: String, text: String) -> Result<Appended, Fail> {
+        if text.len() > self.config.max_text_bytes {
+            return Err(Fail::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "text is {} bytes, the limit is {}",
+                    text.len(),
+                    self.config.max_text_bytes
+                ),
+            ));
+        }
+        if client_id.is_empty() || client_id.len() > 64 {
+            return Err(Fail::new(ErrorCode::BadRequest, "id must be 1 to 64 characters"));
+        }
+        if let Err(wait) = self.limits.take_message(user.id) {
+            metrics::counter!("volley_rate_limited_total").increment(1);
+            return Err(Fail {
+                code: ErrorCode::RateLimited,
+                message: "too many messages, slow down".into(),
+                retry_after: Some(wait),
+            });
+        }
+        let started = std::time::Instant::now();
+        let appended = self
+            .hub
+            .store()
+            .append(NewMessage {
+                room,
+                user: user.id,
+                user_name: user.name.clone(),
+                client_id,
+                text,
+                ts: now_ms(),
+            })
+            .await?;
+        metrics::histogram!("volley_append_seconds").record(started.elapsed().as_secs_f64());
+        if let Appended::New(stored) = &appended {
+            metrics::counter!("volley_messages_total").increment(1);
+            self.publish_message(stored);
+        }
+        Ok(appended)
+    }
+
+    fn publish_message(&self, stored: &StoredMessage) {
+        let payload = ServerMsg::Message(MessageView::from(stored)).encode();
+        self.hub.publish(
+            Topic::Room(stored.room),
+            Event {
+                seq: Some(stored.seq),
+                control: false,
+                payload,
+            },
+        );
+    }
+
+    /// Record a read receipt and tell the room.
+    pub async fn read(&self, user: &User, room: Id, seq: u64) -> Result<u64, Fail> {
+        let recorded = self.hub.store().set_read(room, user.id, seq).await?;
+        self.broadcast(
+            room,
+            &ServerMsg::Receipt {
+                room,
+                user: user.id,
+                seq: recorded,
+            },
+        );
+        Ok(recorded)
+    }
+
+    /// Tell a room that `user` is typing, at most once per interval.
+    pub fn typing(&self, user: &User, room: Id) {
+        if self.limits.typing(user.id, room) {
+            self.broadcast(
+                room,
+                &ServerMsg::Typing {
+                    room,
+                    user: user.id,
+                    name: user.name.clone(),
+                    ttl_ms: self.config.typing_ttl_ms,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The facade handlers use: store, broker, local fan-out and presence together.
+
+use std::sync::Arc;
+
+use crate::broker::{Broker, MemoryBroker};
+use crate::fanout::{ConnId, Event, Fanout, SubscriberHandle, Topic};
+use crate::presence::Presence;
+use crate::store::Store;
+
+/// One node's view of the shared state.
+#[derive(Clone)]
+pub struct Hub {
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    fanout: Arc<Fanout>,
+    presence: Arc<Presence>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A single-node hub: `store` with the in-process broker.
+    pub fn embedded(store: Arc<dyn Store>) -> Hub {
+        let fanout = Arc::new(Fanout::new());
+        let broker = Arc::new(MemoryBroker::new(fanout.clone()));
+        Hub::new(store, broker, fanout)
+    }
+
+    /// A hub over any broker; `fanout` is the table the broker delivers into.
+    pub fn new(store: Arc<dyn Store>, broker: Arc<dyn Broker>, fanout: Arc<Fanout>) -> Hub {
+        Hub {
+            store,
+            broker,
+            fanout,
+            presence: Arc::new(Presence::new()),
+        }
+    }
+
+    /// The durable store.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Who is online on this node.
+    pub fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    /// Local subscribers of a topic.
+    pub fn local_subscribers(&self, topic: Topic) -> usize {
+        self.fanout.count(topic)
+    }
+
+    /// Subscribe a connection, telling the broker when this node first needs the topic.
+    pub fn subscribe(&self, topic: Topic, sub: &SubscriberHandle) {
+        if self.fanout.subscribe(topic, sub) {
+            self.broker.interest(topic, true);
+        }
+    }
+
+    /// Unsubscribe a connection, telling the broker when this node no longer needs the topic.
+    pub fn unsubscribe(&self, topic: Topic, id: ConnId) {
+        if self.fanout.unsubscribe(topic, id) {
+            self.broker.interest(topic, false);
+        }
+    }
+
+    /// Publish to every subscriber of `topic` on every node.
+    pub fn publish(&self, topic: Topic, event: Event) {
+        self.broker.publish(topic, event);
+    }
+}

@@ -1,0 +1,134 @@
+//! The durable records: users, rooms, memberships and messages.
+
+/// Ids are SQLite rowids (or PostgreSQL bigserials): positive and stable.
+pub type Id = i64;
+
+/// How a user came to exist, which decides how they may log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKind {
+    /// Registered with a password (argon2id hash stored).
+    Password,
+    /// A guest: a token only, no password; may be disabled by configuration.
+    Guest,
+    /// Provisioned from a JWT minted by another application (the `sub` claim).
+    External,
+}
+
+impl UserKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            UserKind::Password => "password",
+            UserKind::Guest => "guest",
+            UserKind::External => "external",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> UserKind {
+        match s {
+            "guest" => UserKind::Guest,
+            "external" => UserKind::External,
+            _ => UserKind::Password,
+        }
+    }
+}
+
+/// A user as handlers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Id,
+    pub name: String,
+    pub kind: UserKind,
+}
+
+/// Who may see and join a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomKind {
+    /// Listed and searchable; anyone may join.
+    Public,
+    /// Unlisted; members are added by the owner.
+    Private,
+    /// Between exactly two users, found again by the pair.
+    Direct,
+}
+
+impl RoomKind {
+    /// The name used in the protocol and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomKind::Public => "public",
+            RoomKind::Private => "private",
+            RoomKind::Direct => "direct",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> RoomKind {
+        match s {
+            "private" => RoomKind::Private,
+            "direct" => RoomKind::Direct,
+            _ => RoomKind::Public,
+        }
+    }
+}
+
+/// A room and the highest sequence number it has assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    pub id: Id,
+    pub name: String,
+    pub kind: RoomKind,
+    pub owner: Id,
+    pub last_seq: u64,
+    pub members: u64,
+}
+
+/// A room seen by one of its members: what they have read of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRoom {
+    pub room: Room,
+    pub last_read: u64,
+}
+
+/// A message to append; the store assigns `seq` and keeps `ts`.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room: Id,
+    pub user: Id,
+    /// The sender's name, returned with the stored message.
+    pub user_name: String,
+    /// The sender's id for this message: a retransmission with the same id is
+    /// answered with the stored message instead of creating another.
+    pub client_id: String,
+    pub text: String,
+    /// Milliseconds since the Unix epoch, from the node's clock.
+    pub ts: i64,
+}
+
+/// A message as stored, with its place in the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub room: Id,
+    pub seq: u64,
+    pub client_id: String,
+    pub user: Id,
+    pub user_name: String,
+    pub text: String,
+    pub ts: i64,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now, under a fresh sequence number.
+    New(StoredMessage),
+    /// The same sender had already sent this client id to this room.
+    Duplicate(StoredMessage),
+}
+
+impl Appended {
+    /// The stored message either way.
+    pub fn message(&self) -> &StoredMessage {
+        match self {
+            Appended::New(m) | Appended::Duplicate(m) => m,
+        }
+    }
+}
