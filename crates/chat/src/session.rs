@@ -220,28 +220,56 @@ impl<'a> Session<'a> {
                 },
                 delivery = rx.recv() => {
                     let Some(delivery) = delivery else { return Ok(End::Closed) };
-                    self.deliver(ws, delivery).await?;
-                    let mut batch = 1;
-                    while batch < WRITE_BATCH {
-                        match rx.try_recv() {
-                            Ok(more) => self.deliver(ws, more).await?,
-                            Err(_) => break,
-                        }
-                        batch += 1;
+                    // Writing waits while the peer does not read; the kick
+                    // must still get through, so race the two.
+                    let sub = self.sub.clone();
+                    let written = tokio::select! {
+                        written = self.write_batch(ws, delivery, &mut rx) => Some(written),
+                        _ = sub.kicked() => None,
+                    };
+                    match written {
+                        Some(result) => result?,
+                        None => return self.kick(ws).await,
                     }
-                    ws.flush().await?;
                 }
-                _ = self.sub.kicked() => {
-                    tracing::info!(user = %self.user.name, "closing a slow consumer");
-                    ws.close(CloseCode::TRY_AGAIN_LATER, "too slow: resume from your last sequence").await?;
-                    return Ok(End::Closed);
-                }
+                _ = self.sub.kicked() => return self.kick(ws).await,
                 _ = shutdown.changed() => {
                     ws.close(CloseCode::GOING_AWAY, "server shutting down").await?;
                     return Ok(End::Closed);
                 }
             }
         }
+    }
+
+    /// Write one delivery and whatever else is queued (up to a batch), then flush once.
+    async fn write_batch<S>(
+        &mut self,
+        ws: &mut Ws<S>,
+        first: Delivery,
+        rx: &mut mpsc::Receiver<Delivery>,
+    ) -> Result<(), volley_net::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.deliver(ws, first).await?;
+        for _ in 1..WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(more) => self.deliver(ws, more).await?,
+                Err(_) => break,
+            }
+        }
+        ws.flush().await
+    }
+
+    /// Close a connection that fell behind: 1013, and the client resumes.
+    async fn kick<S>(&mut self, ws: &mut Ws<S>) -> Result<End, volley_net::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        tracing::info!(user = %self.user.name, "closing a slow consumer");
+        ws.close(CloseCode::TRY_AGAIN_LATER, "too slow: resume from your last sequence")
+            .await?;
+        Ok(End::Closed)
     }
 
     /// Send stored messages of `room` after the delivered mark, up to `upto`;
