@@ -127,6 +127,7 @@ impl ChatClient {
                 ServerMsg::Ack { reference: r, .. }
                 | ServerMsg::History { reference: r, .. }
                 | ServerMsg::Pong { reference: r }
+                | ServerMsg::Ok { reference: r, .. }
                 | ServerMsg::Error { reference: r, .. } => r.as_ref() == Some(&reference),
                 _ => false,
             };

@@ -325,6 +325,13 @@ pub enum ServerMsg {
     },
     /// A member has read a room up to `seq`.
     Receipt { room: Id, user: Id, seq: u64 },
+    /// A `join`, `leave` or `create_room` request succeeded (the membership
+    /// change itself arrives as `room_joined` / `room_left`).
+    Ok {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+        room: Id,
+    },
     /// Answer to `ping`.
     Pong {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]

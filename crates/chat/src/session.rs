@@ -432,11 +432,21 @@ impl<'a> Session<'a> {
                 (reference, result)
             }
             ClientMsg::Join { room, reference } => {
-                let result = chat.join(&self.user, room).await.map(|_| None);
+                let result = chat.join(&self.user, room).await.map(|_| {
+                    Some(ServerMsg::Ok {
+                        reference: reference.clone(),
+                        room,
+                    })
+                });
                 (reference, result)
             }
             ClientMsg::Leave { room, reference } => {
-                let result = chat.leave(&self.user, room).await.map(|_| None);
+                let result = chat.leave(&self.user, room).await.map(|_| {
+                    Some(ServerMsg::Ok {
+                        reference: reference.clone(),
+                        room,
+                    })
+                });
                 (reference, result)
             }
             ClientMsg::CreateRoom {
@@ -444,7 +454,12 @@ impl<'a> Session<'a> {
                 private,
                 reference,
             } => {
-                let result = chat.create_room(&self.user, &name, private).await.map(|_| None);
+                let result = chat.create_room(&self.user, &name, private).await.map(|r| {
+                    Some(ServerMsg::Ok {
+                        reference: reference.clone(),
+                        room: r.id,
+                    })
+                });
                 (reference, result)
             }
             ClientMsg::Typing { room } => (
