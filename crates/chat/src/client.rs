@@ -85,16 +85,12 @@ impl ChatClient {
     }
 
     async fn next_frame(&mut self) -> Result<Option<ServerMsg>, Error> {
-        loop {
-            match self.ws.recv().await? {
-                None => return Ok(None),
-                Some(Message::Text(text)) => {
-                    return serde_json::from_str(text.as_str())
-                        .map(Some)
-                        .map_err(|e| Error::Unexpected(format!("{e}: {text}")))
-                }
-                Some(Message::Binary(_)) => return Err(Error::Unexpected("a binary frame".into())),
-            }
+        match self.ws.recv().await? {
+            None => Ok(None),
+            Some(Message::Text(text)) => serde_json::from_str(text.as_str())
+                .map(Some)
+                .map_err(|e| Error::Unexpected(format!("{e}: {text}"))),
+            Some(Message::Binary(_)) => Err(Error::Unexpected("a binary frame".into())),
         }
     }
 

@@ -184,7 +184,7 @@ impl Acceptor {
                 .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)
                 .iter()
                 .filter_map(|v| v.to_str().ok());
-            deflate::negotiate(offers, config).map(|(params, answer)| (params, answer, config.clone()))
+            deflate::negotiate(offers, config).map(|(params, answer)| (params, answer, *config))
         });
         Ok(Negotiated {
             validated,

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Browser end-to-end test of `volley serve` and its web client in headless
+# Chromium (Debian's chromium, driven by playwright-core from npm).
+# Installs chromium (apt) and playwright-core (npm ci) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+(cd web/tests && npm ci --no-audit --no-fund --silent)
+cargo build --quiet -p volley
+VOLLEY_BIN=target/debug/volley node web/tests/chat.e2e.mjs
