@@ -39,3 +39,14 @@ check echo-deflate "$OUT/echo-deflate.json" 'r["ops"] > 0 and r["errors"] == 0'
 check connect "$OUT/connect.json" 'r["ops"] > 0 and r["errors"] == 0'
 "$VOLLEY" bench idle --url "$url" -n 500 --settle 1 --server-pid "$server" --json >"$OUT/idle.json"
 check idle "$OUT/idle.json" 'r["ops"] == 500 and r["errors"] == 0 and r["server_memory"]["rss_after"] > r["server_memory"]["rss_before"]'
+
+# The chat scenario against `volley serve` (persistence on, a fresh data dir).
+chat_port=$(free_port)
+chat_dir=$(mktemp -d)
+RUST_LOG=warn "$VOLLEY" serve --addr "127.0.0.1:$chat_port" --data-dir "$chat_dir" \
+  --max-connections-per-ip 0 >"$OUT/serve.log" 2>&1 &
+chat_server=$!
+trap 'kill $server $chat_server 2>/dev/null || true; rm -rf "$chat_dir"' EXIT
+wait_port "$chat_port"
+"$VOLLEY" bench chat --url "ws://127.0.0.1:$chat_port/ws" -n 200 -r 4 -p 100 -d 4 --warmup 1 --json >"$OUT/chat.json"
+check chat "$OUT/chat.json" 'r["ops"] > 0 and r["errors"] == 0 and r["extra"]["delivery_ratio"] == 1.0'

@@ -10,6 +10,9 @@ pub enum Error {
         /// The first failure.
         source: volley_net::Error,
     },
+    /// The chat server refused the set-up (rooms, joins) or broke the protocol.
+    #[error("chat set-up: {0}")]
+    Chat(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     File {

@@ -65,7 +65,7 @@ impl Scenario for Idle {
             latency: None,
             elapsed: opened,
             server_memory,
-            server_cpu: None,
+            ..Measured::default()
         })
     }
 }

@@ -7,6 +7,7 @@
 //! printed as a table or as JSON. Chat and game scenarios plug in by
 //! implementing [`Scenario`].
 
+mod chat;
 mod connect;
 mod echo;
 mod error;
@@ -16,6 +17,7 @@ mod raw;
 mod report;
 mod sys;
 
+pub use chat::Chat;
 pub use connect::Connect;
 pub use echo::Echo;
 pub use error::Error;
@@ -59,6 +61,8 @@ pub struct Measured {
     pub server_memory: Option<ServerMemory>,
     /// CPU time the server used during the measured window (needs its pid).
     pub server_cpu: Option<Duration>,
+    /// Scenario-specific figures (name -> value), shown as they are.
+    pub extra: BTreeMap<String, f64>,
 }
 
 /// A load pattern.

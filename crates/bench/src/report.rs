@@ -74,6 +74,9 @@ pub struct Report {
     pub generator_cores: usize,
     /// Whether the generator itself was the bottleneck (above 90% CPU).
     pub generator_saturated: bool,
+    /// Scenario-specific figures.
+    #[serde(default)]
+    pub extra: BTreeMap<String, f64>,
 }
 
 impl Report {
@@ -115,6 +118,7 @@ impl Report {
             generator_cpu,
             generator_cores: cores,
             generator_saturated: generator_cpu.is_some_and(|c| c > 0.9),
+            extra: m.extra,
         }
     }
 }
@@ -165,6 +169,9 @@ impl fmt::Display for Report {
                 per_op,
                 self.unit.trim_end_matches('s')
             )?;
+        }
+        for (name, value) in &self.extra {
+            writeln!(f, "{name:<16}{value:.3}")?;
         }
         writeln!(f, "{:<16}{}", "errors", self.errors)?;
         match self.generator_cpu {

@@ -148,6 +148,12 @@ impl ChatClient {
         }
     }
 
+    /// The socket alone, for load generators that do their own framing.
+    /// Frames kept while waiting for replies are dropped.
+    pub fn into_socket(self) -> WebSocket<MaybeTlsStream> {
+        self.ws
+    }
+
     /// Close the connection normally.
     pub async fn close(mut self) -> Result<(), Error> {
         self.ws.close(volley_net::CloseCode::NORMAL, "bye").await?;

@@ -122,6 +122,10 @@ impl Server {
         } = self;
         let mut stop = app.shutdown.clone();
         let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        // Small frames must not wait for Nagle's algorithm (40 ms with delayed ACKs).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
         });

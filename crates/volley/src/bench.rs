@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use volley_bench::{Connect, Echo, Idle, Report, Scenario, Target};
+use volley_bench::{Chat, Connect, Echo, Idle, Report, Scenario, Target};
 use volley_net::{tls, Config, Connector, DeflateConfig};
 
 /// Options of `volley bench`.
@@ -16,9 +16,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, clap::Args)]
 struct Common {
-    /// Server under test.
-    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
-    url: String,
+    /// Server under test [default: ws://127.0.0.1:9001/, for chat ws://127.0.0.1:8080/ws].
+    #[arg(long)]
+    url: Option<String>,
     /// Extra CA certificate (PEM) to trust for wss://.
     #[arg(long)]
     ca: Option<PathBuf>,
@@ -80,6 +80,32 @@ enum ScenarioArgs {
         #[arg(long, default_value_t = 2.0)]
         settle: f64,
     },
+    /// N clients of `volley serve` in R rooms, P messages/s in total; deliveries/s and send-to-receipt latency.
+    Chat {
+        #[command(flatten)]
+        common: Common,
+        /// Connected clients.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        clients: usize,
+        /// Rooms (clients are spread evenly).
+        #[arg(short = 'r', long, default_value_t = 10)]
+        rooms: usize,
+        /// Messages per second published in total.
+        #[arg(short = 'p', long, default_value_t = 100.0)]
+        rate: f64,
+        /// Message text size in bytes.
+        #[arg(short = 's', long, default_value_t = 64)]
+        size: usize,
+        /// Measured seconds.
+        #[arg(short = 'd', long, default_value_t = 10.0)]
+        duration: f64,
+        /// Unmeasured warm-up seconds.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Connections set up at once.
+        #[arg(long, default_value_t = 64)]
+        connect_concurrency: usize,
+    },
     /// Draw the comparison written by bench/compare.sh as an SVG.
     Plot {
         /// The comparison JSON.
@@ -96,7 +122,17 @@ fn secs(s: f64) -> Duration {
 }
 
 impl Common {
-    fn target(&self) -> anyhow::Result<Target> {
+    fn url(&self, scenario: &str) -> String {
+        self.url.clone().unwrap_or_else(|| {
+            if scenario == "chat" {
+                "ws://127.0.0.1:8080/ws".into()
+            } else {
+                "ws://127.0.0.1:9001/".into()
+            }
+        })
+    }
+
+    fn target(&self, scenario: &str) -> anyhow::Result<Target> {
         let mut connector = Connector::new(Config {
             // Load, not liveness, is measured: no keepalive traffic.
             ping_interval: None,
@@ -109,7 +145,7 @@ impl Common {
             connector = connector.deflate(DeflateConfig::default());
         }
         Ok(Target {
-            url: self.url.clone(),
+            url: self.url(scenario),
             connector,
             server_pid: self.server_pid,
         })
@@ -160,6 +196,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             report(&scenario, &common).await
         }
+        ScenarioArgs::Chat {
+            common,
+            clients,
+            rooms,
+            rate,
+            size,
+            duration,
+            warmup,
+            connect_concurrency,
+        } => {
+            let scenario = Chat {
+                clients,
+                rooms,
+                rate,
+                size,
+                duration: secs(duration),
+                warmup: secs(warmup),
+                connect_concurrency,
+            };
+            report(&scenario, &common).await
+        }
         ScenarioArgs::Plot { input, output } => {
             let comparison = volley_bench::plot::read(&input)?;
             volley_bench::plot::plot(&comparison, &output)?;
@@ -170,10 +227,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn report<S: Scenario>(scenario: &S, common: &Common) -> anyhow::Result<()> {
-    let target = common.target()?;
+    let target = common.target(scenario.name())?;
     let report: Report = volley_bench::run(scenario, &target, !common.json)
         .await
-        .with_context(|| format!("bench {} against {}", scenario.name(), common.url))?;
+        .with_context(|| format!("bench {} against {}", scenario.name(), target.url))?;
     if common.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
