@@ -93,10 +93,12 @@ function start(token) {
     renderRooms();
   });
   chat.addEventListener("presence", (e) => {
-    const { room, user, online: isOnline } = e.detail;
+    const { room, changes } = e.detail;
     const set = online.get(room) || new Set();
-    if (isOnline) set.add(user);
-    else set.delete(user);
+    for (const c of changes) {
+      if (c.online) set.add(c.user);
+      else set.delete(c.user);
+    }
     online.set(room, set);
     renderOnline();
   });

@@ -4,7 +4,7 @@
 // resumes from those numbers, and re-sends unacknowledged messages with their
 // original ids (the server de-duplicates them). Events are dispatched on the
 // client (an EventTarget): state, ready, message, ack, error, presence,
-// typing, receipt, member, room_joined, room_left, caught_up, history.
+// typing, receipt, members, room_joined, room_left, caught_up, history.
 
 export class VolleyChat extends EventTarget {
   /**

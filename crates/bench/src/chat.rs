@@ -9,7 +9,8 @@
 //! the measured window count.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -53,7 +54,7 @@ struct ClientStats {
 }
 
 /// The measured window in nanoseconds since the run's epoch.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Window {
     start: u64,
     end: u64,
@@ -140,12 +141,11 @@ impl Scenario for Chat {
         }
         let setup = setup_started.elapsed();
 
-        // The measured window, on one clock shared by every task.
+        // One clock shared by every task; the window is set once set-up
+        // traffic (joins, presence) has died down.
         let epoch = Instant::now();
-        let window = Window {
-            start: self.warmup.as_nanos() as u64,
-            end: (self.warmup + self.duration).as_nanos() as u64,
-        };
+        let window = Arc::new(OnceLock::new());
+        let frames = Arc::new(AtomicU64::new(0));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut senders = Vec::with_capacity(members.len());
         let mut tasks = JoinSet::new();
@@ -155,20 +155,44 @@ impl Scenario for Chat {
             senders.push(tx);
             let room = room_ids[i % rooms];
             let ws = client.into_socket();
-            tasks.spawn(client_task(ws, i, room, rx, stop_rx.clone(), epoch, window, pad.clone()));
+            let ctx = TaskContext {
+                me: i,
+                room,
+                epoch,
+                window: window.clone(),
+                frames: frames.clone(),
+                pad: pad.clone(),
+            };
+            tasks.spawn(client_task(ws, ctx, rx, stop_rx.clone()));
         }
+        let settle_started = Instant::now();
+        let mut seen = frames.load(Ordering::Relaxed);
+        let mut quiet = 0;
+        while quiet < 2 && settle_started.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = frames.load(Ordering::Relaxed);
+            quiet = if now == seen { quiet + 1 } else { 0 };
+            seen = now;
+        }
+        let settle = settle_started.elapsed();
+        let start = epoch.elapsed() + self.warmup;
+        let _ = window.set(Window {
+            start: start.as_nanos() as u64,
+            end: (start + self.duration).as_nanos() as u64,
+        });
+        let publish_start = Instant::now();
 
         // Publish at the configured rate, round-robin over the clients.
         let per_tick = Duration::from_millis(1);
         let mut ticker = tokio::time::interval(per_tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let publish_until = epoch + self.warmup + self.duration;
+        let publish_until = publish_start + self.warmup + self.duration;
         let mut published: u64 = 0;
         let mut skipped: u64 = 0;
         let mut next = 0usize;
         while Instant::now() < publish_until {
             ticker.tick().await;
-            let due = (epoch.elapsed().as_secs_f64() * self.rate) as u64;
+            let due = (publish_start.elapsed().as_secs_f64() * self.rate) as u64;
             while published < due {
                 if senders[next].try_send(()).is_err() {
                     skipped += 1;
@@ -196,16 +220,27 @@ impl Scenario for Chat {
         let expected = acked as f64 * members_per_room;
         let extra = BTreeMap::from([
             ("setup_s".to_owned(), setup.as_secs_f64()),
+            ("settle_s".to_owned(), settle.as_secs_f64()),
             (
                 "published_per_s".to_owned(),
                 acked as f64 / self.duration.as_secs_f64().max(1e-9),
             ),
             (
                 "delivery_ratio".to_owned(),
-                if expected > 0.0 { delivered as f64 / expected } else { 0.0 },
+                if expected > 0.0 {
+                    delivered as f64 / expected
+                } else {
+                    0.0
+                },
             ),
-            ("ack_p50_ms".to_owned(), ack_latency.value_at_quantile(0.5) as f64 / 1000.0),
-            ("ack_p99_ms".to_owned(), ack_latency.value_at_quantile(0.99) as f64 / 1000.0),
+            (
+                "ack_p50_ms".to_owned(),
+                ack_latency.value_at_quantile(0.5) as f64 / 1000.0,
+            ),
+            (
+                "ack_p99_ms".to_owned(),
+                ack_latency.value_at_quantile(0.99) as f64 / 1000.0,
+            ),
         ]);
         Ok(Measured {
             ops: delivered,
@@ -220,28 +255,46 @@ impl Scenario for Chat {
 }
 
 async fn connect(target: &Target, i: usize) -> Result<ChatClient, Error> {
-    ChatClient::connect_with(&target.connector, &target.url, Login::Guest(format!("bot{i}")), &HashMap::new())
-        .await
-        .map_err(|e| match e {
-            volley_chat::Error::Transport(source) => Error::Connect {
-                url: target.url.clone(),
-                source,
-            },
-            other => Error::Chat(other.to_string()),
-        })
+    ChatClient::connect_with(
+        &target.connector,
+        &target.url,
+        Login::Guest(format!("bot{i}")),
+        &HashMap::new(),
+    )
+    .await
+    .map_err(|e| match e {
+        volley_chat::Error::Transport(source) => Error::Connect {
+            url: target.url.clone(),
+            source,
+        },
+        other => Error::Chat(other.to_string()),
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn client_task(
-    mut ws: WebSocket<MaybeTlsStream>,
+/// What a client task needs besides its socket and channels.
+struct TaskContext {
     me: usize,
     room: i64,
+    epoch: Instant,
+    window: Arc<OnceLock<Window>>,
+    frames: Arc<AtomicU64>,
+    pad: String,
+}
+
+async fn client_task(
+    mut ws: WebSocket<MaybeTlsStream>,
+    ctx: TaskContext,
     mut sends: mpsc::Receiver<()>,
     mut stop: watch::Receiver<bool>,
-    epoch: Instant,
-    window: Window,
-    pad: String,
 ) -> ClientStats {
+    let TaskContext {
+        me,
+        room,
+        epoch,
+        window,
+        frames,
+        pad,
+    } = ctx;
     let mut stats = ClientStats {
         delivered: 0,
         bytes: 0,
@@ -276,7 +329,9 @@ async fn client_task(
                         break;
                     }
                 };
+                frames.fetch_add(1, Ordering::Relaxed);
                 let now = nanos_since(epoch);
+                let Some(window) = window.get() else { continue };
                 let text = text.as_str();
                 if text.starts_with(r#"{"type":"message""#) {
                     if let Some(sent) = number_after(text, r#""text":"t"#) {

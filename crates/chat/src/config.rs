@@ -48,6 +48,9 @@ pub struct ChatConfig {
     pub typing_ttl_ms: u64,
     /// Fewest milliseconds between two typing events of a user in a room.
     pub typing_interval_ms: u64,
+    /// Presence and membership changes are sent per room at most this often,
+    /// in milliseconds (batched, so large rooms do not get one frame per change).
+    pub presence_batch_ms: u64,
     /// Longest wait for connections to close on shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
     /// Compress frames with permessage-deflate when the client offers it.
@@ -91,6 +94,7 @@ impl Default for ChatConfig {
             auth_timeout_ms: 10_000,
             typing_ttl_ms: 5_000,
             typing_interval_ms: 2_000,
+            presence_batch_ms: 250,
             shutdown_grace_ms: 10_000,
             deflate: true,
         }

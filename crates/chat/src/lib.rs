@@ -8,6 +8,7 @@
 //! The protocol is in docs/protocol.md and in [`protocol`].
 
 pub mod auth;
+mod batch;
 pub mod client;
 pub mod config;
 mod error;

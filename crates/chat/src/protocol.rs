@@ -269,6 +269,21 @@ impl From<&StoredMessage> for MessageView {
     }
 }
 
+/// One user's membership change in a `members` frame.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberChange {
+    pub user: UserView,
+    pub joined: bool,
+}
+
+/// One user's presence change in a `presence` frame.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PresenceChange {
+    pub user: Id,
+    pub name: String,
+    pub online: bool,
+}
+
 /// What the server sends.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -307,15 +322,11 @@ pub enum ServerMsg {
     RoomJoined { room: RoomView },
     /// The reader is no longer a member of a room (left or removed).
     RoomLeft { room: Id },
-    /// Someone joined or left a room's membership.
-    Member { room: Id, user: UserView, joined: bool },
-    /// A member came online or went offline in a room.
-    Presence {
-        room: Id,
-        user: Id,
-        name: String,
-        online: bool,
-    },
+    /// Members joined or left a room (batched: one frame per room per
+    /// batching interval, the net change per user).
+    Members { room: Id, changes: Vec<MemberChange> },
+    /// Members came online or went offline in a room (batched likewise).
+    Presence { room: Id, changes: Vec<PresenceChange> },
     /// A member is typing; show it for `ttl_ms` unless renewed.
     Typing {
         room: Id,

@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use volley_hub::{Appended, Event, Hub, Id, NewMessage, Room, RoomKind, StoredMessage, Topic, User, UserKind};
 
 use crate::auth::{self, Auth, Identity};
+use crate::batch::Batcher;
 use crate::config::ChatConfig;
 use crate::limits::Limits;
-use crate::protocol::{Control, ErrorCode, MessageView, RoomView, ServerMsg, UserView};
+use crate::protocol::{Control, ErrorCode, MessageView, RoomView, ServerMsg};
 
 /// A refused request: what the client is told.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +53,7 @@ pub struct Chat {
     pub(crate) auth: Auth,
     pub(crate) limits: Arc<Limits>,
     pub(crate) config: ChatConfig,
+    batcher: Arc<Batcher>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -80,11 +82,13 @@ impl Chat {
             config.max_connections_per_ip,
             Duration::from_millis(config.typing_interval_ms),
         ));
+        let batcher = Batcher::new(hub.clone(), Duration::from_millis(config.presence_batch_ms));
         Ok(Chat {
             hub,
             auth,
             limits,
             config,
+            batcher,
         })
     }
 
@@ -187,12 +191,12 @@ impl Chat {
     }
 
     fn member_event(&self, room: Id, user: &User, joined: bool) {
-        let msg = ServerMsg::Member {
-            room,
-            user: UserView::from(user),
-            joined,
-        };
-        self.broadcast(room, &msg);
+        self.batcher.member(room, user, joined);
+    }
+
+    /// A user came online or went offline in a room (batched).
+    pub(crate) fn presence_changed(&self, room: Id, user: &User, online: bool) {
+        self.batcher.presence(room, user, online);
     }
 
     /// Publish an ephemeral (not stored) event to a room.
@@ -398,8 +402,9 @@ impl Chat {
 
     fn publish_message(&self, stored: &StoredMessage) {
         let payload = ServerMsg::Message(MessageView::from(stored)).encode();
-        self.hub.publish(
-            Topic::Room(stored.room),
+        self.hub.publish_message(
+            stored.room,
+            stored.seq,
             Event {
                 seq: Some(stored.seq),
                 control: false,

@@ -21,7 +21,7 @@ async fn messages_fan_out_to_every_connection_of_every_member() {
     join(&mut bob, room).await;
     // Alice sees bob join and come online.
     expect(&mut alice, "member event", |m| match m {
-        ServerMsg::Member { user, joined: true, .. } if user.name == "bob" => Some(()),
+        ServerMsg::Members { changes, .. } if changes.iter().any(|c| c.user.name == "bob" && c.joined) => Some(()),
         _ => None,
     })
     .await;
@@ -232,7 +232,7 @@ async fn presence_typing_and_receipts_reach_the_room() {
     join(&mut bob, room).await;
     let bob_id = bob.user.id;
     expect(&mut alice, "bob online", |m| match m {
-        ServerMsg::Presence { user, online: true, .. } if user == bob_id => Some(()),
+        ServerMsg::Presence { changes, .. } if changes.iter().any(|c| c.user == bob_id && c.online) => Some(()),
         _ => None,
     })
     .await;
@@ -274,9 +274,7 @@ async fn presence_typing_and_receipts_reach_the_room() {
     bob.close().await.unwrap();
     let offline = expect(&mut alice, "bob offline", |m| match m {
         ServerMsg::Typing { user, .. } if user == bob_id => Some(false),
-        ServerMsg::Presence {
-            user, online: false, ..
-        } if user == bob_id => Some(true),
+        ServerMsg::Presence { changes, .. } if changes.iter().any(|c| c.user == bob_id && !c.online) => Some(true),
         _ => None,
     })
     .await;

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use crate::broker::{Broker, MemoryBroker};
 use crate::fanout::{ConnId, Event, Fanout, SubscriberHandle, Topic};
+use crate::model::Id;
 use crate::presence::Presence;
+use crate::sequencer::Sequencer;
 use crate::store::Store;
 
 /// One node's view of the shared state.
@@ -14,7 +16,11 @@ pub struct Hub {
     broker: Arc<dyn Broker>,
     fanout: Arc<Fanout>,
     presence: Arc<Presence>,
+    sequencer: Arc<Sequencer>,
 }
+
+/// How long a message may wait for its predecessor before it is published anyway.
+const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,6 +43,7 @@ impl Hub {
             broker,
             fanout,
             presence: Arc::new(Presence::new()),
+            sequencer: Arc::new(Sequencer::new()),
         }
     }
 
@@ -66,6 +73,24 @@ impl Hub {
     pub fn unsubscribe(&self, topic: Topic, id: ConnId) {
         if self.fanout.unsubscribe(topic, id) {
             self.broker.interest(topic, false);
+        }
+    }
+
+    /// Publish message `seq` of `room`, after its predecessors (see [`Sequencer`]).
+    /// Must be called within a tokio runtime.
+    pub fn publish_message(&self, room: Id, seq: u64, event: Event) {
+        let (ready, held) = self.sequencer.submit(room, seq, event);
+        for event in ready {
+            self.broker.publish(Topic::Room(room), event);
+        }
+        if held {
+            let hub = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(HOLD).await;
+                for event in hub.sequencer.flush(room) {
+                    hub.broker.publish(Topic::Room(room), event);
+                }
+            });
         }
     }
 

@@ -14,6 +14,7 @@ mod fanout;
 mod hub;
 mod model;
 mod presence;
+mod sequencer;
 mod sqlite;
 mod store;
 
@@ -23,5 +24,6 @@ pub use fanout::{ConnId, Delivery, Event, Fanout, Subscriber, SubscriberHandle, 
 pub use hub::Hub;
 pub use model::{Appended, Id, MemberRoom, NewMessage, Room, RoomKind, StoredMessage, User, UserKind};
 pub use presence::Presence;
+pub use sequencer::Sequencer;
 pub use sqlite::{SqliteStore, Synchronous};
 pub use store::Store;

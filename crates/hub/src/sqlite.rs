@@ -190,7 +190,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let mut done: Vec<Completion> = Vec::with_capacity(group.len());
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "sqlite could not begin a transaction");
             for job in group.drain(..) {
                 let (_, complete) = job(Err(e.to_string()));
@@ -199,15 +199,15 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             continue;
         }
         for job in group.drain(..) {
-            let _ = conn.execute_batch("SAVEPOINT job");
+            let _ = run(&conn, "SAVEPOINT job");
             let (ok, complete) = job(Ok(&conn));
             if !ok {
-                let _ = conn.execute_batch("ROLLBACK TO job");
+                let _ = run(&conn, "ROLLBACK TO job");
             }
-            let _ = conn.execute_batch("RELEASE job");
+            let _ = run(&conn, "RELEASE job");
             done.push(complete);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        let commit = run(&conn, "COMMIT").map_err(|e| {
             tracing::error!(error = %e, "sqlite commit failed");
             let _ = conn.execute_batch("ROLLBACK");
             e.to_string()
@@ -216,6 +216,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             complete(commit.clone());
         }
     }
+}
+
+/// Run a statement without rows from the statement cache (parsing
+/// `SAVEPOINT` for every message showed up in profiles).
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {

@@ -1,0 +1,116 @@
+//! Publish a room's messages in sequence order.
+//!
+//! Senders publish after their append returns, and two appends to one room
+//! can return to their tasks in either order. Receivers would then see a gap
+//! and read the missing message from the store, correct but costly at scale
+//! (each of a room's connections does it). The sequencer holds a message that
+//! arrives ahead of its predecessor until the predecessor is published, or for
+//! a short while at most (a sender that died between append and publish must
+//! not stall its room; the receivers' gap fill covers that case).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use crate::fanout::Event;
+use crate::model::Id;
+
+#[derive(Debug, Default)]
+struct Order {
+    /// The next sequence number to publish, once known.
+    next: Option<u64>,
+    held: BTreeMap<u64, Event>,
+}
+
+/// Per-room reordering of published messages.
+#[derive(Debug, Default)]
+pub struct Sequencer {
+    rooms: Mutex<HashMap<Id, Order>>,
+}
+
+/// Most messages held for one room before they go out anyway.
+const MAX_HELD: usize = 256;
+
+impl Sequencer {
+    /// An empty sequencer.
+    pub fn new() -> Sequencer {
+        Sequencer::default()
+    }
+
+    /// Offer message `seq` of `room`. Returns the events to publish now, in
+    /// order, and whether something is held (the caller flushes it later).
+    pub fn submit(&self, room: Id, seq: u64, event: Event) -> (Vec<Event>, bool) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let order = rooms.entry(room).or_default();
+        let next = *order.next.get_or_insert(seq);
+        if seq < next {
+            // Late (its successor was already released): receivers de-duplicate.
+            return (vec![event], !order.held.is_empty());
+        }
+        order.held.insert(seq, event);
+        let mut ready = Vec::new();
+        while let Some((&first, _)) = order.held.first_key_value() {
+            let expected = order.next.unwrap_or(first);
+            if first != expected && order.held.len() <= MAX_HELD {
+                break;
+            }
+            if let Some(event) = order.held.remove(&first) {
+                order.next = Some(first + 1);
+                ready.push(event);
+            }
+        }
+        (ready, !order.held.is_empty())
+    }
+
+    /// Release everything held for `room`, in order, skipping the gaps.
+    pub fn flush(&self, room: Id) -> Vec<Event> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(order) = rooms.get_mut(&room) else {
+            return Vec::new();
+        };
+        let held = std::mem::take(&mut order.held);
+        if let Some((&last, _)) = held.last_key_value() {
+            order.next = Some(last + 1);
+        }
+        held.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64) -> Event {
+        Event {
+            seq: Some(seq),
+            control: false,
+            payload: bytes::Bytes::new(),
+        }
+    }
+
+    fn seqs(events: &[Event]) -> Vec<u64> {
+        events.iter().filter_map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn holds_a_message_until_its_predecessor_arrives() {
+        let s = Sequencer::new();
+        assert_eq!(seqs(&s.submit(1, 1, ev(1)).0), vec![1]);
+        let (ready, held) = s.submit(1, 3, ev(3));
+        assert!(ready.is_empty() && held);
+        let (ready, held) = s.submit(1, 2, ev(2));
+        assert_eq!(seqs(&ready), vec![2, 3]);
+        assert!(!held);
+    }
+
+    #[test]
+    fn flush_releases_past_a_hole() {
+        let s = Sequencer::new();
+        s.submit(7, 10, ev(10));
+        s.submit(7, 12, ev(12));
+        s.submit(7, 13, ev(13));
+        assert_eq!(seqs(&s.flush(7)), vec![12, 13]);
+        // 11 shows up late: released at once, receivers de-duplicate.
+        assert_eq!(seqs(&s.submit(7, 11, ev(11)).0), vec![11]);
+        assert_eq!(seqs(&s.submit(7, 14, ev(14)).0), vec![14]);
+    }
+}
