@@ -181,6 +181,19 @@ impl Scenario for Chat {
             end: (start + self.duration).as_nanos() as u64,
         });
         let publish_start = Instant::now();
+        // The server's CPU time over the measured window: its cost per delivery.
+        let measure_from = publish_start + self.warmup;
+        let measure_to = measure_from + self.duration;
+        let server_cpu = target.server_pid.map(|pid| {
+            tokio::spawn(async move {
+                tokio::time::sleep_until(measure_from).await;
+                let before = crate::sys::pid_cpu_time(pid);
+                tokio::time::sleep_until(measure_to).await;
+                crate::sys::pid_cpu_time(pid)
+                    .zip(before)
+                    .map(|(a, b)| a.saturating_sub(b))
+            })
+        });
 
         // Publish at the configured rate, round-robin over the clients.
         let per_tick = Duration::from_millis(1);
@@ -242,12 +255,17 @@ impl Scenario for Chat {
                 ack_latency.value_at_quantile(0.99) as f64 / 1000.0,
             ),
         ]);
+        let server_cpu = match server_cpu {
+            Some(task) => task.await.ok().flatten(),
+            None => None,
+        };
         Ok(Measured {
             ops: delivered,
             bytes,
             errors,
             latency: Some(latency),
             elapsed: self.duration,
+            server_cpu,
             extra,
             ..Measured::default()
         })
