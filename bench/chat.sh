@@ -36,7 +36,7 @@ for round in $(seq 1 "$ROUNDS"); do
     args=${entry#*|}
     port=$(free_port)
     dir=$(mktemp -d)
-    RUST_LOG=warn "$VOLLEY" serve --addr "127.0.0.1:$port" --data-dir "$dir" --max-connections-per-ip 0 \
+    RUST_LOG=warn "$VOLLEY" serve --addr "127.0.0.1:$port" --data-dir "$dir" --max-connections-per-ip 0 --account-attempts-per-sec 0 \
       >"$OUT/serve.log" 2>&1 &
     pid=$!
     wait_port "$port"

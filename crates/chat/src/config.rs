@@ -38,6 +38,10 @@ pub struct ChatConfig {
     pub messages_per_sec: f64,
     /// Burst of messages a user may send at once.
     pub message_burst: f64,
+    /// Register, login and guest attempts per second per client IP (burst:
+    /// four times that); 0 is unlimited. Password hashing is deliberately
+    /// slow, so this also bounds the CPU one address can make us spend.
+    pub account_attempts_per_sec: f64,
     /// Simultaneous connections per user.
     pub max_connections_per_user: u32,
     /// Simultaneous connections per client IP (0: unlimited).
@@ -89,6 +93,7 @@ impl Default for ChatConfig {
             outbound_queue: 1024,
             messages_per_sec: 10.0,
             message_burst: 20.0,
+            account_attempts_per_sec: 2.0,
             max_connections_per_user: 16,
             max_connections_per_ip: 256,
             auth_timeout_ms: 10_000,

@@ -223,7 +223,7 @@ async fn websocket(State(app): AppState, ConnectInfo(peer): ConnectInfo<SocketAd
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = negotiated.into_websocket(TokioIo::new(upgraded), &[]);
-                session::run(chat, ws, user, Some(ip_slot), shutdown).await;
+                session::run(chat, ws, user, ip_slot, shutdown).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
@@ -258,12 +258,22 @@ fn token_response(user: &User, token: String) -> Response {
     Json(json!({ "token": token, "user": UserView::from(user) })).into_response()
 }
 
-async fn register(State(app): AppState, Json(c): Json<Credentials>) -> Result<Response, Fail> {
+async fn register(
+    State(app): AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(c): Json<Credentials>,
+) -> Result<Response, Fail> {
+    app.chat.limit_accounts(peer.ip())?;
     let (user, token) = app.chat.register(c.username.trim(), &c.password).await?;
     Ok((StatusCode::CREATED, token_response(&user, token)).into_response())
 }
 
-async fn login(State(app): AppState, Json(c): Json<Credentials>) -> Result<Response, Fail> {
+async fn login(
+    State(app): AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(c): Json<Credentials>,
+) -> Result<Response, Fail> {
+    app.chat.limit_accounts(peer.ip())?;
     let (user, token) = app.chat.login(c.username.trim(), &c.password).await?;
     Ok(token_response(&user, token))
 }
@@ -274,7 +284,12 @@ struct GuestRequest {
     name: Option<String>,
 }
 
-async fn guest(State(app): AppState, body: Option<Json<GuestRequest>>) -> Result<Response, Fail> {
+async fn guest(
+    State(app): AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Option<Json<GuestRequest>>,
+) -> Result<Response, Fail> {
+    app.chat.limit_accounts(peer.ip())?;
     let request = body.map(|Json(b)| b).unwrap_or_default();
     let (user, token) = app.chat.guest(request.name.as_deref()).await?;
     Ok((StatusCode::CREATED, token_response(&user, token)).into_response())

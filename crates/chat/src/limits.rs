@@ -1,6 +1,7 @@
-//! Abuse limits: message rate per user (token bucket), connections per user
-//! and per IP, typing-event throttling. Counters release through guards, so a
-//! connection that ends in any way gives its slot back.
+//! Abuse limits: message and request rates per user and account attempts per
+//! IP (token buckets), connections per user and per IP, typing-event
+//! throttling. Counters release through guards, so a connection that ends in
+//! any way gives its slot back.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,12 +10,60 @@ use std::time::{Duration, Instant};
 
 use volley_hub::Id;
 
+/// Requests other than `send` that cost a store operation (history, join,
+/// leave, create_room, read): sustained rate and burst per user.
+const REQUESTS_PER_SEC: f64 = 10.0;
+const REQUEST_BURST: f64 = 40.0;
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64) -> Bucket {
+        Bucket {
+            tokens: burst,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Take a token, or say how long until one is there.
+    fn take(&mut self, rate: f64, burst: f64) -> Result<(), Duration> {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
+
+    fn refilled_after(&self, d: Duration) -> bool {
+        self.refilled.elapsed() >= d
+    }
+}
+
 #[derive(Debug)]
 struct UserState {
     connections: u32,
-    tokens: f64,
-    refilled: Instant,
+    messages: Bucket,
+    requests: Bucket,
     typing: HashMap<Id, Instant>,
+}
+
+/// Which of a user's buckets a request draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// A message (`send`).
+    Message,
+    /// Another request that touches the store.
+    Request,
 }
 
 /// Shared limit state of one node.
@@ -25,8 +74,11 @@ pub struct Limits {
     per_user: u32,
     per_ip: u32,
     typing_interval: Duration,
+    /// Account attempts (register, login, guest) per IP per second; 0 is unlimited.
+    accounts_rate: f64,
     users: Mutex<HashMap<Id, UserState>>,
     ips: Mutex<HashMap<IpAddr, u32>>,
+    accounts: Mutex<HashMap<IpAddr, Bucket>>,
     sweep_at: Mutex<usize>,
 }
 
@@ -53,10 +105,36 @@ impl Limits {
             per_user,
             per_ip,
             typing_interval,
+            accounts_rate: 0.0,
             users: Mutex::new(HashMap::new()),
             ips: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
             sweep_at: Mutex::new(1024),
         }
+    }
+
+    /// Limit account attempts per IP to `per_sec` (burst: four times that, at
+    /// least 4); 0 lifts the limit.
+    pub fn with_account_rate(mut self, per_sec: f64) -> Limits {
+        self.accounts_rate = per_sec.max(0.0);
+        self
+    }
+
+    /// Take an account attempt (register, login, guest) for `ip`.
+    pub fn take_account(&self, ip: IpAddr) -> Result<(), Duration> {
+        if self.accounts_rate == 0.0 {
+            return Ok(());
+        }
+        let burst = (self.accounts_rate * 4.0).max(4.0);
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if accounts.len() > 4096 {
+            let refill = Duration::from_secs_f64(burst / self.accounts_rate);
+            accounts.retain(|_, b| !b.refilled_after(refill));
+        }
+        accounts
+            .entry(ip)
+            .or_insert_with(|| Bucket::full(burst))
+            .take(self.accounts_rate, burst)
     }
 
     /// Take a connection slot for `ip`, or `None` when it has too many.
@@ -77,12 +155,7 @@ impl Limits {
     pub fn connect_user(self: &Arc<Self>, user: Id) -> Option<UserSlot> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         self.sweep(&mut users);
-        let state = users.entry(user).or_insert_with(|| UserState {
-            connections: 0,
-            tokens: self.burst,
-            refilled: Instant::now(),
-            typing: HashMap::new(),
-        });
+        let state = users.entry(user).or_insert_with(|| self.fresh());
         if state.connections >= self.per_user {
             return None;
         }
@@ -93,21 +166,15 @@ impl Limits {
         })
     }
 
-    /// Take one message token; `Err` carries how long until one is available.
-    pub fn take_message(&self, user: Id) -> Result<(), Duration> {
+    /// Take a token for a request of `user`; `Err` carries how long until one
+    /// is available.
+    pub fn take(&self, user: Id, cost: Cost) -> Result<(), Duration> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(state) = users.get_mut(&user) else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let elapsed = now.duration_since(state.refilled).as_secs_f64();
-        state.tokens = (state.tokens + elapsed * self.rate).min(self.burst);
-        state.refilled = now;
-        if state.tokens >= 1.0 {
-            state.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - state.tokens) / self.rate))
+        self.sweep(&mut users);
+        let state = users.entry(user).or_insert_with(|| self.fresh());
+        match cost {
+            Cost::Message => state.messages.take(self.rate, self.burst),
+            Cost::Request => state.requests.take(REQUESTS_PER_SEC, REQUEST_BURST),
         }
     }
 
@@ -131,6 +198,15 @@ impl Limits {
         }
     }
 
+    fn fresh(&self) -> UserState {
+        UserState {
+            connections: 0,
+            messages: Bucket::full(self.burst),
+            requests: Bucket::full(REQUEST_BURST),
+            typing: HashMap::new(),
+        }
+    }
+
     /// Drop users with no connection whose bucket has refilled, so the table
     /// stays as large as the set of recently active users.
     fn sweep(&self, users: &mut HashMap<Id, UserState>) {
@@ -139,8 +215,15 @@ impl Limits {
             return;
         }
         let refill = Duration::from_secs_f64(self.burst / self.rate);
-        users.retain(|_, s| s.connections > 0 || s.refilled.elapsed() < refill);
+        users.retain(|_, s| s.connections > 0 || !s.messages.refilled_after(refill));
         *sweep_at = (users.len() * 2).max(1024);
+    }
+}
+
+impl IpSlot {
+    /// The address this slot is for.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
     }
 }
 
@@ -174,10 +257,23 @@ mod tests {
         let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2)));
         let _slot = limits.connect_user(7).unwrap();
         for _ in 0..3 {
-            assert!(limits.take_message(7).is_ok());
+            assert!(limits.take(7, Cost::Message).is_ok());
         }
-        let wait = limits.take_message(7).unwrap_err();
+        let wait = limits.take(7, Cost::Message).unwrap_err();
         assert!(wait > Duration::from_millis(500) && wait <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn account_attempts_are_limited_per_ip() {
+        let limits = Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2)).with_account_rate(1.0);
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        for _ in 0..4 {
+            assert!(limits.take_account(ip).is_ok());
+        }
+        assert!(limits.take_account(ip).is_err());
+        assert!(limits.take_account([10, 0, 0, 2].into()).is_ok(), "per address");
+        let open = Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2));
+        assert!((0..100).all(|_| open.take_account(ip).is_ok()), "0 is unlimited");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use volley_hub::{Appended, Event, Hub, Id, NewMessage, Room, RoomKind, StoredMes
 use crate::auth::{self, Auth, Identity};
 use crate::batch::Batcher;
 use crate::config::ChatConfig;
-use crate::limits::Limits;
+use crate::limits::{Cost, Limits};
 use crate::protocol::{Control, ErrorCode, MessageView, RoomView, ServerMsg};
 
 /// A refused request: what the client is told.
@@ -75,13 +75,16 @@ impl Chat {
     pub fn new(hub: Hub, config: ChatConfig) -> Result<Chat, crate::Error> {
         config.validate()?;
         let auth = Auth::new(&config)?;
-        let limits = Arc::new(Limits::new(
-            config.messages_per_sec,
-            config.message_burst,
-            config.max_connections_per_user,
-            config.max_connections_per_ip,
-            Duration::from_millis(config.typing_interval_ms),
-        ));
+        let limits = Arc::new(
+            Limits::new(
+                config.messages_per_sec,
+                config.message_burst,
+                config.max_connections_per_user,
+                config.max_connections_per_ip,
+                Duration::from_millis(config.typing_interval_ms),
+            )
+            .with_account_rate(config.account_attempts_per_sec),
+        );
         let batcher = Batcher::new(hub.clone(), Duration::from_millis(config.presence_batch_ms));
         Ok(Chat {
             hub,
@@ -89,6 +92,33 @@ impl Chat {
             limits,
             config,
             batcher,
+        })
+    }
+
+    /// Charge a request to the user's bucket.
+    pub(crate) fn limit(&self, user: Id, cost: Cost) -> Result<(), Fail> {
+        self.limits.take(user, cost).map_err(|wait| {
+            metrics::counter!("volley_rate_limited_total").increment(1);
+            Fail {
+                code: ErrorCode::RateLimited,
+                message: match cost {
+                    Cost::Message => "too many messages, slow down".into(),
+                    Cost::Request => "too many requests, slow down".into(),
+                },
+                retry_after: Some(wait),
+            }
+        })
+    }
+
+    /// Charge an account attempt (register, login, guest) to the client's address.
+    pub fn limit_accounts(&self, ip: std::net::IpAddr) -> Result<(), Fail> {
+        self.limits.take_account(ip).map_err(|wait| {
+            metrics::counter!("volley_rate_limited_total").increment(1);
+            Fail {
+                code: ErrorCode::RateLimited,
+                message: "too many account attempts from this address".into(),
+                retry_after: Some(wait),
+            }
         })
     }
 
@@ -213,6 +243,7 @@ impl Chat {
 
     /// Create a room owned by `user`.
     pub async fn create_room(&self, user: &User, name: &str, private: bool) -> Result<Room, Fail> {
+        self.limit(user.id, Cost::Request)?;
         let name = name.trim();
         if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
             return Err(Fail::new(
@@ -236,6 +267,7 @@ impl Chat {
 
     /// Join a public room.
     pub async fn join(&self, user: &User, room: Id) -> Result<Room, Fail> {
+        self.limit(user.id, Cost::Request)?;
         let r = self.room(room).await?;
         if r.kind != RoomKind::Public && !self.hub.store().is_member(room, user.id).await? {
             // Private rooms are not revealed to outsiders.
@@ -250,6 +282,7 @@ impl Chat {
 
     /// Leave a room.
     pub async fn leave(&self, user: &User, room: Id) -> Result<(), Fail> {
+        self.limit(user.id, Cost::Request)?;
         if !self.hub.store().remove_member(room, user.id).await? {
             return Err(Fail::new(ErrorCode::NotFound, format!("not a member of room {room}")));
         }
@@ -260,6 +293,7 @@ impl Chat {
 
     /// Add `target` to `room`: the owner may add to any room, members to public ones.
     pub async fn invite(&self, by: &User, room: Id, target: &str) -> Result<User, Fail> {
+        self.limit(by.id, Cost::Request)?;
         let r = self.room(room).await?;
         let allowed = match r.kind {
             RoomKind::Private => r.owner == by.id,
@@ -287,6 +321,7 @@ impl Chat {
 
     /// Remove `target` from `room` (owner only).
     pub async fn remove(&self, by: &User, room: Id, target: &str) -> Result<(), Fail> {
+        self.limit(by.id, Cost::Request)?;
         let r = self.room(room).await?;
         if r.owner != by.id || r.kind == RoomKind::Direct {
             return Err(Fail::new(ErrorCode::Forbidden, "only the owner can remove members"));
@@ -312,6 +347,7 @@ impl Chat {
 
     /// The direct room between `user` and `other`.
     pub async fn direct(&self, user: &User, other: &str) -> Result<Room, Fail> {
+        self.limit(user.id, Cost::Request)?;
         let (peer, _) = self
             .hub
             .store()
@@ -349,6 +385,7 @@ impl Chat {
         before: Option<u64>,
         limit: Option<u32>,
     ) -> Result<(Vec<MessageView>, bool), Fail> {
+        self.limit(user, Cost::Request)?;
         self.require_member(user, room).await?;
         let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
         let page = self.hub.store().history(room, before, limit).await?;
@@ -371,14 +408,7 @@ impl Chat {
         if client_id.is_empty() || client_id.len() > 64 {
             return Err(Fail::new(ErrorCode::BadRequest, "id must be 1 to 64 characters"));
         }
-        if let Err(wait) = self.limits.take_message(user.id) {
-            metrics::counter!("volley_rate_limited_total").increment(1);
-            return Err(Fail {
-                code: ErrorCode::RateLimited,
-                message: "too many messages, slow down".into(),
-                retry_after: Some(wait),
-            });
-        }
+        self.limit(user.id, Cost::Message)?;
         let started = std::time::Instant::now();
         let appended = self
             .hub
@@ -415,6 +445,7 @@ impl Chat {
 
     /// Record a read receipt and tell the room.
     pub async fn read(&self, user: &User, room: Id, seq: u64) -> Result<u64, Fail> {
+        self.limit(user.id, Cost::Request)?;
         let recorded = self.hub.store().set_read(room, user.id, seq).await?;
         self.broadcast(
             room,

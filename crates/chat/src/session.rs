@@ -47,13 +47,13 @@ pub(crate) async fn run<S>(
     chat: Arc<Chat>,
     mut ws: Ws<S>,
     user: Option<User>,
-    ip_slot: Option<IpSlot>,
+    ip_slot: IpSlot,
     shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     metrics::gauge!("volley_connections").increment(1.0);
-    let end = Session::start(&chat, &mut ws, user, shutdown).await;
+    let end = Session::start(&chat, &mut ws, user, ip_slot.ip(), shutdown).await;
     match end {
         Ok(End::Closed) => {}
         Ok(End::Transport(e)) | Err(e) => tracing::debug!(error = %e, "chat connection ended"),
@@ -75,6 +75,7 @@ impl<'a> Session<'a> {
         chat: &'a Chat,
         ws: &mut Ws<S>,
         user: Option<User>,
+        ip: std::net::IpAddr,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<End, volley_net::Error>
     where
@@ -82,7 +83,7 @@ impl<'a> Session<'a> {
     {
         let (user, resume, token) = match user {
             Some(user) => (user, HashMap::new(), None),
-            None => match authenticate(chat, ws).await? {
+            None => match authenticate(chat, ws, ip).await? {
                 Some(found) => found,
                 None => return Ok(End::Closed),
             },
@@ -490,6 +491,7 @@ impl<'a> Session<'a> {
 async fn authenticate<S>(
     chat: &Chat,
     ws: &mut Ws<S>,
+    ip: std::net::IpAddr,
 ) -> Result<Option<(User, HashMap<String, u64>, Option<String>)>, volley_net::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -536,7 +538,10 @@ where
     };
     let outcome = match (token, guest) {
         (Some(token), _) => chat.authenticate(&token).await.map(|u| (u, None)),
-        (None, Some(name)) => chat.guest(Some(&name)).await.map(|(u, t)| (u, Some(t))),
+        (None, Some(name)) => match chat.limit_accounts(ip) {
+            Ok(()) => chat.guest(Some(&name)).await.map(|(u, t)| (u, Some(t))),
+            Err(fail) => Err(fail),
+        },
         (None, None) => Err(Fail::new(ErrorCode::AuthRequired, "auth needs a token or a guest name")),
     };
     match outcome {

@@ -391,7 +391,24 @@ async fn rate_and_connection_limits_answer_with_error_codes() {
     cfg.message_burst = 3.0;
     cfg.max_connections_per_user = 2;
     cfg.max_connections_per_ip = 4;
+    cfg.account_attempts_per_sec = 1.0;
     let server = start(cfg).await;
+    // Account attempts per address: a burst of 4, then 429 with a retry hint.
+    let wrong = json!({ "username": "nobody", "password": "guessing123" });
+    for _ in 0..4 {
+        assert_eq!(
+            http(server.addr, "POST", "/api/login", None, Some(wrong.clone()))
+                .await
+                .0,
+            401
+        );
+    }
+    let (status, body) = http(server.addr, "POST", "/api/login", None, Some(wrong)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(body["error"]["retry_after_ms"].as_u64().unwrap() > 0);
+    // Three guests below need three tokens back.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     let mut alice = guest(&server, "alice").await;
     let room = create_room(&mut alice, "r").await;
     for i in 0..3 {
@@ -406,6 +423,25 @@ async fn rate_and_connection_limits_answer_with_error_codes() {
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(alice.post(room, "b3", "after waiting").await.unwrap(), (4, false));
+    // Other requests that touch the store have their own bucket (burst 40).
+    let mut limited = 0;
+    for _ in 0..45 {
+        match alice
+            .request(json!({ "type": "history", "room": room, "limit": 1 }))
+            .await
+        {
+            Ok(_) => {}
+            Err(volley_chat::Error::Refused {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => limited += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        limited >= 4,
+        "history requests beyond the burst are refused ({limited})"
+    );
 
     // Per user: the third connection is refused with an error and 1008.
     let token = alice.token.clone().unwrap();

@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Burst of messages per user [default: 20].
     #[arg(long, env = "VOLLEY_MESSAGE_BURST")]
     message_burst: Option<f64>,
+    /// Register/login/guest attempts per second per client IP, 0 for no limit [default: 2].
+    #[arg(long, env = "VOLLEY_ACCOUNT_ATTEMPTS_PER_SEC")]
+    account_attempts_per_sec: Option<f64>,
     /// Connections per user [default: 16].
     #[arg(long, env = "VOLLEY_MAX_CONNECTIONS_PER_USER")]
     max_connections_per_user: Option<u32>,
@@ -75,6 +78,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ChatConfig> {
         sqlite_sync,
         messages_per_sec,
         message_burst,
+        account_attempts_per_sec,
         max_connections_per_user,
         max_connections_per_ip,
         outbound_queue,

@@ -56,6 +56,7 @@ pub fn config(dir: &Path) -> ChatConfig {
         data_dir: dir.to_path_buf(),
         messages_per_sec: 10_000.0,
         message_burst: 10_000.0,
+        account_attempts_per_sec: 0.0,
         shutdown_grace_ms: 5_000,
         ..ChatConfig::default()
     }
