@@ -93,14 +93,7 @@ impl Batcher {
             messages.push(ServerMsg::Presence { room, changes });
         }
         for msg in messages {
-            self.hub.publish(
-                Topic::Room(room),
-                Event {
-                    seq: None,
-                    control: false,
-                    payload: msg.encode(),
-                },
-            );
+            self.hub.publish(Topic::Room(room), Event::ephemeral(msg.encode()));
         }
     }
 }

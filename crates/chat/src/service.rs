@@ -210,14 +210,7 @@ impl Chat {
     }
 
     fn control(&self, user: Id, control: Control) {
-        self.hub.publish(
-            Topic::User(user),
-            Event {
-                seq: None,
-                control: true,
-                payload: control.encode(),
-            },
-        );
+        self.hub.publish(Topic::User(user), Event::control(control.encode()));
     }
 
     fn member_event(&self, room: Id, user: &User, joined: bool) {
@@ -231,14 +224,7 @@ impl Chat {
 
     /// Publish an ephemeral (not stored) event to a room.
     pub(crate) fn broadcast(&self, room: Id, msg: &ServerMsg) {
-        self.hub.publish(
-            Topic::Room(room),
-            Event {
-                seq: None,
-                control: false,
-                payload: msg.encode(),
-            },
-        );
+        self.hub.publish(Topic::Room(room), Event::ephemeral(msg.encode()));
     }
 
     /// Create a room owned by `user`.
@@ -263,6 +249,13 @@ impl Chat {
             .room(id)
             .await?
             .ok_or_else(|| Fail::new(ErrorCode::NotFound, format!("room {id} not found")))
+    }
+
+    async fn user_named(&self, name: &str) -> Result<User, Fail> {
+        match self.hub.store().user_by_name(name).await? {
+            Some((user, _)) => Ok(user),
+            None => Err(Fail::new(ErrorCode::NotFound, format!("user {name} not found"))),
+        }
     }
 
     /// Join a public room.
@@ -306,12 +299,7 @@ impl Chat {
                 "only the owner can invite to this room",
             ));
         }
-        let (user, _) = self
-            .hub
-            .store()
-            .user_by_name(target)
-            .await?
-            .ok_or_else(|| Fail::new(ErrorCode::NotFound, format!("user {target} not found")))?;
+        let user = self.user_named(target).await?;
         if self.hub.store().add_member(room, user.id).await? {
             self.control(user.id, Control::Joined { room });
             self.member_event(room, &user, true);
@@ -326,12 +314,7 @@ impl Chat {
         if r.owner != by.id || r.kind == RoomKind::Direct {
             return Err(Fail::new(ErrorCode::Forbidden, "only the owner can remove members"));
         }
-        let (user, _) = self
-            .hub
-            .store()
-            .user_by_name(target)
-            .await?
-            .ok_or_else(|| Fail::new(ErrorCode::NotFound, format!("user {target} not found")))?;
+        let user = self.user_named(target).await?;
         if user.id == by.id {
             return Err(Fail::new(
                 ErrorCode::BadRequest,
@@ -348,12 +331,7 @@ impl Chat {
     /// The direct room between `user` and `other`.
     pub async fn direct(&self, user: &User, other: &str) -> Result<Room, Fail> {
         self.limit(user.id, Cost::Request)?;
-        let (peer, _) = self
-            .hub
-            .store()
-            .user_by_name(other)
-            .await?
-            .ok_or_else(|| Fail::new(ErrorCode::NotFound, format!("user {other} not found")))?;
+        let peer = self.user_named(other).await?;
         if peer.id == user.id {
             return Err(Fail::new(ErrorCode::BadRequest, "a direct room needs another user"));
         }

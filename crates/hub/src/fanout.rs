@@ -39,6 +39,26 @@ pub struct Event {
     pub payload: Bytes,
 }
 
+impl Event {
+    /// An event for clients that is not a stored message (presence, typing, receipts).
+    pub fn ephemeral(payload: Bytes) -> Event {
+        Event {
+            seq: None,
+            control: false,
+            payload,
+        }
+    }
+
+    /// A control event for the connections themselves.
+    pub fn control(payload: Bytes) -> Event {
+        Event {
+            seq: None,
+            control: true,
+            payload,
+        }
+    }
+}
+
 /// What a connection takes out of its queue.
 #[derive(Debug, Clone)]
 pub enum Delivery {
