@@ -176,6 +176,24 @@ pub async fn hash_password(password: String) -> Result<String, Error> {
     .map_err(|e| Error::Key(e.to_string()))?
 }
 
+/// A valid argon2id hash of a random password, made once: checked against
+/// when a login names no user, so both failures take as long.
+pub fn decoy_hash() -> String {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY
+        .get_or_init(|| {
+            let password: [u8; 16] = rand::random();
+            let Ok(salt) = SaltString::encode_b64(&rand::random::<[u8; 16]>()) else {
+                return String::new();
+            };
+            Argon2::default()
+                .hash_password(&password, &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        })
+        .clone()
+}
+
 /// Check a password against a stored hash.
 pub async fn verify_password(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {

@@ -153,8 +153,13 @@ impl Chat {
     /// Log in with a password.
     pub async fn login(&self, name: &str, password: &str) -> Result<(User, String), Fail> {
         let denied = || Fail::new(ErrorCode::AuthFailed, "wrong user name or password");
-        let (user, hash) = self.hub.store().user_by_name(name).await?.ok_or_else(denied)?;
-        let hash = hash.ok_or_else(denied)?;
+        let found = self.hub.store().user_by_name(name).await?;
+        let Some((user, Some(hash))) = found else {
+            // Spend the same time as a wrong password, so the answer's timing
+            // does not tell which user names exist.
+            auth::verify_password(password.to_owned(), auth::decoy_hash()).await;
+            return Err(denied());
+        };
         if !auth::verify_password(password.to_owned(), hash).await {
             return Err(denied());
         }
