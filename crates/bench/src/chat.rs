@@ -104,6 +104,7 @@ impl Scenario for Chat {
         let rooms = self.rooms.clamp(1, self.clients.max(1));
         let clients = self.clients.max(rooms);
         let setup_started = Instant::now();
+        let rss_before = target.server_pid.and_then(crate::sys::rss_bytes);
         let tag: u32 = rand::random();
         // One owner per room creates it; everyone else joins.
         let mut room_ids = Vec::with_capacity(rooms);
@@ -175,6 +176,12 @@ impl Scenario for Chat {
             seen = now;
         }
         let settle = settle_started.elapsed();
+        // Server memory with every client connected, subscribed and idle.
+        let rss_per_client = target
+            .server_pid
+            .and_then(crate::sys::rss_bytes)
+            .zip(rss_before)
+            .map(|(after, before)| after.saturating_sub(before) as f64 / clients as f64);
         let start = epoch.elapsed() + self.warmup;
         let _ = window.set(Window {
             start: start.as_nanos() as u64,
@@ -231,7 +238,7 @@ impl Scenario for Chat {
         }
         let members_per_room = clients as f64 / rooms as f64;
         let expected = acked as f64 * members_per_room;
-        let extra = BTreeMap::from([
+        let mut extra = BTreeMap::from([
             ("setup_s".to_owned(), setup.as_secs_f64()),
             ("settle_s".to_owned(), settle.as_secs_f64()),
             (
@@ -255,6 +262,9 @@ impl Scenario for Chat {
                 ack_latency.value_at_quantile(0.99) as f64 / 1000.0,
             ),
         ]);
+        if let Some(bytes) = rss_per_client {
+            extra.insert("server_bytes_per_client".to_owned(), bytes);
+        }
         let server_cpu = match server_cpu {
             Some(task) => task.await.ok().flatten(),
             None => None,

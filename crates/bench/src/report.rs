@@ -123,6 +123,14 @@ impl Report {
     }
 }
 
+/// "round trips" -> "round trip", "deliveries" -> "delivery".
+fn singular(unit: &str) -> String {
+    match unit.strip_suffix("ies") {
+        Some(stem) => format!("{stem}y"),
+        None => unit.trim_end_matches('s').to_owned(),
+    }
+}
+
 fn ms(us: u64) -> String {
     format!("{:.3} ms", us as f64 / 1000.0)
 }
@@ -167,11 +175,11 @@ impl fmt::Display for Report {
                 "server CPU",
                 share * 100.0,
                 per_op,
-                self.unit.trim_end_matches('s')
+                singular(&self.unit)
             )?;
         }
         for (name, value) in &self.extra {
-            writeln!(f, "{name:<16}{value:.3}")?;
+            writeln!(f, "{name:<15} {value:.3}")?;
         }
         writeln!(f, "{:<16}{}", "errors", self.errors)?;
         match self.generator_cpu {

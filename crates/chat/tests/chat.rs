@@ -635,6 +635,7 @@ async fn tokens_from_another_application_are_accepted() {
         .await
         .unwrap();
     assert_eq!(dana.user.name, "dana");
+    drop(dana);
     let wrong_issuer = encode(
         &Header::new(Algorithm::HS256),
         &json!({ "sub": "eve", "exp": now + 60, "iss": "someone" }),
@@ -686,6 +687,48 @@ async fn tokens_from_another_application_are_accepted() {
         .await
         .unwrap();
     assert_eq!(erin.user.name, "erin");
+    drop(erin);
+    server.stop().await;
+
+    // RS256 with a public key file (a test-only key pair in tests/fixtures).
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.jwt.algorithm = Some("RS256".into());
+    cfg.jwt.public_key_file = Some(fixtures.join("rs256-test-public.pem"));
+    cfg.jwt.audience = Some("chat".into());
+    let server = start(cfg).await;
+    let private = std::fs::read(fixtures.join("rs256-test-private.pem")).unwrap();
+    let sign = |claims: serde_json::Value| {
+        encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(&private).unwrap(),
+        )
+        .unwrap()
+    };
+    let token = sign(json!({ "sub": "rita", "exp": now + 60, "aud": "chat" }));
+    let rita = ChatClient::connect(&server.url(), Login::Token(token), &HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(rita.user.name, "rita");
+    drop(rita);
+    let wrong_audience = sign(json!({ "sub": "rita", "exp": now + 60, "aud": "billing" }));
+    assert!(
+        ChatClient::connect(&server.url(), Login::Token(wrong_audience), &HashMap::new())
+            .await
+            .is_err()
+    );
+    // An HS256 token cannot pass for RS256 (algorithm confusion).
+    let hs = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "sub": "mallory", "exp": now + 60, "aud": "chat" }),
+        &EncodingKey::from_secret(&std::fs::read(fixtures.join("rs256-test-public.pem")).unwrap()),
+    )
+    .unwrap();
+    assert!(ChatClient::connect(&server.url(), Login::Token(hs), &HashMap::new())
+        .await
+        .is_err());
     server.stop().await;
 }
 
