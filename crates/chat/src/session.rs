@@ -187,7 +187,10 @@ impl<'a> Session<'a> {
                     .await?;
                 continue;
             };
-            self.delivered.insert(room, last);
+            // A client cannot have seen more than the room had when we
+            // subscribed (a mark above it would hide future messages).
+            let snapshot = self.delivered.get(&room).copied().unwrap_or(0);
+            self.delivered.insert(room, last.min(snapshot));
             let seq = self.replay(ws, room, u64::MAX).await?;
             ws.feed(ServerMsg::CaughtUp { room, seq }.to_message()).await?;
         }
@@ -198,6 +201,10 @@ impl<'a> Session<'a> {
         let sub = self.sub.clone();
         let kicked = sub.kicked();
         tokio::pin!(kicked);
+        if *shutdown.borrow() {
+            ws.close(CloseCode::GOING_AWAY, "server shutting down").await?;
+            return Ok(End::Closed);
+        }
         let stop = shutdown.changed();
         tokio::pin!(stop);
         loop {

@@ -89,6 +89,26 @@ async fn a_retransmitted_id_never_makes_a_second_message() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(body["messages"].as_array().unwrap().len(), 2);
+    // A resume mark beyond the room's last message (a client bug, or a wiped
+    // server) must not hide the messages that come next.
+    let bob_token = bob.token.clone().unwrap();
+    drop(bob);
+    let mut bob = ChatClient::connect(&server.url(), Login::Token(bob_token), &HashMap::from([(room, 999)]))
+        .await
+        .unwrap();
+    let caught_up = expect(&mut bob, "caught_up", |m| match m {
+        ServerMsg::CaughtUp { seq, .. } => Some(seq),
+        _ => None,
+    })
+    .await;
+    assert_eq!(caught_up, 2);
+    assert_eq!(again.post(room, "third", "three").await.unwrap(), (3, false));
+    let seq = expect(&mut bob, "message 3", |m| match m {
+        ServerMsg::Message(m) => Some(m.seq),
+        _ => None,
+    })
+    .await;
+    assert_eq!(seq, 3);
     server.stop().await;
 }
 
