@@ -382,6 +382,13 @@ impl<'a> Session<'a> {
             }
         };
         let chat = self.chat;
+        // The reply to a membership request; the change itself follows as room_joined/room_left.
+        let ok = |reference: &Option<serde_json::Value>, room| {
+            Some(ServerMsg::Ok {
+                reference: reference.clone(),
+                room,
+            })
+        };
         let (reference, result): (Option<serde_json::Value>, Result<Option<ServerMsg>, Fail>) = match msg {
             ClientMsg::Auth { reference, .. } => (
                 reference,
@@ -430,21 +437,11 @@ impl<'a> Session<'a> {
                 (reference, result)
             }
             ClientMsg::Join { room, reference } => {
-                let result = chat.join(&self.user, room).await.map(|_| {
-                    Some(ServerMsg::Ok {
-                        reference: reference.clone(),
-                        room,
-                    })
-                });
+                let result = chat.join(&self.user, room).await.map(|_| ok(&reference, room));
                 (reference, result)
             }
             ClientMsg::Leave { room, reference } => {
-                let result = chat.leave(&self.user, room).await.map(|_| {
-                    Some(ServerMsg::Ok {
-                        reference: reference.clone(),
-                        room,
-                    })
-                });
+                let result = chat.leave(&self.user, room).await.map(|_| ok(&reference, room));
                 (reference, result)
             }
             ClientMsg::CreateRoom {
@@ -452,12 +449,10 @@ impl<'a> Session<'a> {
                 private,
                 reference,
             } => {
-                let result = chat.create_room(&self.user, &name, private).await.map(|r| {
-                    Some(ServerMsg::Ok {
-                        reference: reference.clone(),
-                        room: r.id,
-                    })
-                });
+                let result = chat
+                    .create_room(&self.user, &name, private)
+                    .await
+                    .map(|r| ok(&reference, r.id));
                 (reference, result)
             }
             ClientMsg::Typing { room } => (
