@@ -157,33 +157,11 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
-/// Same-origin, absent (not a browser) or allowed by configuration.
-fn origin_allowed(app: &App, headers: &HeaderMap) -> Result<(), String> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().map_err(|_| "unreadable Origin header".to_owned())?;
-    let allowed = &app.chat.config.allowed_origins;
-    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
-        return Ok(());
-    }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let same = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|rest| !host.is_empty() && rest.eq_ignore_ascii_case(host));
-    if same {
-        Ok(())
-    } else {
-        Err(format!("origin {origin} is not allowed"))
-    }
-}
-
 async fn websocket(State(app): AppState, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request) -> Response {
     if *app.shutdown.borrow() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
     }
-    if let Err(reason) = origin_allowed(&app, req.headers()) {
+    if let Err(reason) = volley_net::origin_allowed(req.headers(), &app.chat.config.allowed_origins) {
         metrics::counter!("volley_handshake_rejected_total", "reason" => "origin").increment(1);
         return plain(StatusCode::FORBIDDEN, reason);
     }

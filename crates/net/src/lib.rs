@@ -16,12 +16,14 @@
 mod client;
 mod config;
 mod error;
+mod origin;
 mod server;
 mod socket;
 mod stream;
 pub mod tls;
 
 pub use client::{connect, Connector};
+pub use origin::origin_allowed;
 pub use config::Config;
 pub use error::Error;
 pub use server::{Acceptor, Negotiated};

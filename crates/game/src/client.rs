@@ -1,0 +1,173 @@
+//! The game protocol from Rust: join, steer, and keep the visible world up
+//! to date from delta snapshots. Used by the tests and `volley bench game`.
+
+use std::collections::VecDeque;
+
+use volley_net::{MaybeTlsStream, Message, WebSocket};
+
+use crate::protocol::{
+    apply, kind, ClientMsg, EntityState, ErrorCode, Header, Join, Kind, PlayerEntry, ServerMsg, Snapshot, Welcome,
+};
+use crate::Error;
+
+/// Baselines a client keeps (the server never refers to older ones than
+/// its own window, 30 by default).
+const KEPT_BASELINES: usize = 64;
+
+/// What a received frame was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `header` and `entities` now hold this tick; `bytes` is the frame size.
+    Snapshot { tick: u32, bytes: usize },
+    Roster,
+    Leaderboard,
+    Pong(u32),
+    Error(ErrorCode, String),
+}
+
+/// A connected, seated game client.
+pub struct GameClient {
+    ws: WebSocket<MaybeTlsStream>,
+    pub welcome: Welcome,
+    /// The newest snapshot's header.
+    pub header: Header,
+    /// What the player sees, sorted by id.
+    pub entities: Vec<EntityState>,
+    pub roster: Vec<PlayerEntry>,
+    pub leaderboard: Vec<(u32, u32)>,
+    baselines: VecDeque<(u32, Vec<EntityState>)>,
+    seq: u32,
+}
+
+impl std::fmt::Debug for GameClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GameClient")
+            .field("welcome", &self.welcome)
+            .field("tick", &self.header.tick)
+            .finish()
+    }
+}
+
+impl GameClient {
+    /// Connect to `url` (`ws://host:port/game/ws`) and join.
+    pub async fn join(url: &str, join: Join) -> Result<GameClient, Error> {
+        let ws = volley_net::connect(url).await?;
+        GameClient::join_on(ws, join).await
+    }
+
+    /// Join over an open WebSocket.
+    pub async fn join_on(mut ws: WebSocket<MaybeTlsStream>, join: Join) -> Result<GameClient, Error> {
+        ws.send(Message::Binary(ClientMsg::Join(join).encode().into())).await?;
+        let welcome = loop {
+            let Some(message) = ws.recv().await? else {
+                return Err(Error::Unexpected(format!("closed before welcome: {:?}", ws.peer_close())));
+            };
+            match ServerMsg::decode(message.as_bytes())? {
+                ServerMsg::Welcome(w) => break w,
+                ServerMsg::Error(code, text) => return Err(Error::Unexpected(format!("{code:?}: {text}"))),
+                other => return Err(Error::Unexpected(format!("{other:?} before welcome"))),
+            }
+        };
+        Ok(GameClient {
+            ws,
+            welcome,
+            header: Header::default(),
+            entities: Vec::new(),
+            roster: Vec::new(),
+            leaderboard: Vec::new(),
+            baselines: VecDeque::new(),
+            seq: 0,
+        })
+    }
+
+    /// Read and apply the next frame; `None` when the server closed.
+    pub async fn next(&mut self) -> Result<Option<Event>, Error> {
+        let Some(message) = self.ws.recv().await? else {
+            return Ok(None);
+        };
+        self.handle(message.as_bytes()).map(Some)
+    }
+
+    /// Apply one server frame.
+    pub fn handle(&mut self, frame: &[u8]) -> Result<Event, Error> {
+        if frame.first() == Some(&kind::SNAPSHOT) {
+            let snapshot = Snapshot::decode(frame)?;
+            let base: &[EntityState] = if snapshot.header.baseline == 0 {
+                &[]
+            } else {
+                self.baselines
+                    .iter()
+                    .find(|(t, _)| *t == snapshot.header.baseline)
+                    .map(|(_, e)| e.as_slice())
+                    .ok_or_else(|| Error::Unexpected(format!("no baseline {}", snapshot.header.baseline)))?
+            };
+            let entities = apply(base, &snapshot)?;
+            let tick = snapshot.header.tick;
+            self.header = snapshot.header;
+            self.entities = entities.clone();
+            if self.baselines.len() >= KEPT_BASELINES {
+                self.baselines.pop_front();
+            }
+            self.baselines.push_back((tick, entities));
+            return Ok(Event::Snapshot {
+                tick,
+                bytes: frame.len(),
+            });
+        }
+        Ok(match ServerMsg::decode(frame)? {
+            ServerMsg::Roster(list) => {
+                self.roster = list;
+                Event::Roster
+            }
+            ServerMsg::Leaderboard(list) => {
+                self.leaderboard = list;
+                Event::Leaderboard
+            }
+            ServerMsg::Pong(id) => Event::Pong(id),
+            ServerMsg::Error(code, text) => Event::Error(code, text),
+            ServerMsg::Welcome(w) => return Err(Error::Unexpected(format!("second welcome {w:?}"))),
+        })
+    }
+
+    /// Send steering (relative to the own centre) and buttons, acknowledging
+    /// the newest snapshot; returns the input's sequence number.
+    pub async fn input(&mut self, target: (i16, i16), buttons: u8) -> Result<u32, Error> {
+        self.seq += 1;
+        let msg = ClientMsg::Input {
+            seq: self.seq,
+            ack: self.header.tick,
+            target,
+            buttons,
+        };
+        self.ws.send(Message::Binary(msg.encode().into())).await?;
+        Ok(self.seq)
+    }
+
+    pub async fn ping(&mut self, id: u32) -> Result<(), Error> {
+        self.ws.send(Message::Binary(ClientMsg::Ping(id).encode().into())).await?;
+        Ok(())
+    }
+
+    pub async fn respawn(&mut self) -> Result<(), Error> {
+        self.ws.send(Message::Binary(ClientMsg::Respawn.encode().into())).await?;
+        Ok(())
+    }
+
+    /// The own cells in view.
+    pub fn own_cells(&self) -> impl Iterator<Item = &EntityState> {
+        let me = self.welcome.player;
+        self.entities
+            .iter()
+            .filter(move |e| e.kind == Kind::Cell && e.owner == me && me != 0)
+    }
+
+    /// The raw socket (tests send malformed frames through it).
+    pub fn socket(&mut self) -> &mut WebSocket<MaybeTlsStream> {
+        &mut self.ws
+    }
+
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.ws.close(volley_net::CloseCode::NORMAL, "bye").await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+/// Failures of the game server as a whole (start-up, configuration).
+/// Per-connection problems are protocol errors with an
+/// [`ErrorCode`](crate::protocol::ErrorCode) or a close code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A simulation thread could not be started.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The WebSocket transport failed (client side).
+    #[error(transparent)]
+    Transport(#[from] volley_net::Error),
+    /// A frame from the server could not be read (client side).
+    #[error(transparent)]
+    Decode(#[from] crate::protocol::DecodeError),
+    /// The server sent something the client did not expect.
+    #[error("unexpected from server: {0}")]
+    Unexpected(String),
+}

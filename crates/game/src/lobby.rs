@@ -1,0 +1,197 @@
+//! Matchmaking: which room a join goes to, opening rooms when all are full
+//! and forgetting them once they close.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::oneshot;
+
+use crate::config::GameConfig;
+use crate::pool::Pool;
+use crate::protocol::{ErrorCode, Join};
+use crate::room::{Command, Joined, Room, Shared};
+use crate::Error;
+
+/// The open rooms. Rooms close themselves through it, under its lock, so a
+/// join never lands in a room that is closing.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    rooms: Mutex<Vec<Arc<Shared>>>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Shared>>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn close_if_empty(&self, room: &Arc<Shared>) -> bool {
+        let mut rooms = self.lock();
+        if room.humans.load(Ordering::Acquire) != 0 || room.spectators.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        room.closed.store(true, Ordering::Release);
+        rooms.retain(|r| !Arc::ptr_eq(r, room));
+        true
+    }
+}
+
+/// Seats people in rooms; owns the simulation threads.
+pub struct Lobby {
+    config: Arc<GameConfig>,
+    registry: Arc<Registry>,
+    pool: Pool,
+    next_room: AtomicU32,
+    /// Bytes written to game connections, for the per-player bandwidth gauge.
+    pub(crate) sent_bytes: AtomicU64,
+    /// Connections currently seated (players and spectators).
+    pub(crate) connected: AtomicUsize,
+}
+
+impl std::fmt::Debug for Lobby {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lobby").field("rooms", &self.rooms()).finish()
+    }
+}
+
+/// Which room and seat a connection got.
+pub(crate) struct Seat {
+    pub room: Arc<Shared>,
+    pub joined: Joined,
+}
+
+impl Lobby {
+    /// Start the simulation threads. Call within a tokio runtime (a task
+    /// computes the bandwidth gauge every second).
+    pub fn start(config: GameConfig) -> Result<Arc<Lobby>, Error> {
+        config.validate().map_err(Error::Config)?;
+        let pool = Pool::new(config.threads(), config.tick_hz)?;
+        let lobby = Arc::new(Lobby {
+            config: Arc::new(config),
+            registry: Arc::new(Registry::default()),
+            pool,
+            next_room: AtomicU32::new(1),
+            sent_bytes: AtomicU64::new(0),
+            connected: AtomicUsize::new(0),
+        });
+        let weak = Arc::downgrade(&lobby);
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let Some(lobby) = weak.upgrade() else { return };
+                let sent = lobby.sent_bytes.load(Ordering::Relaxed);
+                let connected = lobby.connected.load(Ordering::Relaxed);
+                let rate = if connected == 0 {
+                    0.0
+                } else {
+                    (sent - last) as f64 / connected as f64
+                };
+                metrics::gauge!("volley_game_bytes_per_player_per_second").set(rate);
+                last = sent;
+            }
+        });
+        Ok(lobby)
+    }
+
+    pub fn config(&self) -> &GameConfig {
+        &self.config
+    }
+
+    /// Open rooms.
+    pub fn rooms(&self) -> usize {
+        self.registry.lock().len()
+    }
+
+    /// Seat a connection: take back a cell left behind (if the token is
+    /// still valid), else a place in the fullest room with one free, else a
+    /// new room.
+    pub(crate) async fn join(&self, mut join: Join) -> Result<Seat, ErrorCode> {
+        if let Some(token) = join.resume {
+            let id = u32::from_le_bytes([token[0], token[1], token[2], token[3]]);
+            let room = self.registry.lock().iter().find(|r| r.id == id).cloned();
+            if let Some(room) = room {
+                if let Ok(joined) = ask(&room, join.clone(), token).await {
+                    return Ok(Seat { room, joined });
+                }
+            }
+            join.resume = None;
+        }
+        for _ in 0..3 {
+            let room = self.reserve(join.spectate)?;
+            let mut token = [0u8; 16];
+            token[..4].copy_from_slice(&room.id.to_le_bytes());
+            rand::rng().fill(&mut token[4..]);
+            match ask(&room, join.clone(), token).await {
+                Ok(joined) => return Ok(Seat { room, joined }),
+                Err(None) => continue, // the room closed meanwhile
+                Err(Some(code)) => {
+                    self.unreserve(&room, join.spectate);
+                    return Err(code);
+                }
+            }
+        }
+        Err(ErrorCode::NoRoom)
+    }
+
+    fn counter(room: &Shared, spectate: bool) -> &AtomicUsize {
+        if spectate {
+            &room.spectators
+        } else {
+            &room.humans
+        }
+    }
+
+    fn unreserve(&self, room: &Shared, spectate: bool) {
+        Lobby::counter(room, spectate).fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn reserve(&self, spectate: bool) -> Result<Arc<Shared>, ErrorCode> {
+        let mut rooms = self.registry.lock();
+        let limit = if spectate {
+            self.config.max_spectators_per_room
+        } else {
+            self.config.room_capacity
+        };
+        // Fill the fullest room that has a place (spectators: the busiest room).
+        let best = rooms
+            .iter()
+            .filter(|r| Lobby::counter(r, spectate).load(Ordering::Acquire) < limit)
+            .max_by_key(|r| (r.humans.load(Ordering::Acquire), std::cmp::Reverse(r.id)))
+            .cloned();
+        let room = match best {
+            Some(room) => room,
+            None => {
+                if rooms.len() >= self.config.max_rooms {
+                    return Err(ErrorCode::NoRoom);
+                }
+                let id = self.next_room.fetch_add(1, Ordering::AcqRel);
+                let seed = rand::rng().random();
+                let (room, shared) = Room::new(id, seed, self.config.clone(), self.registry.clone());
+                rooms.push(shared.clone());
+                self.pool.assign(room);
+                tracing::info!(room = id, "room opened");
+                shared
+            }
+        };
+        Lobby::counter(&room, spectate).fetch_add(1, Ordering::AcqRel);
+        Ok(room)
+    }
+}
+
+/// Send a join to a room and wait for its answer; `Err(None)` if the room
+/// is gone.
+async fn ask(room: &Shared, join: Join, token: [u8; 16]) -> Result<Joined, Option<ErrorCode>> {
+    let (reply, answer) = oneshot::channel();
+    room.commands
+        .send(Command::Join { join, token, reply })
+        .await
+        .map_err(|_| None)?;
+    match answer.await {
+        Ok(Ok(joined)) => Ok(joined),
+        Ok(Err(code)) => Err(Some(code)),
+        Err(_) => Err(None),
+    }
+}

@@ -1,0 +1,610 @@
+//! One room: a world, its viewers (players and spectators), and the tick
+//! that advances the world and encodes every viewer's snapshot. A room is
+//! owned by one simulation thread; connections talk to it only through its
+//! bounded command queue and read from latest-wins slots.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::GameConfig;
+use crate::lobby::Registry;
+use crate::protocol::{encode_snapshot, EntityState, ErrorCode, Header, Join, PlayerEntry, ServerMsg, Welcome};
+use crate::sim::{Input, PlayerId, Vec2, World, FULL_SPEED_DISTANCE};
+use crate::view::{quantize, view_rect, visible};
+
+/// A connection's number within its room.
+pub(crate) type Key = u64;
+
+/// Inputs one player may have applied per tick; more are dropped.
+const MAX_INPUTS_PER_TICK: u32 = 4;
+/// Longest steering vector accepted (a pointer beyond any view is a forged one).
+const MAX_TARGET: f32 = 4000.0;
+/// Entries on the leaderboard.
+const LEADERS: usize = 10;
+
+/// What connections send a room.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Join {
+        join: Join,
+        /// A fresh token for a new player (a resume presents its own in `join`).
+        token: [u8; 16],
+        reply: oneshot::Sender<Result<Joined, ErrorCode>>,
+    },
+    Input {
+        key: Key,
+        seq: u32,
+        ack: u32,
+        target: (i16, i16),
+        buttons: u8,
+    },
+    Respawn {
+        key: Key,
+    },
+    /// The connection closed: players keep their cells for the grace period.
+    Detach {
+        key: Key,
+        attach: u32,
+    },
+}
+
+/// A room's answer to a join.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    pub key: Key,
+    pub attach: u32,
+    pub welcome: Welcome,
+    pub snapshots: watch::Receiver<Option<(u32, Bytes)>>,
+    pub roster: watch::Receiver<Bytes>,
+    pub board: watch::Receiver<Bytes>,
+    /// The connection stores the tick of each snapshot it takes, so the room
+    /// can count the ones a slow client skipped.
+    pub taken: Arc<AtomicU32>,
+}
+
+/// The part of a room the lobby and connections hold.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub id: u32,
+    pub commands: mpsc::Sender<Command>,
+    /// Places taken by people, including those within their reconnect grace
+    /// and joins on their way.
+    pub humans: AtomicUsize,
+    pub spectators: AtomicUsize,
+    pub closed: AtomicBool,
+    /// Bytes of frames written to this room's connections.
+    pub sent_bytes: AtomicU64,
+}
+
+struct Viewer {
+    player: Option<PlayerId>,
+    token: [u8; 16],
+    attach: u32,
+    slot: watch::Sender<Option<(u32, Bytes)>>,
+    taken: Arc<AtomicU32>,
+    published: u32,
+    /// Snapshots sent and not yet superseded by an acknowledgement, oldest first.
+    ring: VecDeque<(u32, Vec<EntityState>)>,
+    acked: u32,
+    last_seq: u32,
+    inputs_this_tick: u32,
+    /// Tick at which the connection went away.
+    detached_at: Option<u32>,
+}
+
+/// What one tick cost.
+#[derive(Debug, Clone, Copy)]
+pub struct TickCost {
+    pub sim: Duration,
+    pub encode: Duration,
+}
+
+/// Counters a room keeps (flushed into `metrics` each tick).
+#[derive(Debug, Default)]
+struct Reported {
+    humans: f64,
+    bots: f64,
+    spectators: f64,
+    entities: f64,
+}
+
+pub(crate) struct Room {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    config: Arc<GameConfig>,
+    world: World,
+    commands: mpsc::Receiver<Command>,
+    viewers: BTreeMap<Key, Viewer>,
+    next_key: Key,
+    bots: Vec<PlayerId>,
+    bot_names: u32,
+    roster_tx: watch::Sender<Bytes>,
+    board_tx: watch::Sender<Bytes>,
+    roster_dirty: bool,
+    empty_since: Option<Instant>,
+    scratch: Vec<EntityState>,
+    frame: Vec<u8>,
+    reported: Reported,
+}
+
+impl Room {
+    pub(crate) fn new(id: u32, seed: u64, config: Arc<GameConfig>, registry: Arc<Registry>) -> (Room, Arc<Shared>) {
+        let (tx, rx) = mpsc::channel(config.command_queue);
+        let shared = Arc::new(Shared {
+            id,
+            commands: tx,
+            humans: AtomicUsize::new(0),
+            spectators: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            sent_bytes: AtomicU64::new(0),
+        });
+        let mut room = Room {
+            shared: shared.clone(),
+            registry,
+            world: World::new(config.rules(), seed),
+            config,
+            commands: rx,
+            viewers: BTreeMap::new(),
+            next_key: 1,
+            bots: Vec::new(),
+            bot_names: 0,
+            roster_tx: watch::channel(Bytes::new()).0,
+            board_tx: watch::channel(Bytes::new()).0,
+            roster_dirty: true,
+            empty_since: Some(Instant::now()),
+            scratch: Vec::new(),
+            frame: Vec::new(),
+            reported: Reported::default(),
+        };
+        room.balance_bots();
+        room.publish_room_frames(true);
+        metrics::gauge!("volley_game_rooms").increment(1.0);
+        (room, shared)
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.shared.id
+    }
+
+    /// Take commands, step the world, send every viewer its snapshot.
+    /// Returns what the tick cost, or `None` once the room has closed.
+    pub(crate) fn tick(&mut self) -> Option<TickCost> {
+        let started = Instant::now();
+        self.drain_commands();
+        self.world.step();
+        let tick = self.world.tick() - 1;
+        if tick % self.config.tick_hz == 0 {
+            self.balance_bots();
+        }
+        self.expire_detached(tick);
+        let simulated = Instant::now();
+        self.encode_snapshots(tick);
+        self.publish_room_frames(tick % self.config.tick_hz == 0);
+        let encoded = Instant::now();
+        self.report();
+        if self.should_close() {
+            self.close();
+            return None;
+        }
+        Some(TickCost {
+            sim: simulated - started,
+            encode: encoded - simulated,
+        })
+    }
+
+    fn drain_commands(&mut self) {
+        for v in self.viewers.values_mut() {
+            v.inputs_this_tick = 0;
+        }
+        // Bounded per tick, so a burst cannot stall the tick; the rest waits.
+        for _ in 0..self.config.command_queue {
+            match self.commands.try_recv() {
+                Ok(command) => self.handle(command),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Join { join, token, reply } => {
+                let result = self.join(join, token);
+                if let Err(answer) = reply.send(result) {
+                    // The connection gave up waiting; undo.
+                    if let Ok(joined) = answer {
+                        self.detach(joined.key, joined.attach);
+                    }
+                }
+            }
+            Command::Input {
+                key,
+                seq,
+                ack,
+                target,
+                buttons,
+            } => self.input(key, seq, ack, target, buttons),
+            Command::Respawn { key } => {
+                if let Some(player) = self.viewers.get(&key).and_then(|v| v.player) {
+                    self.world.spawn(player);
+                }
+            }
+            Command::Detach { key, attach } => self.detach(key, attach),
+        }
+    }
+
+    fn join(&mut self, join: Join, token: [u8; 16]) -> Result<Joined, ErrorCode> {
+        let tick_hz = self.config.tick_hz as u8;
+        let world_size = self.config.world_size as u16;
+        let (snap_tx, snapshots) = watch::channel(None);
+        let taken = Arc::new(AtomicU32::new(0));
+        if let Some(resume) = join.resume {
+            let Some((&key, viewer)) = self.viewers.iter_mut().find(|(_, v)| v.token == resume && v.player.is_some())
+            else {
+                return Err(ErrorCode::ResumeExpired);
+            };
+            // Take over: a new slot (the old connection's receiver sees it
+            // closed and ends), a new attachment, full snapshot next.
+            viewer.attach += 1;
+            viewer.slot = snap_tx;
+            viewer.taken = taken.clone();
+            viewer.published = 0;
+            viewer.ring.clear();
+            viewer.acked = 0;
+            viewer.detached_at = None;
+            let player = viewer.player.unwrap_or(0);
+            return Ok(Joined {
+                key,
+                attach: viewer.attach,
+                welcome: Welcome {
+                    player,
+                    room: self.shared.id,
+                    token: resume,
+                    tick_hz,
+                    world_size,
+                    spectator: false,
+                    resumed: true,
+                },
+                snapshots,
+                roster: self.roster_tx.subscribe(),
+                board: self.board_tx.subscribe(),
+                taken,
+            });
+        }
+        let player = if join.spectate {
+            None
+        } else {
+            self.roster_dirty = true;
+            Some(self.world.add_player(&join.name, false))
+        };
+        let key = self.next_key;
+        self.next_key += 1;
+        self.viewers.insert(
+            key,
+            Viewer {
+                player,
+                token,
+                attach: 1,
+                slot: snap_tx,
+                taken: taken.clone(),
+                published: 0,
+                ring: VecDeque::new(),
+                acked: 0,
+                last_seq: 0,
+                inputs_this_tick: 0,
+                detached_at: None,
+            },
+        );
+        Ok(Joined {
+            key,
+            attach: 1,
+            welcome: Welcome {
+                player: player.unwrap_or(0),
+                room: self.shared.id,
+                token,
+                tick_hz,
+                world_size,
+                spectator: player.is_none(),
+                resumed: false,
+            },
+            snapshots,
+            roster: self.roster_tx.subscribe(),
+            board: self.board_tx.subscribe(),
+            taken,
+        })
+    }
+
+    fn input(&mut self, key: Key, seq: u32, ack: u32, target: (i16, i16), buttons: u8) {
+        let current = self.world.tick() - 1;
+        let Some(viewer) = self.viewers.get_mut(&key) else { return };
+        if ack > viewer.acked && ack <= current {
+            viewer.acked = ack;
+        }
+        let Some(player) = viewer.player else { return };
+        if seq <= viewer.last_seq {
+            metrics::counter!("volley_game_inputs_rejected_total", "reason" => "stale").increment(1);
+            return;
+        }
+        if viewer.inputs_this_tick >= MAX_INPUTS_PER_TICK {
+            metrics::counter!("volley_game_inputs_rejected_total", "reason" => "per_tick").increment(1);
+            return;
+        }
+        let target = Vec2::new(target.0 as f32, target.1 as f32);
+        if target.length() > MAX_TARGET {
+            metrics::counter!("volley_game_inputs_rejected_total", "reason" => "invalid").increment(1);
+            return;
+        }
+        viewer.inputs_this_tick += 1;
+        viewer.last_seq = seq;
+        self.world.set_input(
+            player,
+            Input {
+                target,
+                split: buttons & crate::protocol::INPUT_FLAG_SPLIT != 0,
+                eject: buttons & crate::protocol::INPUT_FLAG_EJECT != 0,
+            },
+        );
+        metrics::counter!("volley_game_inputs_total").increment(1);
+    }
+
+    fn detach(&mut self, key: Key, attach: u32) {
+        let tick = self.world.tick();
+        let Some(viewer) = self.viewers.get_mut(&key) else { return };
+        if viewer.attach != attach {
+            return; // a newer connection took this seat over
+        }
+        match viewer.player {
+            Some(player) => {
+                viewer.detached_at = Some(tick);
+                // Keep the cells, but stop steering them.
+                self.world.set_input(player, Input::default());
+            }
+            None => {
+                self.viewers.remove(&key);
+                self.shared.spectators.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    fn expire_detached(&mut self, tick: u32) {
+        let grace = self.config.reconnect_grace_secs as u32 * self.config.tick_hz;
+        let expired: Vec<Key> = self
+            .viewers
+            .iter()
+            .filter(|(_, v)| v.detached_at.is_some_and(|at| tick.saturating_sub(at) >= grace))
+            .map(|(&k, _)| k)
+            .collect();
+        for key in expired {
+            if let Some(v) = self.viewers.remove(&key) {
+                if let Some(player) = v.player {
+                    self.world.remove_player(player);
+                    self.shared.humans.fetch_sub(1, Ordering::AcqRel);
+                    self.roster_dirty = true;
+                }
+            }
+        }
+    }
+
+    /// Keep `bots_per_room` bots while places are free, fewer as people come.
+    fn balance_bots(&mut self) {
+        let humans = self.shared.humans.load(Ordering::Acquire);
+        let want = self
+            .config
+            .bots_per_room
+            .min(self.config.room_capacity.saturating_sub(humans));
+        while self.bots.len() < want {
+            self.bot_names += 1;
+            let name = format!("bot {}", self.bot_names);
+            let id = self.world.add_player(&name, true);
+            self.bots.push(id);
+            self.roster_dirty = true;
+        }
+        while self.bots.len() > want {
+            if let Some(id) = self.bots.pop() {
+                self.world.remove_player(id);
+                self.roster_dirty = true;
+            }
+        }
+    }
+
+    fn encode_snapshots(&mut self, tick: u32) {
+        let window = self.config.baseline_window;
+        let leader = self.world.leaders(1).first().map(|p| (p.center, crate::sim::view_scale(p.mass)));
+        let middle = Vec2::new(self.config.world_size / 2.0, self.config.world_size / 2.0);
+        for viewer in self.viewers.values_mut() {
+            if viewer.detached_at.is_some() {
+                continue;
+            }
+            let (center, scale, alive, mass, killer, input_seq) = match viewer.player.and_then(|p| self.world.player(p)) {
+                Some(p) => (
+                    p.center,
+                    crate::sim::view_scale(p.mass),
+                    p.alive,
+                    p.mass.round() as u32,
+                    p.killed_by.unwrap_or(0),
+                    viewer.last_seq,
+                ),
+                None => {
+                    let (center, scale) = leader.unwrap_or((middle, 2.0));
+                    (center, scale.max(1.5), false, 0, 0, 0)
+                }
+            };
+            visible(&self.world, &view_rect(center, scale), &mut self.scratch);
+            while viewer.ring.front().is_some_and(|(t, _)| *t < viewer.acked) {
+                viewer.ring.pop_front();
+            }
+            let base = viewer
+                .ring
+                .front()
+                .filter(|(t, _)| *t == viewer.acked && viewer.acked > 0);
+            let header = Header {
+                tick,
+                baseline: base.map_or(0, |(t, _)| *t),
+                input_seq,
+                alive,
+                spectator: viewer.player.is_none(),
+                mass,
+                killer,
+                view_x: quantize(center.x),
+                view_y: quantize(center.y),
+                view_scale: (scale * 100.0).round() as u16,
+            };
+            self.frame.clear();
+            encode_snapshot(&mut self.frame, &header, base.map_or(&[], |(_, s)| s), &self.scratch);
+            let frame = Bytes::copy_from_slice(&self.frame);
+            if viewer.published != 0 && viewer.taken.load(Ordering::Acquire) != viewer.published {
+                metrics::counter!("volley_game_snapshots_skipped_total").increment(1);
+            }
+            viewer.slot.send_replace(Some((tick, frame)));
+            viewer.published = tick;
+            // Keep what was sent as a future baseline, reusing the oldest buffer.
+            let mut kept = if viewer.ring.len() >= window {
+                viewer.ring.pop_front().map(|(_, v)| v).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            kept.clear();
+            kept.extend_from_slice(&self.scratch);
+            viewer.ring.push_back((tick, kept));
+        }
+    }
+
+    /// Roster when it changed (at most every few ticks), leaderboard once a
+    /// second: one frame per room, shared by every connection.
+    fn publish_room_frames(&mut self, leaderboard: bool) {
+        if self.roster_dirty && (leaderboard || self.world.tick() % 5 == 0) {
+            self.roster_dirty = false;
+            let list = self
+                .world
+                .players()
+                .values()
+                .map(|p| PlayerEntry {
+                    id: p.id,
+                    name: p.name.clone(),
+                    bot: p.brain.is_some(),
+                })
+                .collect();
+            self.roster_tx.send_replace(Bytes::from(ServerMsg::Roster(list).encode()));
+        }
+        if leaderboard {
+            let list = self
+                .world
+                .leaders(LEADERS)
+                .iter()
+                .map(|p| (p.id, p.mass.round() as u32))
+                .collect();
+            self.board_tx.send_replace(Bytes::from(ServerMsg::Leaderboard(list).encode()));
+        }
+    }
+
+    fn report(&mut self) {
+        let humans = self.viewers.values().filter(|v| v.player.is_some()).count() as f64;
+        let spectators = self.viewers.values().filter(|v| v.player.is_none()).count() as f64;
+        let bots = self.bots.len() as f64;
+        let entities = (self.world.cells().len() + self.world.blobs().len() + self.world.pellet_count()) as f64;
+        let r = &mut self.reported;
+        metrics::gauge!("volley_game_players", "kind" => "human").increment(humans - r.humans);
+        metrics::gauge!("volley_game_players", "kind" => "bot").increment(bots - r.bots);
+        metrics::gauge!("volley_game_players", "kind" => "spectator").increment(spectators - r.spectators);
+        metrics::gauge!("volley_game_entities").increment(entities - r.entities);
+        *r = Reported {
+            humans,
+            bots,
+            spectators,
+            entities,
+        };
+    }
+
+    fn should_close(&mut self) -> bool {
+        let empty = self.shared.humans.load(Ordering::Acquire) == 0
+            && self.shared.spectators.load(Ordering::Acquire) == 0
+            && self.viewers.is_empty();
+        if !empty {
+            self.empty_since = None;
+            return false;
+        }
+        let since = *self.empty_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= Duration::from_secs(self.config.empty_room_secs) && self.registry.close_if_empty(&self.shared)
+    }
+
+    fn close(&mut self) {
+        let r = std::mem::take(&mut self.reported);
+        metrics::gauge!("volley_game_players", "kind" => "human").decrement(r.humans);
+        metrics::gauge!("volley_game_players", "kind" => "bot").decrement(r.bots);
+        metrics::gauge!("volley_game_players", "kind" => "spectator").decrement(r.spectators);
+        metrics::gauge!("volley_game_entities").decrement(r.entities);
+        metrics::gauge!("volley_game_rooms").decrement(1.0);
+        tracing::info!(room = self.shared.id, "room closed after staying empty");
+    }
+}
+
+/// Full steering towards a point, as the browser sends it (for bots over
+/// the wire and tests).
+pub fn steer(from: Vec2, to: Vec2) -> (i16, i16) {
+    let d = (to - from).normalized() * FULL_SPEED_DISTANCE;
+    (d.x as i16, d.y as i16)
+}
+
+/// A room driven directly, without sockets or threads: what one tick costs
+/// (simulation plus every player's snapshot) for a given number of players.
+/// Every player is a server bot with a viewer attached that acknowledges
+/// each snapshot one tick later, like a client on a fast network.
+pub struct TickBench {
+    room: Room,
+}
+
+impl TickBench {
+    pub fn new(mut config: GameConfig, players: usize, seed: u64) -> TickBench {
+        config.bots_per_room = 0;
+        let (mut room, _shared) = Room::new(0, seed, Arc::new(config), Arc::new(Registry::default()));
+        for n in 0..players {
+            let player = room.world.add_player(&format!("p{n}"), true);
+            let key = room.next_key;
+            room.next_key += 1;
+            room.viewers.insert(
+                key,
+                Viewer {
+                    player: Some(player),
+                    token: [0; 16],
+                    attach: 1,
+                    slot: watch::channel(None).0,
+                    taken: Arc::new(AtomicU32::new(0)),
+                    published: 0,
+                    ring: VecDeque::new(),
+                    acked: 0,
+                    last_seq: 0,
+                    inputs_this_tick: 0,
+                    detached_at: None,
+                },
+            );
+        }
+        TickBench { room }
+    }
+
+    /// Run one tick; returns its cost and the snapshot bytes it produced.
+    pub fn tick(&mut self) -> (TickCost, usize) {
+        let room = &mut self.room;
+        for v in room.viewers.values_mut() {
+            v.acked = v.published;
+            v.taken.store(v.published, Ordering::Release);
+        }
+        let cost = room.tick().unwrap_or(TickCost {
+            sim: Duration::ZERO,
+            encode: Duration::ZERO,
+        });
+        let bytes = room
+            .viewers
+            .values()
+            .map(|v| v.slot.borrow().as_ref().map_or(0, |(_, f)| f.len()))
+            .sum();
+        (cost, bytes)
+    }
+
+    pub fn world(&self) -> &World {
+        &self.room.world
+    }
+}

@@ -1,0 +1,89 @@
+//! Plane geometry for the simulation, in world units (f32).
+
+use std::ops::{Add, AddAssign, Mul, Sub};
+
+/// A point or a vector in the world plane.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Vec2 {
+    pub x: f32,
+    pub y: f32,
+}
+
+impl Vec2 {
+    pub const ZERO: Vec2 = Vec2 { x: 0.0, y: 0.0 };
+
+    pub const fn new(x: f32, y: f32) -> Vec2 {
+        Vec2 { x, y }
+    }
+
+    pub fn length(self) -> f32 {
+        (self.x * self.x + self.y * self.y).sqrt()
+    }
+
+    pub fn length_squared(self) -> f32 {
+        self.x * self.x + self.y * self.y
+    }
+
+    /// The unit vector in this direction, or zero for a (near) zero vector.
+    pub fn normalized(self) -> Vec2 {
+        let len = self.length();
+        if len < 1e-6 {
+            Vec2::ZERO
+        } else {
+            Vec2::new(self.x / len, self.y / len)
+        }
+    }
+
+    pub fn distance(self, other: Vec2) -> f32 {
+        (self - other).length()
+    }
+}
+
+impl Add for Vec2 {
+    type Output = Vec2;
+    fn add(self, o: Vec2) -> Vec2 {
+        Vec2::new(self.x + o.x, self.y + o.y)
+    }
+}
+
+impl AddAssign for Vec2 {
+    fn add_assign(&mut self, o: Vec2) {
+        self.x += o.x;
+        self.y += o.y;
+    }
+}
+
+impl Sub for Vec2 {
+    type Output = Vec2;
+    fn sub(self, o: Vec2) -> Vec2 {
+        Vec2::new(self.x - o.x, self.y - o.y)
+    }
+}
+
+impl Mul<f32> for Vec2 {
+    type Output = Vec2;
+    fn mul(self, k: f32) -> Vec2 {
+        Vec2::new(self.x * k, self.y * k)
+    }
+}
+
+/// An axis-aligned rectangle: what a player sees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rect {
+    pub min: Vec2,
+    pub max: Vec2,
+}
+
+impl Rect {
+    pub fn around(center: Vec2, half_w: f32, half_h: f32) -> Rect {
+        Rect {
+            min: Vec2::new(center.x - half_w, center.y - half_h),
+            max: Vec2::new(center.x + half_w, center.y + half_h),
+        }
+    }
+
+    /// Whether a circle at `p` with radius `r` touches the rectangle.
+    pub fn touches(&self, p: Vec2, r: f32) -> bool {
+        p.x + r >= self.min.x && p.x - r <= self.max.x && p.y + r >= self.min.y && p.y - r <= self.max.y
+    }
+}
