@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser end-to-end test of `volley serve` and its web client in headless
+# Browser end-to-end tests of `volley serve`'s web clients (chat, game) in headless
 # Chromium (Debian's chromium, driven by playwright-core from npm).
 # Installs chromium (apt) and playwright-core (npm ci) when missing.
 set -euo pipefail
@@ -11,3 +11,4 @@ fi
 (cd web/tests && npm ci --no-audit --no-fund --silent)
 cargo build --quiet -p volley
 VOLLEY_BIN=target/debug/volley node web/tests/chat.e2e.mjs
+VOLLEY_BIN=target/debug/volley node web/tests/game.e2e.mjs

@@ -21,11 +21,18 @@ fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
+            // Tick times need finer buckets than request latencies: the
+            // game budget is 33 ms and its target 10 ms.
+            let tick_buckets = [
+                0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.006, 0.007,
+                0.008, 0.009, 0.010, 0.012, 0.015, 0.020, 0.025, 0.033, 0.050, 0.100, 0.250,
+            ];
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Prefix("volley_game_tick".into()), &tick_buckets)
+                .and_then(|b| b.set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
                     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
-                )
+                ))
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
@@ -42,6 +49,7 @@ pub struct Server {
     app: Arc<App>,
     shutdown_tx: watch::Sender<bool>,
     grace: Duration,
+    extra: Option<axum::Router>,
 }
 
 impl std::fmt::Debug for Server {
@@ -97,7 +105,24 @@ impl Server {
             app,
             shutdown_tx,
             grace,
+            extra: None,
         })
+    }
+
+    /// Serve more routes beside the chat's (the game, for one). They see the
+    /// same listener, `/metrics` and shutdown.
+    pub fn mount(mut self, routes: axum::Router) -> Server {
+        self.extra = Some(match self.extra.take() {
+            Some(r) => r.merge(routes),
+            None => routes,
+        });
+        self
+    }
+
+    /// Turns true when shutdown begins: mounted services close their
+    /// connections with 1001 on it.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.app.shutdown.clone()
     }
 
     /// The bound address (useful with port 0).
@@ -119,9 +144,14 @@ impl Server {
             app,
             shutdown_tx,
             grace,
+            extra,
         } = self;
         let mut stop = app.shutdown.clone();
-        let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let mut routes = router(app.clone());
+        if let Some(extra) = extra {
+            routes = routes.merge(extra);
+        }
+        let service = routes.into_make_service_with_connect_info::<SocketAddr>();
         // Small frames must not wait for Nagle's algorithm (40 ms with delayed ACKs).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tracing::info;
 use volley_chat::{ChatConfig, Server};
+use volley_game::{GameConfig, Lobby};
 
 /// Options of `volley serve`. Each overrides the same key of the `--config`
 /// file; unset options keep the file's value or the default.
@@ -59,16 +60,59 @@ pub struct ServeArgs {
     /// External JWT public key (PEM) for RS256/ES256.
     #[arg(long, env = "VOLLEY_JWT_PUBLIC_KEY")]
     jwt_public_key: Option<PathBuf>,
+    /// Game simulation ticks per second [default: 30].
+    #[arg(long, env = "VOLLEY_GAME_TICK_HZ")]
+    game_tick_hz: Option<u32>,
+    /// Game simulation threads, 0 for one per core [default: 0].
+    #[arg(long, env = "VOLLEY_GAME_SIM_THREADS")]
+    game_sim_threads: Option<usize>,
+    /// People per game room [default: 32].
+    #[arg(long, env = "VOLLEY_GAME_ROOM_CAPACITY")]
+    game_room_capacity: Option<usize>,
+    /// Server bots per game room while places are free [default: 16].
+    #[arg(long, env = "VOLLEY_GAME_BOTS_PER_ROOM")]
+    game_bots_per_room: Option<usize>,
+    /// Pellets per game room [default: 3000].
+    #[arg(long, env = "VOLLEY_GAME_PELLETS")]
+    game_pellets: Option<usize>,
+    /// Side of the square game world [default: 6000].
+    #[arg(long, env = "VOLLEY_GAME_WORLD_SIZE")]
+    game_world_size: Option<f32>,
 }
 
-fn config(args: ServeArgs) -> anyhow::Result<ChatConfig> {
-    let mut config = match &args.config {
+/// The TOML file: chat settings at the top level, game settings under `[game]`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct FileConfig {
+    #[serde(flatten)]
+    chat: toml::Table,
+    #[serde(default)]
+    game: GameConfig,
+}
+
+fn config(args: ServeArgs) -> anyhow::Result<(ChatConfig, GameConfig)> {
+    let (mut config, mut game) = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            ChatConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+            let file: FileConfig = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+            let chat: ChatConfig = toml::Value::Table(file.chat)
+                .try_into()
+                .with_context(|| format!("in {}", path.display()))?;
+            (chat, file.game)
         }
-        None => ChatConfig::default(),
+        None => (ChatConfig::default(), GameConfig::default()),
     };
+    macro_rules! game {
+        ($($flag:ident => $field:ident),*) => { $(if let Some(v) = args.$flag { game.$field = v; })* };
+    }
+    game!(
+        game_tick_hz => tick_hz,
+        game_sim_threads => sim_threads,
+        game_room_capacity => room_capacity,
+        game_bots_per_room => bots_per_room,
+        game_pellets => pellets,
+        game_world_size => world_size
+    );
+    game.validate().map_err(anyhow::Error::msg)?;
     macro_rules! set {
         ($($field:ident),*) => { $(if let Some(v) = args.$field { config.$field = v; })* };
     }
@@ -100,7 +144,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ChatConfig> {
         config.jwt.public_key_file = args.jwt_public_key;
     }
     config.validate()?;
-    Ok(config)
+    Ok((config, game))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -127,11 +171,15 @@ async fn stop_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = config(args)?;
+    let (config, game) = config(args)?;
     let data_dir = config.data_dir.clone();
+    let origins = config.allowed_origins.clone();
     let server = Server::bind(config).await.context("starting the chat server")?;
+    let lobby = Lobby::start(game).context("starting the game")?;
+    let routes = volley_game::router(lobby, server.shutdown_signal(), origins);
+    let server = server.mount(routes);
     let addr = server.local_addr()?;
-    info!(%addr, data = %data_dir.display(), "volley serve: open http://{addr}/");
+    info!(%addr, data = %data_dir.display(), "volley serve: open http://{addr}/ (chat) and http://{addr}/game");
     server.run(stop_signal()).await?;
     info!("stopped");
     Ok(())

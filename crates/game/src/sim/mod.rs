@@ -635,7 +635,6 @@ impl World {
     fn update_players(&mut self) {
         for p in self.players.values_mut() {
             p.mass = 0.0;
-            p.center = if p.alive { Vec2::ZERO } else { p.center };
         }
         let mut weighted: BTreeMap<PlayerId, Vec2> = BTreeMap::new();
         for c in &self.cells {
