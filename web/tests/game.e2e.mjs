@@ -63,7 +63,7 @@ try {
   step = "join";
   const [alice, bob] = pages;
   for (const page of pages) {
-    await page.waitForFunction(() => window.volleyGame?.state === "playing" && window.volleyGame.header?.alive, null, { timeout });
+    await page.waitForFunction(() => window.volleyGame?.state === "playing" && window.volleyGame.header, null, { timeout });
   }
   const roomA = await alice.evaluate(() => window.volleyGame.welcome.room);
   const roomB = await bob.evaluate(() => window.volleyGame.welcome.room);
