@@ -27,8 +27,9 @@ pub type PlayerId = u32;
 /// What a player asks for during a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Input {
-    /// Where to steer, relative to the player's centre of mass; its length
-    /// (up to [`FULL_SPEED_DISTANCE`]) sets the speed.
+    /// Where to steer, relative to the player's centre of mass. A cell
+    /// moves at full speed while the aim point is [`FULL_SPEED_DISTANCE`] or
+    /// more away from it, slower as it gets closer.
     pub target: Vec2,
     /// Split every cell that can.
     pub split: bool,
@@ -419,11 +420,11 @@ impl World {
         let decay = self.rules.boost_decay();
         for i in 0..self.cells.len() {
             let Some(player) = self.players.get(&self.cells[i].owner) else { continue };
-            let target = player.input.target;
-            let aim = player.center + target;
-            let throttle = (target.length() / FULL_SPEED_DISTANCE).min(1.0);
+            let aim = player.center + player.input.target;
             let cell = &self.cells[i];
             let to_aim = aim - cell.pos;
+            // Each cell slows as it nears the aim point, so siblings gather there.
+            let throttle = (to_aim.length() / FULL_SPEED_DISTANCE).min(1.0);
             let step = (self.rules.speed(cell.mass) * dt * throttle).min(to_aim.length());
             let pos = cell.pos + direction(to_aim) * step + cell.boost * dt;
             let pos = self.clamp(pos);
