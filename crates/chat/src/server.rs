@@ -28,11 +28,16 @@ fn metrics_handle() -> PrometheusHandle {
                 0.008, 0.009, 0.010, 0.012, 0.015, 0.020, 0.025, 0.033, 0.050, 0.100, 0.250,
             ];
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Prefix("volley_game_tick".into()), &tick_buckets)
-                .and_then(|b| b.set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
-                ))
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Prefix("volley_game_tick".into()),
+                    &tick_buckets,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                        &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+                    )
+                })
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();

@@ -18,7 +18,10 @@ const KEPT_BASELINES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// `header` and `entities` now hold this tick; `bytes` is the frame size.
-    Snapshot { tick: u32, bytes: usize },
+    Snapshot {
+        tick: u32,
+        bytes: usize,
+    },
     Roster,
     Leaderboard,
     Pong(u32),
@@ -58,15 +61,16 @@ impl GameClient {
     /// Join over an open WebSocket.
     pub async fn join_on(mut ws: WebSocket<MaybeTlsStream>, join: Join) -> Result<GameClient, Error> {
         ws.send(Message::Binary(ClientMsg::Join(join).encode().into())).await?;
-        let welcome = loop {
-            let Some(message) = ws.recv().await? else {
-                return Err(Error::Unexpected(format!("closed before welcome: {:?}", ws.peer_close())));
-            };
-            match ServerMsg::decode(message.as_bytes())? {
-                ServerMsg::Welcome(w) => break w,
-                ServerMsg::Error(code, text) => return Err(Error::Unexpected(format!("{code:?}: {text}"))),
-                other => return Err(Error::Unexpected(format!("{other:?} before welcome"))),
-            }
+        let Some(message) = ws.recv().await? else {
+            return Err(Error::Unexpected(format!(
+                "closed before welcome: {:?}",
+                ws.peer_close()
+            )));
+        };
+        let welcome = match ServerMsg::decode(message.as_bytes())? {
+            ServerMsg::Welcome(w) => w,
+            ServerMsg::Error(code, text) => return Err(Error::Unexpected(format!("{code:?}: {text}"))),
+            other => return Err(Error::Unexpected(format!("{other:?} before welcome"))),
         };
         Ok(GameClient {
             ws,
@@ -144,12 +148,16 @@ impl GameClient {
     }
 
     pub async fn ping(&mut self, id: u32) -> Result<(), Error> {
-        self.ws.send(Message::Binary(ClientMsg::Ping(id).encode().into())).await?;
+        self.ws
+            .send(Message::Binary(ClientMsg::Ping(id).encode().into()))
+            .await?;
         Ok(())
     }
 
     pub async fn respawn(&mut self) -> Result<(), Error> {
-        self.ws.send(Message::Binary(ClientMsg::Respawn.encode().into())).await?;
+        self.ws
+            .send(Message::Binary(ClientMsg::Respawn.encode().into()))
+            .await?;
         Ok(())
     }
 

@@ -70,7 +70,12 @@ async fn play_js() -> Response {
 }
 
 fn plain(status: StatusCode, text: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text + "\n").into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text + "\n",
+    )
+        .into_response()
 }
 
 async fn websocket(State(app): State<Arc<App>>, mut req: Request) -> Response {

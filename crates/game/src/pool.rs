@@ -106,7 +106,9 @@ fn run(incoming: mpsc::Receiver<Room>, load: Arc<AtomicUsize>, period: Duration)
             .iter()
             .map(|s| s.next)
             .min()
-            .map_or(Duration::from_secs(1), |next| next.saturating_duration_since(Instant::now()));
+            .map_or(Duration::from_secs(1), |next| {
+                next.saturating_duration_since(Instant::now())
+            });
         match incoming.recv_timeout(wait) {
             Ok(room) => rooms.push(Scheduled {
                 room,

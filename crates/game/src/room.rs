@@ -214,11 +214,9 @@ impl Room {
         match command {
             Command::Join { join, token, reply } => {
                 let result = self.join(join, token);
-                if let Err(answer) = reply.send(result) {
-                    // The connection gave up waiting; undo.
-                    if let Ok(joined) = answer {
-                        self.detach(joined.key, joined.attach);
-                    }
+                // If the connection gave up waiting, undo.
+                if let Err(Ok(joined)) = reply.send(result) {
+                    self.detach(joined.key, joined.attach);
                 }
             }
             Command::Input {
@@ -243,7 +241,10 @@ impl Room {
         let (snap_tx, snapshots) = watch::channel(None);
         let taken = Arc::new(AtomicU32::new(0));
         if let Some(resume) = join.resume {
-            let Some((&key, viewer)) = self.viewers.iter_mut().find(|(_, v)| v.token == resume && v.player.is_some())
+            let Some((&key, viewer)) = self
+                .viewers
+                .iter_mut()
+                .find(|(_, v)| v.token == resume && v.player.is_some())
             else {
                 return Err(ErrorCode::ResumeExpired);
             };
@@ -320,7 +321,9 @@ impl Room {
 
     fn input(&mut self, key: Key, seq: u32, ack: u32, target: (i16, i16), buttons: u8) {
         let current = self.world.tick() - 1;
-        let Some(viewer) = self.viewers.get_mut(&key) else { return };
+        let Some(viewer) = self.viewers.get_mut(&key) else {
+            return;
+        };
         if ack > viewer.acked && ack <= current {
             viewer.acked = ack;
         }
@@ -353,7 +356,9 @@ impl Room {
 
     fn detach(&mut self, key: Key, attach: u32) {
         let tick = self.world.tick();
-        let Some(viewer) = self.viewers.get_mut(&key) else { return };
+        let Some(viewer) = self.viewers.get_mut(&key) else {
+            return;
+        };
         if viewer.attach != attach {
             return; // a newer connection took this seat over
         }
@@ -413,13 +418,18 @@ impl Room {
 
     fn encode_snapshots(&mut self, tick: u32) {
         let window = self.config.baseline_window;
-        let leader = self.world.leaders(1).first().map(|p| (p.center, crate::sim::view_scale(p.mass)));
+        let leader = self
+            .world
+            .leaders(1)
+            .first()
+            .map(|p| (p.center, crate::sim::view_scale(p.mass)));
         let middle = Vec2::new(self.config.world_size / 2.0, self.config.world_size / 2.0);
         for viewer in self.viewers.values_mut() {
             if viewer.detached_at.is_some() {
                 continue;
             }
-            let (center, scale, alive, mass, killer, input_seq) = match viewer.player.and_then(|p| self.world.player(p)) {
+            let (center, scale, alive, mass, killer, input_seq) = match viewer.player.and_then(|p| self.world.player(p))
+            {
                 Some(p) => (
                     p.center,
                     crate::sim::view_scale(p.mass),
@@ -488,7 +498,8 @@ impl Room {
                     bot: p.brain.is_some(),
                 })
                 .collect();
-            self.roster_tx.send_replace(Bytes::from(ServerMsg::Roster(list).encode()));
+            self.roster_tx
+                .send_replace(Bytes::from(ServerMsg::Roster(list).encode()));
         }
         if leaderboard {
             let list = self
@@ -497,7 +508,8 @@ impl Room {
                 .iter()
                 .map(|p| (p.id, p.mass.round() as u32))
                 .collect();
-            self.board_tx.send_replace(Bytes::from(ServerMsg::Leaderboard(list).encode()));
+            self.board_tx
+                .send_replace(Bytes::from(ServerMsg::Leaderboard(list).encode()));
         }
     }
 
@@ -528,7 +540,8 @@ impl Room {
             return false;
         }
         let since = *self.empty_since.get_or_insert_with(Instant::now);
-        since.elapsed() >= Duration::from_secs(self.config.empty_room_secs) && self.registry.close_if_empty(&self.shared)
+        since.elapsed() >= Duration::from_secs(self.config.empty_room_secs)
+            && self.registry.close_if_empty(&self.shared)
     }
 
     fn close(&mut self) {

@@ -68,7 +68,8 @@ where
         };
         let Some(message) = message else { return Ok(None) };
         let Message::Binary(frame) = message else {
-            ws.close(CloseCode::UNSUPPORTED_DATA, "the game protocol is binary").await?;
+            ws.close(CloseCode::UNSUPPORTED_DATA, "the game protocol is binary")
+                .await?;
             return Ok(None);
         };
         match ClientMsg::decode(&frame) {
@@ -139,7 +140,10 @@ impl Allowance {
     /// Whether to tell the client (at most once a second).
     fn should_warn(&mut self) -> bool {
         let now = Instant::now();
-        if self.warned.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+        if self
+            .warned
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
             self.warned = Some(now);
             true
         } else {
@@ -162,11 +166,17 @@ where
     }
 }
 
-async fn serve<S>(lobby: &Lobby, ws: &mut WebSocket<S>, mut shutdown: watch::Receiver<bool>) -> Result<(), volley_net::Error>
+async fn serve<S>(
+    lobby: &Lobby,
+    ws: &mut WebSocket<S>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), volley_net::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some(join) = first_join(ws).await? else { return Ok(()) };
+    let Some(join) = first_join(ws).await? else {
+        return Ok(());
+    };
     let Seat { room, joined } = match lobby.join(join).await {
         Ok(seat) => seat,
         Err(code) => {

@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use volley_game::protocol::{
-    apply, encode_snapshot, ClientMsg, DecodeError, EntityState, ErrorCode, Header, Join, Kind, PlayerEntry,
-    ServerMsg, Snapshot, Welcome,
+    apply, encode_snapshot, ClientMsg, DecodeError, EntityState, ErrorCode, Header, Join, Kind, PlayerEntry, ServerMsg,
+    Snapshot, Welcome,
 };
 
 fn entity() -> impl Strategy<Value = EntityState> {

@@ -69,7 +69,11 @@ fn pellets_are_eaten_and_respawn() {
         world.step();
         if world.player(p).is_some_and(|p| p.center.x > 2900.0) {
             let c = world.player(p).map(|p| p.center).unwrap_or_default();
-            world.place(p, Vec2::new(50.0, (c.y + 300.0) % 2900.0), world.player(p).map_or(10.0, |p| p.mass));
+            world.place(
+                p,
+                Vec2::new(50.0, (c.y + 300.0) % 2900.0),
+                world.player(p).map_or(10.0, |p| p.mass),
+            );
         }
     }
     let mass1 = world.player(p).map(|p| p.mass).unwrap_or_default();
@@ -182,7 +186,11 @@ fn eject_costs_mass_and_leaves_food() {
 #[test]
 fn broad_phase_finds_what_brute_force_finds() {
     let world = play(9, 120);
-    for (i, center) in [(0, Vec2::new(100.0, 100.0)), (1, Vec2::new(1500.0, 1500.0)), (2, Vec2::new(2990.0, 10.0))] {
+    for (i, center) in [
+        (0, Vec2::new(100.0, 100.0)),
+        (1, Vec2::new(1500.0, 1500.0)),
+        (2, Vec2::new(2990.0, 10.0)),
+    ] {
         let rect = Rect::around(center, 400.0 + i as f32 * 100.0, 250.0);
         let mut grid = Vec::new();
         world.pellets_in(&rect, |p| grid.push(p.id));

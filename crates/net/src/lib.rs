@@ -23,9 +23,9 @@ mod stream;
 pub mod tls;
 
 pub use client::{connect, Connector};
-pub use origin::origin_allowed;
 pub use config::Config;
 pub use error::Error;
+pub use origin::origin_allowed;
 pub use server::{Acceptor, Negotiated};
 pub use socket::WebSocket;
 pub use stream::MaybeTlsStream;

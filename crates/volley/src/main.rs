@@ -19,8 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The group chat backend with its web client: HTTP API, WebSocket, SQLite.
-    Serve(serve::ServeArgs),
+    /// The group chat (`/`) and the game arena (`/game`) with their web clients.
+    Serve(Box<serve::ServeArgs>),
     /// Echo every text and binary message back (conformance and benchmarks).
     Echo(echo::EchoArgs),
     /// Load generator: echo, connect and idle scenarios against a server.
@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = builder.enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Echo(args) => echo::run(args).await,
             Command::DevCert(args) => devcert::run(args),
             Command::Bench(args) => bench::run(args).await,

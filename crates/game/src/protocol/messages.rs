@@ -143,9 +143,17 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub fn from_u16(v: u16) -> Option<ErrorCode> {
         use ErrorCode::*;
-        [BadFrame, NoRoom, ResumeExpired, RateLimited, NotJoined, AlreadyJoined, BadName]
-            .into_iter()
-            .find(|c| *c as u16 == v)
+        [
+            BadFrame,
+            NoRoom,
+            ResumeExpired,
+            RateLimited,
+            NotJoined,
+            AlreadyJoined,
+            BadName,
+        ]
+        .into_iter()
+        .find(|c| *c as u16 == v)
     }
 }
 

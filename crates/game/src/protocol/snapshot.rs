@@ -87,7 +87,9 @@ const MASK_R: u8 = 4;
 /// (both sorted by id). For a full snapshot pass an empty `base` and
 /// `header.baseline == 0`.
 pub fn encode_snapshot(out: &mut Vec<u8>, header: &Header, base: &[EntityState], current: &[EntityState]) {
-    let mut w = Writer { buf: std::mem::take(out) };
+    let mut w = Writer {
+        buf: std::mem::take(out),
+    };
     w.u8(kind::SNAPSHOT);
     w.varint(header.tick);
     w.varint(header.baseline);
@@ -152,7 +154,7 @@ pub fn encode_snapshot(out: &mut Vec<u8>, header: &Header, base: &[EntityState],
     for (b, c) in changed {
         w.varint(c.id - last);
         last = c.id;
-        let mask = (b.x != c.x) as u8 * MASK_X | (b.y != c.y) as u8 * MASK_Y | (b.r != c.r) as u8 * MASK_R;
+        let mask = ((b.x != c.x) as u8 * MASK_X) | ((b.y != c.y) as u8 * MASK_Y) | ((b.r != c.r) as u8 * MASK_R);
         w.u8(mask);
         if mask & MASK_X != 0 {
             w.zigzag(c.x as i32 - b.x as i32);

@@ -99,7 +99,9 @@ pub(super) fn decide(world: &World, id: PlayerId) -> Decision {
     let mut flee = Vec2::ZERO;
     let mut prey: Option<(f32, Vec2, f32)> = None;
     world.cell_grid.query(&Rect::around(center, SIGHT, SIGHT), |k| {
-        let Some(other) = world.cells.get(k as usize) else { return };
+        let Some(other) = world.cells.get(k as usize) else {
+            return;
+        };
         if other.owner == id {
             return;
         }

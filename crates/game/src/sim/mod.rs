@@ -223,10 +223,9 @@ impl World {
     fn spawn_point(&mut self) -> Vec2 {
         let mut best = self.random_point(100.0);
         for _ in 0..8 {
-            let threat = self
-                .cells
-                .iter()
-                .any(|c| c.mass > self.rules.start_mass * self.rules.eat_ratio && c.pos.distance(best) < c.radius() + 300.0);
+            let threat = self.cells.iter().any(|c| {
+                c.mass > self.rules.start_mass * self.rules.eat_ratio && c.pos.distance(best) < c.radius() + 300.0
+            });
             if !threat {
                 break;
             }
@@ -297,7 +296,11 @@ impl World {
     pub fn set_input(&mut self, id: PlayerId, input: Input) {
         if let Some(p) = self.players.get_mut(&id) {
             let (split, eject) = (p.input.split || input.split, p.input.eject || input.eject);
-            p.input = Input { target: input.target, split, eject };
+            p.input = Input {
+                target: input.target,
+                split,
+                eject,
+            };
         }
     }
 
@@ -366,7 +369,9 @@ impl World {
             let aim = center + input.target;
             if input.split {
                 let mut count = self.cells.iter().filter(|c| c.owner == owner).count();
-                let mine: Vec<usize> = (0..self.cells.len()).filter(|&i| self.cells[i].owner == owner).collect();
+                let mine: Vec<usize> = (0..self.cells.len())
+                    .filter(|&i| self.cells[i].owner == owner)
+                    .collect();
                 for i in mine {
                     if count >= self.rules.max_cells || self.cells[i].mass < self.rules.min_split_mass {
                         continue;
@@ -389,7 +394,9 @@ impl World {
                 }
             }
             if input.eject {
-                let mine: Vec<usize> = (0..self.cells.len()).filter(|&i| self.cells[i].owner == owner).collect();
+                let mine: Vec<usize> = (0..self.cells.len())
+                    .filter(|&i| self.cells[i].owner == owner)
+                    .collect();
                 for i in mine {
                     if self.cells[i].mass < self.rules.min_eject_mass {
                         continue;
@@ -419,7 +426,9 @@ impl World {
         let dt = self.rules.dt();
         let decay = self.rules.boost_decay();
         for i in 0..self.cells.len() {
-            let Some(player) = self.players.get(&self.cells[i].owner) else { continue };
+            let Some(player) = self.players.get(&self.cells[i].owner) else {
+                continue;
+            };
             let aim = player.center + player.input.target;
             let cell = &self.cells[i];
             let to_aim = aim - cell.pos;
@@ -468,7 +477,11 @@ impl World {
                         }
                     } else if dist < ri + rj && self.cells[i].boost == Vec2::ZERO && self.cells[j].boost == Vec2::ZERO {
                         let push = (ri + rj - dist) / 2.0;
-                        let dir = if dist < 1e-3 { Vec2::new(1.0, 0.0) } else { delta * (1.0 / dist) };
+                        let dir = if dist < 1e-3 {
+                            Vec2::new(1.0, 0.0)
+                        } else {
+                            delta * (1.0 / dist)
+                        };
                         let pi = self.clamp(self.cells[i].pos - dir * push);
                         let pj = self.clamp(self.cells[j].pos + dir * push);
                         self.cells[i].pos = pi;
@@ -534,9 +547,12 @@ impl World {
         for i in 0..self.cells.len() {
             let (pos, r) = (self.cells[i].pos, self.cells[i].radius());
             found.clear();
-            self.pellet_grid.query(&Rect::around(pos, r, r), |slot| found.push(slot));
+            self.pellet_grid
+                .query(&Rect::around(pos, r, r), |slot| found.push(slot));
             for &slot in &found {
-                let Some(Some(p)) = self.pellets.get(slot as usize) else { continue };
+                let Some(Some(p)) = self.pellets.get(slot as usize) else {
+                    continue;
+                };
                 if p.pos.distance(pos) < r {
                     let p = *p;
                     self.pellets[slot as usize] = None;
