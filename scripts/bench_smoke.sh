@@ -50,3 +50,9 @@ trap 'kill $server $chat_server 2>/dev/null || true; rm -rf "$chat_dir"' EXIT
 wait_port "$chat_port"
 "$VOLLEY" bench chat --url "ws://127.0.0.1:$chat_port/ws" -n 200 -r 4 -p 100 -d 4 --warmup 1 --json >"$OUT/chat.json"
 check chat "$OUT/chat.json" 'r["ops"] > 0 and r["errors"] == 0 and r["extra"]["delivery_ratio"] == 1.0'
+
+# The game scenario against the same server: 40 bots over WebSockets; every
+# bot gets snapshots at (nearly) the tick rate, and the tick time comes from
+# the server's /metrics.
+"$VOLLEY" bench game --url "ws://127.0.0.1:$chat_port/game/ws" -n 40 -d 4 --warmup 1 --server-pid "$chat_server" --json >"$OUT/game.json"
+check game "$OUT/game.json" 'r["errors"] == 0 and r["extra"]["snapshots_per_bot_per_s"] > 20 and r["extra"]["tick_count"] > 60 and r["extra"]["tick_p99_ms"] > 0'

@@ -24,6 +24,12 @@ pub enum Error {
     /// A comparison file is not what `bench/compare.sh` writes.
     #[error("bad comparison data: {0}")]
     Data(String),
+    /// The game server broke the protocol or the scenario's set-up failed.
+    #[error("game: {0}")]
+    Game(String),
+    /// Reading the server's metrics failed.
+    #[error("metrics: {0}")]
+    Io(#[from] std::io::Error),
     /// The plot could not be drawn.
     #[error("plot: {0}")]
     Plot(String),

@@ -11,6 +11,8 @@ mod chat;
 mod connect;
 mod echo;
 mod error;
+mod game;
+pub mod game_curve;
 mod idle;
 pub mod plot;
 mod raw;
@@ -21,6 +23,7 @@ pub use chat::Chat;
 pub use connect::Connect;
 pub use echo::Echo;
 pub use error::Error;
+pub use game::Game;
 pub use idle::Idle;
 pub use report::{Latency, Report, ServerMemory};
 

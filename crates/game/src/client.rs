@@ -38,6 +38,8 @@ pub struct GameClient {
     pub entities: Vec<EntityState>,
     pub roster: Vec<PlayerEntry>,
     pub leaderboard: Vec<(u32, u32)>,
+    /// Bytes of every frame received so far.
+    pub received_bytes: u64,
     baselines: VecDeque<(u32, Vec<EntityState>)>,
     seq: u32,
 }
@@ -79,6 +81,7 @@ impl GameClient {
             entities: Vec::new(),
             roster: Vec::new(),
             leaderboard: Vec::new(),
+            received_bytes: message.len() as u64,
             baselines: VecDeque::new(),
             seq: 0,
         })
@@ -89,6 +92,7 @@ impl GameClient {
         let Some(message) = self.ws.recv().await? else {
             return Ok(None);
         };
+        self.received_bytes += message.len() as u64;
         self.handle(message.as_bytes()).map(Some)
     }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use volley_bench::{Chat, Connect, Echo, Idle, Report, Scenario, Target};
+use volley_bench::{Chat, Connect, Echo, Game, Idle, Report, Scenario, Target};
 use volley_net::{tls, Config, Connector, DeflateConfig};
 
 /// Options of `volley bench`.
@@ -106,6 +106,51 @@ enum ScenarioArgs {
         #[arg(long, default_value_t = 64)]
         connect_concurrency: usize,
     },
+    /// Bots over WebSockets in the arena of `volley serve` (/game/ws): snapshot rate and bandwidth per bot,
+    /// input-to-snapshot latency, and the server's tick time from its /metrics.
+    Game {
+        #[command(flatten)]
+        common: Common,
+        /// Bots, each on its own connection.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        bots: usize,
+        /// Inputs per second per bot (the browser sends one per tick).
+        #[arg(long, default_value_t = 30.0)]
+        input_rate: f64,
+        /// Measured seconds.
+        #[arg(short = 'd', long, default_value_t = 10.0)]
+        duration: f64,
+        /// Unmeasured warm-up seconds.
+        #[arg(long, default_value_t = 3.0)]
+        warmup: f64,
+        /// Connections set up at once.
+        #[arg(long, default_value_t = 32)]
+        connect_concurrency: usize,
+    },
+    /// Tick cost (simulation + every player's snapshot) per player count, in-process on this thread; JSON and SVG.
+    GameCurve {
+        /// Player counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "50,100,200,300,400,500,600,800")]
+        players: Vec<usize>,
+        /// Pellets in the room.
+        #[arg(long, default_value_t = 5000)]
+        pellets: usize,
+        /// Side of the world.
+        #[arg(long, default_value_t = 6000.0)]
+        world_size: f32,
+        /// Measured ticks per point.
+        #[arg(long, default_value_t = 600)]
+        ticks: usize,
+        /// Measured points from `bench game` runs to draw beside the curve: players:p99_ms, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        network: Vec<String>,
+        /// Where to write the points as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Where to draw the SVG.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
     /// Draw the comparison written by bench/compare.sh as an SVG.
     Plot {
         /// The comparison JSON.
@@ -126,6 +171,8 @@ impl Common {
         self.url.clone().unwrap_or_else(|| {
             if scenario == "chat" {
                 "ws://127.0.0.1:8080/ws".into()
+            } else if scenario == "game" {
+                "ws://127.0.0.1:8080/game/ws".into()
             } else {
                 "ws://127.0.0.1:9001/".into()
             }
@@ -216,6 +263,71 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 connect_concurrency,
             };
             report(&scenario, &common).await
+        }
+        ScenarioArgs::Game {
+            common,
+            bots,
+            input_rate,
+            duration,
+            warmup,
+            connect_concurrency,
+        } => {
+            let scenario = Game {
+                bots,
+                input_rate,
+                duration: secs(duration),
+                warmup: secs(warmup),
+                connect_concurrency,
+            };
+            report(&scenario, &common).await
+        }
+        ScenarioArgs::GameCurve {
+            players,
+            pellets,
+            world_size,
+            ticks,
+            network,
+            json,
+            svg,
+        } => {
+            let config = volley_game::GameConfig {
+                pellets,
+                world_size,
+                ..volley_game::GameConfig::default()
+            };
+            let network: Vec<(f64, f64)> = network
+                .iter()
+                .map(|p| {
+                    let (n, ms) = p.split_once(':').context("network points are players:p99_ms")?;
+                    Ok((n.parse()?, ms.parse()?))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let points =
+                tokio::task::spawn_blocking(move || volley_bench::game_curve::measure(&config, &players, ticks, 7))
+                    .await?;
+            println!("players  tick p50 ms  tick p99 ms  sim p99 ms  encode p99 ms  B/s per player  overruns");
+            for p in &points {
+                println!(
+                    "{:>7}  {:>11.2}  {:>11.2}  {:>10.2}  {:>13.2}  {:>14.0}  {:>4}/{}",
+                    p.players,
+                    p.tick_p50_ms,
+                    p.tick_p99_ms,
+                    p.sim_p99_ms,
+                    p.encode_p99_ms,
+                    p.bytes_per_player_per_s,
+                    p.overruns,
+                    p.ticks
+                );
+            }
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&points)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = svg {
+                volley_bench::game_curve::plot(&points, &network, 1000.0 / 30.0, &path)?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
         }
         ScenarioArgs::Plot { input, output } => {
             let comparison = volley_bench::plot::read(&input)?;

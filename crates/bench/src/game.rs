@@ -1,0 +1,369 @@
+//! `game`: headless bots over real WebSocket connections to `/game/ws` of
+//! `volley serve`. Each bot joins, steers at the browser client's rate
+//! (one input per tick), acknowledges snapshots and reads them. Reports the
+//! snapshot rate and bandwidth per bot, input-to-snapshot latency (from
+//! sending an input to the first snapshot that says the world applied it),
+//! and the server's tick time, read from its `/metrics` before and after the
+//! measured window.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use volley_game::client::{Event, GameClient};
+use volley_game::protocol::Join;
+
+use crate::{histogram, Error, Measured, Scenario, Target};
+
+/// The game scenario.
+#[derive(Debug, Clone)]
+pub struct Game {
+    /// Bots over WebSocket connections.
+    pub bots: usize,
+    /// Inputs per second per bot (the browser sends one per tick: 30).
+    pub input_rate: f64,
+    /// Measured window.
+    pub duration: Duration,
+    /// Unmeasured warm-up.
+    pub warmup: Duration,
+    /// Connections set up at once.
+    pub connect_concurrency: usize,
+}
+
+struct BotStats {
+    snapshots: u64,
+    bytes: u64,
+    errors: u64,
+    deaths: u64,
+    latency: Histogram<u64>,
+}
+
+impl Scenario for Game {
+    fn name(&self) -> &'static str {
+        "game"
+    }
+
+    fn params(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("bots".into(), self.bots.to_string()),
+            ("input_rate".into(), self.input_rate.to_string()),
+            ("duration_s".into(), self.duration.as_secs_f64().to_string()),
+            ("warmup_s".into(), self.warmup.as_secs_f64().to_string()),
+        ])
+    }
+
+    fn unit(&self) -> &'static str {
+        "snapshots"
+    }
+
+    fn expected_duration(&self) -> Duration {
+        self.warmup + self.duration + Duration::from_secs(2)
+    }
+
+    async fn run(&self, target: &Target) -> Result<Measured, Error> {
+        let metrics_url = metrics_address(&target.url)?;
+        let gate = std::sync::Arc::new(Semaphore::new(self.connect_concurrency.max(1)));
+        let mut set = JoinSet::new();
+        let start = Instant::now() + Duration::from_millis(200) + self.bots as u32 * Duration::from_millis(2);
+        let window_start = start + self.warmup;
+        let window_end = window_start + self.duration;
+        for n in 0..self.bots {
+            let url = target.url.clone();
+            let gate = gate.clone();
+            let period = Duration::from_secs_f64(1.0 / self.input_rate.max(0.1));
+            set.spawn(async move {
+                let client = {
+                    let _permit = gate.acquire().await;
+                    GameClient::join(
+                        &url,
+                        Join {
+                            name: format!("bench {n}"),
+                            spectate: false,
+                            resume: None,
+                        },
+                    )
+                    .await
+                };
+                match client {
+                    Ok(client) => bot(client, period, window_start, window_end).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bot could not join");
+                        BotStats {
+                            snapshots: 0,
+                            bytes: 0,
+                            errors: 1,
+                            deaths: 0,
+                            latency: histogram(),
+                        }
+                    }
+                }
+            });
+        }
+        tokio::time::sleep_until(window_start).await;
+        let before = scrape(&metrics_url).await?;
+        let cpu_before = target.server_pid.and_then(crate::sys::pid_cpu_time);
+        tokio::time::sleep_until(window_end).await;
+        let after = scrape(&metrics_url).await?;
+        let cpu_after = target.server_pid.and_then(crate::sys::pid_cpu_time);
+        let mut measured = Measured {
+            latency: Some(histogram()),
+            elapsed: self.duration,
+            ..Measured::default()
+        };
+        let mut deaths = 0;
+        while let Some(done) = set.join_next().await {
+            let stats = done.map_err(|e| Error::Game(format!("bot task: {e}")))?;
+            measured.ops += stats.snapshots;
+            measured.bytes += stats.bytes;
+            measured.errors += stats.errors;
+            deaths += stats.deaths;
+            if let Some(h) = measured.latency.as_mut() {
+                h.add(&stats.latency).map_err(|e| Error::Game(e.to_string()))?;
+            }
+        }
+        measured.server_cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
+        let secs = self.duration.as_secs_f64();
+        let bots = self.bots.max(1) as f64;
+        let extra = &mut measured.extra;
+        extra.insert("snapshots_per_bot_per_s".into(), measured.ops as f64 / bots / secs);
+        extra.insert("bytes_per_bot_per_s".into(), measured.bytes as f64 / bots / secs);
+        extra.insert("bot_deaths".into(), deaths as f64);
+        for (name, metric) in [
+            ("tick", "volley_game_tick_seconds"),
+            ("tick_sim", "volley_game_tick_sim_seconds"),
+            ("tick_encode", "volley_game_tick_encode_seconds"),
+        ] {
+            let window = Buckets::delta(&before, &after, metric);
+            extra.insert(format!("{name}_count"), window.total());
+            for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+                if let Some(v) = window.quantile(q) {
+                    extra.insert(format!("{name}_{label}_ms"), v * 1e3);
+                }
+            }
+        }
+        for (name, metric) in [
+            ("tick_overruns", "volley_game_tick_overruns_total"),
+            ("ticks_skipped", "volley_game_ticks_skipped_total"),
+            ("server_snapshots_skipped", "volley_game_snapshots_skipped_total"),
+        ] {
+            extra.insert(name.into(), counter(&after, metric) - counter(&before, metric));
+        }
+        extra.insert(
+            "server_players".into(),
+            gauge_sum(&after, "volley_game_players{kind=\"human\"}"),
+        );
+        extra.insert(
+            "server_bots".into(),
+            gauge_sum(&after, "volley_game_players{kind=\"bot\"}"),
+        );
+        Ok(measured)
+    }
+}
+
+/// One bot: steer toward a wandering point at `period`, acknowledge and
+/// read snapshots, respawn when eaten.
+async fn bot(mut client: GameClient, period: Duration, window_start: Instant, window_end: Instant) -> BotStats {
+    let mut stats = BotStats {
+        snapshots: 0,
+        bytes: 0,
+        errors: 0,
+        deaths: 0,
+        latency: histogram(),
+    };
+    let mut sent: VecDeque<(u32, Instant)> = VecDeque::new();
+    let mut last_applied = 0;
+    let mut heading = (200i16, 0i16);
+    let mut turns = 0u32;
+    let mut inputs = tokio::time::interval(period);
+    inputs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut bytes_at_start = None;
+    let mut was_alive = true;
+    loop {
+        tokio::select! {
+            _ = inputs.tick() => {
+                let now = Instant::now();
+                if now >= window_end {
+                    break;
+                }
+                turns += 1;
+                if turns % 60 == 0 {
+                    let angle: f32 = rand::rng().random_range(0.0..std::f32::consts::TAU);
+                    heading = ((angle.cos() * 200.0) as i16, (angle.sin() * 200.0) as i16);
+                }
+                match client.input(heading, 0).await {
+                    Ok(seq) => {
+                        sent.push_back((seq, now));
+                        if sent.len() > 512 {
+                            sent.pop_front();
+                        }
+                    }
+                    Err(_) => {
+                        stats.errors += 1;
+                        break;
+                    }
+                }
+            }
+            event = client.next() => {
+                let now = Instant::now();
+                if bytes_at_start.is_none() && now >= window_start {
+                    bytes_at_start = Some(client.received_bytes);
+                }
+                match event {
+                    Ok(Some(Event::Snapshot { .. })) => {
+                        let applied = client.header.input_seq;
+                        let in_window = now >= window_start && now < window_end;
+                        if in_window {
+                            stats.snapshots += 1;
+                        }
+                        if applied > last_applied {
+                            last_applied = applied;
+                            while sent.front().is_some_and(|(s, _)| *s < applied) {
+                                sent.pop_front();
+                            }
+                            if let Some((_, at)) = sent.front().filter(|(s, _)| *s == applied) {
+                                if in_window {
+                                    let _ = stats.latency.record((now - *at).as_micros().max(1) as u64);
+                                }
+                            }
+                        }
+                        if was_alive && !client.header.alive {
+                            stats.deaths += 1;
+                        }
+                        if !client.header.alive && client.respawn().await.is_err() {
+                            stats.errors += 1;
+                            break;
+                        }
+                        was_alive = client.header.alive;
+                    }
+                    Ok(Some(Event::Error(code, text))) => {
+                        tracing::debug!(?code, text, "server error frame");
+                        stats.errors += 1;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        stats.errors += 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    stats.bytes = client.received_bytes - bytes_at_start.unwrap_or(client.received_bytes);
+    let _ = client.close().await;
+    stats
+}
+
+/// `ws://host:port/...` -> `host:port` of the same server's `/metrics`.
+fn metrics_address(url: &str) -> Result<String, Error> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| Error::Game("bench game needs a ws:// URL (it reads /metrics over plain HTTP)".into()))?;
+    Ok(rest.split('/').next().unwrap_or(rest).to_owned())
+}
+
+/// GET /metrics over HTTP/1.0.
+async fn scrape(addr: &str) -> Result<String, Error> {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(body.to_owned())
+}
+
+fn value(line: &str) -> Option<f64> {
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+fn counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(value)
+        .sum()
+}
+
+fn gauge_sum(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .filter_map(value)
+        .sum()
+}
+
+/// A Prometheus histogram's cumulative buckets: (upper bound, count).
+struct Buckets(Vec<(f64, f64)>);
+
+impl Buckets {
+    fn parse(text: &str, metric: &str) -> Vec<(f64, f64)> {
+        let prefix = format!("{metric}_bucket{{le=\"");
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(&prefix)?;
+                let (le, _) = rest.split_once('"')?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, value(l)?))
+            })
+            .collect()
+    }
+
+    /// What was recorded between two scrapes.
+    fn delta(before: &str, after: &str, metric: &str) -> Buckets {
+        let b = Buckets::parse(before, metric);
+        let a = Buckets::parse(after, metric);
+        Buckets(
+            a.iter()
+                .map(|&(le, n)| {
+                    let earlier = b.iter().find(|(l, _)| *l == le).map_or(0.0, |(_, m)| *m);
+                    (le, n - earlier)
+                })
+                .collect(),
+        )
+    }
+
+    fn total(&self) -> f64 {
+        self.0.last().map_or(0.0, |(_, n)| *n)
+    }
+
+    /// The q-quantile, interpolated linearly within its bucket.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let mut lower = (0.0, 0.0);
+        for &(le, n) in &self.0 {
+            if n >= rank {
+                if le.is_infinite() {
+                    return Some(lower.0);
+                }
+                let span = n - lower.1;
+                let frac = if span > 0.0 { (rank - lower.1) / span } else { 1.0 };
+                return Some(lower.0 + (le - lower.0) * frac);
+            }
+            lower = (le, n);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_from_bucket_deltas() {
+        let before = "x_bucket{le=\"0.001\"} 10\nx_bucket{le=\"0.002\"} 10\nx_bucket{le=\"+Inf\"} 10\n";
+        let after = "x_bucket{le=\"0.001\"} 60\nx_bucket{le=\"0.002\"} 110\nx_bucket{le=\"+Inf\"} 110\n";
+        let b = Buckets::delta(before, after, "x");
+        assert_eq!(b.total(), 100.0);
+        // 50 in (0, 1 ms], 50 in (1, 2 ms].
+        assert!((b.quantile(0.5).unwrap_or(0.0) - 0.001).abs() < 1e-9);
+        assert!((b.quantile(0.99).unwrap_or(0.0) - 0.00198).abs() < 1e-6);
+    }
+}
