@@ -10,5 +10,6 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 (cd web/tests && npm ci --no-audit --no-fund --silent)
 cargo build --quiet -p volley
-VOLLEY_BIN=target/debug/volley node web/tests/chat.e2e.mjs
-VOLLEY_BIN=target/debug/volley node web/tests/game.e2e.mjs
+bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/volley"
+VOLLEY_BIN="$bin" node web/tests/chat.e2e.mjs
+VOLLEY_BIN="$bin" node web/tests/game.e2e.mjs

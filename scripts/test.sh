@@ -36,7 +36,7 @@ step "conformance: Autobahn|Testsuite via kosoku, both modes"
 step "interop: Python websockets and Node.js ws, ws:// and wss://, compressed and not"
 ./scripts/interop.sh
 
-step "browser: the chat web client in headless Chromium (two users, reload, server restart)"
+step "browser: the chat and game web clients in headless Chromium (two tabs each; reload; server restart)"
 ./scripts/browser.sh
 
 step "volley bench: a short run of each scenario"

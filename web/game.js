@@ -78,10 +78,14 @@ function speed(mass) { return BASE_SPEED * Math.pow(Math.max(mass, 1), -0.22); }
  * `death`, `gameerror`, `state` (connecting/playing/reconnecting/closed).
  */
 export class GameClient extends EventTarget {
-  constructor(url, { name = 'player', spectate = false, interpolationTicks = 3 } = {}) {
+  /**
+   * `token` (16 bytes from an earlier welcome, e.g. kept across a page
+   * reload) takes back a cell left behind within the server's grace period.
+   */
+  constructor(url, { name = 'player', spectate = false, interpolationTicks = 3, token = null } = {}) {
     super();
     this.url = url; this.name = name; this.spectate = spectate; this.interpolationTicks = interpolationTicks;
-    this.token = null; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
+    this.token = spectate ? null : token; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
     this.baselines = []; // [{tick, entities, header, at}]
     this.pending = []; // unacknowledged inputs
     this.seq = 0; this.header = null; this.alive = false;

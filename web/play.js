@@ -30,7 +30,15 @@ function start(spectate) {
   const name = document.getElementById('name').value.trim() || 'player';
   localStorage.setItem('volley-game-name', name);
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/game/ws`;
-  client = new GameClient(url, { name, spectate });
+  // A reload within the grace period takes the cell back (token per tab).
+  const saved = sessionStorage.getItem('volley-game-token');
+  const token = saved && /^[0-9a-f]{32}$/.test(saved) ? Uint8Array.from(saved.match(/../g), (h) => parseInt(h, 16)) : null;
+  client = new GameClient(url, { name, spectate, token });
+  client.addEventListener('welcome', (ev) => {
+    if (!ev.detail.spectator) {
+      sessionStorage.setItem('volley-game-token', [...ev.detail.token].map((b) => b.toString(16).padStart(2, '0')).join(''));
+    }
+  });
   window.volleyGame = client; // for tests and the console
   overlay.classList.add('hidden');
   client.addEventListener('death', (ev) => {

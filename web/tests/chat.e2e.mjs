@@ -3,73 +3,20 @@
 // server restart is survived (reconnect + resume, no message lost).
 //
 // Usage: VOLLEY_BIN=target/debug/volley node chat.e2e.mjs
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { check, freePort, launchBrowser, startServer as start, stopServer, timeout } from "./harness.mjs";
 
-const bin = process.env.VOLLEY_BIN || "target/debug/volley";
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 const dataDir = mkdtempSync(join(tmpdir(), "volley-e2e-"));
-const timeout = 15000;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
-async function startServer(port) {
-  const proc = spawn(bin, ["serve", "--addr", `127.0.0.1:${port}`, "--data-dir", dataDir], {
-    stdio: ["ignore", "inherit", "inherit"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
-  });
-  const deadline = Date.now() + 30000;
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
-      if (res.ok) return proc;
-    } catch {}
-    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error("server did not become ready");
-}
-
-function stopServer(proc) {
-  return new Promise((resolve) => {
-    proc.once("exit", (code, signal) => resolve({ code, signal }));
-    proc.kill("SIGTERM");
-  });
-}
+const startServer = (port) => start(port, dataDir);
 
 let step = "start";
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
 
 const port = await freePort();
 const base = `http://127.0.0.1:${port}/`;
 let server = await startServer(port);
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchBrowser();
 
 const logs = [];
 try {

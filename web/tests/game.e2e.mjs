@@ -1,52 +1,21 @@
 // Browser end-to-end test of the arena at /game of `volley serve`, in
 // headless Chromium: two tabs join the same room, steer with the mouse, see
-// each other in the roster and see other players (bots) move.
+// each other in the roster, see other players (bots) move, and a reload
+// takes the cell back.
 //
 // Usage: VOLLEY_BIN=target/debug/volley node game.e2e.mjs
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { check, freePort, launchBrowser, startServer, stopServer, timeout } from "./harness.mjs";
 
-const bin = process.env.VOLLEY_BIN || "target/debug/volley";
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 const dataDir = mkdtempSync(join(tmpdir(), "volley-game-e2e-"));
-const timeout = 15000;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
-
 const port = await freePort();
 // A small world so bots are in view of the players.
-const server = spawn(bin, ["serve", "--addr", `127.0.0.1:${port}`, "--data-dir", dataDir,
-  "--game-world-size", "2000", "--game-pellets", "600", "--game-bots-per-room", "12"], {
-  stdio: ["ignore", "inherit", "inherit"],
-  env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
-});
-const deadline = Date.now() + 30000;
-for (;;) {
-  try {
-    if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) break;
-  } catch {}
-  if (Date.now() > deadline || server.exitCode !== null) throw new Error("server did not start");
-  await new Promise((r) => setTimeout(r, 100));
-}
-
-const browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
+const server = await startServer(port, dataDir, [
+  "--game-world-size", "2000", "--game-pellets", "600", "--game-bots-per-room", "12",
+]);
+const browser = await launchBrowser();
 let failed = null;
 let step = "open";
 try {
@@ -128,13 +97,22 @@ try {
   check(/snapshots/.test(hud) && /KB\/s/.test(hud), `HUD shows rates: ${hud}`);
   const leaders = await bob.locator("#leaders li").count();
   check(leaders > 0, "leaderboard drawn");
+
+  step = "reload";
+  // A reload within the grace period takes bob's cell back.
+  const bobId = await bob.evaluate(() => window.volleyGame.welcome.player);
+  await bob.reload();
+  await bob.click("#play");
+  await bob.waitForFunction(() => window.volleyGame?.state === "playing", null, { timeout });
+  const again = await bob.evaluate(() => ({ ...window.volleyGame.welcome, token: null }));
+  check(again.resumed && again.player === bobId, `bob resumed as player ${bobId}: ${JSON.stringify(again)}`);
   if (failed) throw failed;
   console.log(`game e2e ok: room ${roomA}, alice moved ${Math.abs(x1 - x0).toFixed(0)} units, bob saw ${moved} cells move, ${stats.snapshotsPerSec} snapshots/s, ${(stats.bytesPerSec / 1024).toFixed(1)} KB/s, ping ${stats.ping.toFixed(1)} ms`);
 } catch (e) {
   failed = new Error(`step ${step}: ${e.message}`);
 } finally {
   await browser.close();
-  server.kill("SIGTERM");
+  await stopServer(server);
   rmSync(dataDir, { recursive: true, force: true });
 }
 if (failed) {

@@ -168,14 +168,8 @@ async fn websocket(State(app): AppState, ConnectInfo(peer): ConnectInfo<SocketAd
     let negotiated = match app.acceptor.negotiate(&req) {
         Ok(n) => n,
         Err(e) => {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let mut response = plain(status, e.to_string());
-            if status == StatusCode::UPGRADE_REQUIRED {
-                response
-                    .headers_mut()
-                    .insert(header::SEC_WEBSOCKET_VERSION, http::HeaderValue::from_static("13"));
-            }
-            return response;
+            let (parts, text) = volley_net::refusal(&e).into_parts();
+            return Response::from_parts(parts, Body::from(text));
         }
     };
     let Some(ip_slot) = app.chat.limits.connect_ip(peer.ip()) else {

@@ -89,14 +89,8 @@ async fn websocket(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let negotiated = match app.acceptor.negotiate(&req) {
         Ok(n) => n,
         Err(e) => {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let mut response = plain(status, e.to_string());
-            if status == StatusCode::UPGRADE_REQUIRED {
-                response
-                    .headers_mut()
-                    .insert(header::SEC_WEBSOCKET_VERSION, http::HeaderValue::from_static("13"));
-            }
-            return response;
+            let (parts, text) = volley_net::refusal(&e).into_parts();
+            return Response::from_parts(parts, Body::from(text));
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);

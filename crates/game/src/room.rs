@@ -97,6 +97,29 @@ struct Viewer {
     detached_at: Option<u32>,
 }
 
+impl Viewer {
+    fn new(
+        player: Option<PlayerId>,
+        token: [u8; 16],
+        slot: watch::Sender<Option<(u32, Bytes)>>,
+        taken: Arc<AtomicU32>,
+    ) -> Viewer {
+        Viewer {
+            player,
+            token,
+            attach: 1,
+            slot,
+            taken,
+            published: 0,
+            ring: VecDeque::new(),
+            acked: 0,
+            last_seq: 0,
+            inputs_this_tick: 0,
+            detached_at: None,
+        }
+    }
+}
+
 /// What one tick cost.
 #[derive(Debug, Clone, Copy)]
 pub struct TickCost {
@@ -284,22 +307,8 @@ impl Room {
         };
         let key = self.next_key;
         self.next_key += 1;
-        self.viewers.insert(
-            key,
-            Viewer {
-                player,
-                token,
-                attach: 1,
-                slot: snap_tx,
-                taken: taken.clone(),
-                published: 0,
-                ring: VecDeque::new(),
-                acked: 0,
-                last_seq: 0,
-                inputs_this_tick: 0,
-                detached_at: None,
-            },
-        );
+        self.viewers
+            .insert(key, Viewer::new(player, token, snap_tx, taken.clone()));
         Ok(Joined {
             key,
             attach: 1,
@@ -578,22 +587,8 @@ impl TickBench {
             let player = room.world.add_player(&format!("p{n}"), true);
             let key = room.next_key;
             room.next_key += 1;
-            room.viewers.insert(
-                key,
-                Viewer {
-                    player: Some(player),
-                    token: [0; 16],
-                    attach: 1,
-                    slot: watch::channel(None).0,
-                    taken: Arc::new(AtomicU32::new(0)),
-                    published: 0,
-                    ring: VecDeque::new(),
-                    acked: 0,
-                    last_seq: 0,
-                    inputs_this_tick: 0,
-                    detached_at: None,
-                },
-            );
+            let viewer = Viewer::new(Some(player), [0; 16], watch::channel(None).0, Arc::default());
+            room.viewers.insert(key, viewer);
         }
         TickBench { room }
     }

@@ -26,7 +26,7 @@ pub use client::{connect, Connector};
 pub use config::Config;
 pub use error::Error;
 pub use origin::origin_allowed;
-pub use server::{Acceptor, Negotiated};
+pub use server::{refusal, Acceptor, Negotiated};
 pub use socket::WebSocket;
 pub use stream::MaybeTlsStream;
 pub use volley_wire::{CloseCode, CloseFrame, DeflateConfig, Message, OpCode, PreparedMessage, Role, Utf8Bytes};

@@ -212,6 +212,26 @@ impl Acceptor {
     }
 }
 
+/// The HTTP answer to a refused upgrade, for servers on hyper or axum: the
+/// error's status and text, and `Sec-WebSocket-Version: 13` with 426 so the
+/// client learns which version we speak (RFC 6455, section 4.4).
+pub fn refusal(error: &HandshakeError) -> http::Response<String> {
+    let mut response = http::Response::new(format!("{error}\n"));
+    *response.status_mut() = http::StatusCode::from_u16(error.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if error.status() == 426 {
+        headers.insert(
+            http::header::SEC_WEBSOCKET_VERSION,
+            http::HeaderValue::from_static("13"),
+        );
+    }
+    response
+}
+
 /// A valid upgrade request with the subprotocol and extension agreed.
 #[derive(Debug, Clone)]
 pub struct Negotiated {
