@@ -357,3 +357,48 @@ async fn a_client_that_stops_reading_does_not_slow_the_room() {
     assert!(n >= 75, "reader got {n} snapshots in 3 s while another client stalled");
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_resumes_everyone() {
+    let server = start(GameConfig {
+        room_capacity: 64,
+        ..small()
+    })
+    .await;
+    let mut seats = Vec::new();
+    for n in 0..60 {
+        let client = GameClient::join(&server.url(), join(&format!("p{n}")))
+            .await
+            .expect("join");
+        seats.push((client.welcome.player, client.welcome.token));
+        // Drop without a close handshake, like a network cut.
+        drop(client);
+    }
+    // All come back at once.
+    let mut set = tokio::task::JoinSet::new();
+    for (player, token) in seats.clone() {
+        let url = server.url();
+        set.spawn(async move {
+            let mut client = GameClient::join(
+                &url,
+                Join {
+                    resume: Some(token),
+                    ..join("again")
+                },
+            )
+            .await
+            .expect("resume");
+            let got_snapshot = read_until(&mut client, 10, |_, e| matches!(e, Event::Snapshot { .. })).await;
+            (player, client.welcome.player, client.welcome.resumed, got_snapshot)
+        });
+    }
+    let mut resumed = 0;
+    while let Some(done) = set.join_next().await {
+        let (before, after, was_resumed, got_snapshot) = done.expect("task");
+        assert!(was_resumed && before == after, "player {before} came back as {after}");
+        assert!(got_snapshot, "player {before} got no snapshot after resuming");
+        resumed += 1;
+    }
+    assert_eq!(resumed, 60);
+    assert_eq!(server.lobby.rooms(), 1, "everyone is back in the one room");
+}
