@@ -5,19 +5,18 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 use volley_hub::{Id, User};
-use volley_net::Acceptor;
+use volley_net::assets::{self, Asset};
+use volley_net::{Acceptor, Refused, UpgradeState, WebSocketUpgrade};
 
 use crate::protocol::{ErrorCode, MessageView, RoomView, UserView};
 use crate::service::{Chat, Fail};
@@ -78,12 +77,34 @@ impl IntoResponse for Fail {
     }
 }
 
+/// The web client's page, scripts and style.
+const ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        body: include_str!("../../../web/index.html"),
+    },
+    Asset {
+        path: "/chat.js",
+        body: include_str!("../../../web/chat.js"),
+    },
+    Asset {
+        path: "/app.js",
+        body: include_str!("../../../web/app.js"),
+    },
+    Asset {
+        path: "/style.css",
+        body: include_str!("../../../web/style.css"),
+    },
+];
+
+impl UpgradeState for App {
+    fn acceptor(&self) -> &Acceptor {
+        &self.acceptor
+    }
+}
+
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/", get(index))
-        .route("/chat.js", get(chat_js))
-        .route("/app.js", get(app_js))
-        .route("/style.css", get(style_css))
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -100,33 +121,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/rooms/{id}/messages", get(history))
         .route("/api/direct", post(direct))
         .with_state(app)
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-async fn index() -> Response {
-    asset("text/html; charset=utf-8", include_str!("../../../web/index.html"))
-}
-
-async fn chat_js() -> Response {
-    asset("text/javascript; charset=utf-8", include_str!("../../../web/chat.js"))
-}
-
-async fn app_js() -> Response {
-    asset("text/javascript; charset=utf-8", include_str!("../../../web/app.js"))
-}
-
-async fn style_css() -> Response {
-    asset("text/css; charset=utf-8", include_str!("../../../web/style.css"))
+        .merge(assets::routes(ASSETS))
 }
 
 async fn healthz() -> &'static str {
@@ -151,57 +146,31 @@ async fn metrics_text(State(app): AppState) -> Response {
         .into_response()
 }
 
-fn plain(status: StatusCode, message: impl Into<String>) -> Response {
-    let mut text = message.into();
-    text.push('\n');
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-}
-
-async fn websocket(State(app): AppState, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request) -> Response {
-    if *app.shutdown.borrow() {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
-    }
-    if let Err(reason) = volley_net::origin_allowed(req.headers(), &app.chat.config.allowed_origins) {
-        metrics::counter!("volley_handshake_rejected_total", "reason" => "origin").increment(1);
-        return plain(StatusCode::FORBIDDEN, reason);
-    }
-    let negotiated = match app.acceptor.negotiate(&req) {
-        Ok(n) => n,
-        Err(e) => {
-            let (parts, text) = volley_net::refusal(&e).into_parts();
-            return Response::from_parts(parts, Body::from(text));
-        }
-    };
+async fn websocket(
+    State(app): AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let Some(ip_slot) = app.chat.limits.connect_ip(peer.ip()) else {
-        metrics::counter!("volley_handshake_rejected_total", "reason" => "ip_limit").increment(1);
-        return plain(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address");
+        return Refused::new(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address").into_response();
     };
     // Non-browser clients may authenticate in the upgrade request itself.
-    let user = match bearer(req.headers()) {
+    let user = match bearer(&headers) {
         Some(token) => match app.chat.authenticate(token).await {
             Ok(user) => Some(user),
             Err(fail) => return fail.into_response(),
         },
         None => None,
     };
-    let on_upgrade = hyper::upgrade::on(&mut req);
     app.sessions.live.fetch_add(1, Ordering::AcqRel);
     let guard = SessionGuard(app.sessions.clone());
     let chat = app.chat.clone();
     let shutdown = app.shutdown.clone();
-    let response = negotiated.response();
-    tokio::spawn(async move {
+    upgrade.on_upgrade(move |ws| async move {
         let _guard = guard;
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = negotiated.into_websocket(TokioIo::new(upgraded), &[]);
-                session::run(chat, ws, user, ip_slot, shutdown).await;
-            }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-        }
-    });
-    let (parts, ()) = response.into_parts();
-    Response::from_parts(parts, Body::empty())
+        session::run(chat, ws, user, ip_slot, shutdown).await;
+    })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -96,8 +96,11 @@ impl Server {
                 ..DeflateConfig::default()
             });
         }
-        let chat = Arc::new(Chat::new(hub, config)?);
         let (shutdown_tx, shutdown) = watch::channel(false);
+        acceptor = acceptor
+            .allow_origins(config.allowed_origins.clone())
+            .closing(shutdown.clone());
+        let chat = Arc::new(Chat::new(hub, config)?);
         let app = Arc::new(App {
             chat,
             acceptor,

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use crate::config::GameConfig;
 use crate::pool::Pool;
 use crate::protocol::{ErrorCode, Join};
-use crate::room::{Command, Joined, Room, Shared};
+use crate::room::{Closer, Command, Joined, Room, Shared};
 use crate::Error;
 
 /// The open rooms. Rooms close themselves through it, under its lock, so a
@@ -25,8 +25,10 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, Vec<Arc<Shared>>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    pub(crate) fn close_if_empty(&self, room: &Arc<Shared>) -> bool {
+impl Closer for Registry {
+    fn close_if_empty(&self, room: &Arc<Shared>) -> bool {
         let mut rooms = self.lock();
         if room.humans.load(Ordering::Acquire) != 0 || room.spectators.load(Ordering::Acquire) != 0 {
             return false;

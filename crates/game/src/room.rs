@@ -12,10 +12,17 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::GameConfig;
-use crate::lobby::Registry;
 use crate::protocol::{encode_snapshot, EntityState, ErrorCode, Header, Join, PlayerEntry, ServerMsg, Welcome};
 use crate::sim::{Input, PlayerId, Vec2, World, FULL_SPEED_DISTANCE};
 use crate::view::{quantize, view_rect, visible};
+
+/// Who decides whether an empty room may close: the lobby's registry, which
+/// answers under the lock joins take, so no join lands in a closing room. A
+/// trait, so the room does not know the lobby (and tests need no lobby).
+pub(crate) trait Closer: Send + Sync {
+    /// Close `room` if nobody holds or is taking a place in it; true if closed.
+    fn close_if_empty(&self, room: &Arc<Shared>) -> bool;
+}
 
 /// A connection's number within its room.
 pub(crate) type Key = u64;
@@ -138,7 +145,7 @@ struct Reported {
 
 pub(crate) struct Room {
     shared: Arc<Shared>,
-    registry: Arc<Registry>,
+    closer: Arc<dyn Closer>,
     config: Arc<GameConfig>,
     world: World,
     commands: mpsc::Receiver<Command>,
@@ -149,14 +156,15 @@ pub(crate) struct Room {
     roster_tx: watch::Sender<Bytes>,
     board_tx: watch::Sender<Bytes>,
     roster_dirty: bool,
-    empty_since: Option<Instant>,
+    /// The tick since which the room has had nobody in it.
+    empty_since: Option<u32>,
     scratch: Vec<EntityState>,
     frame: Vec<u8>,
     reported: Reported,
 }
 
 impl Room {
-    pub(crate) fn new(id: u32, seed: u64, config: Arc<GameConfig>, registry: Arc<Registry>) -> (Room, Arc<Shared>) {
+    pub(crate) fn new(id: u32, seed: u64, config: Arc<GameConfig>, closer: Arc<dyn Closer>) -> (Room, Arc<Shared>) {
         let (tx, rx) = mpsc::channel(config.command_queue);
         let shared = Arc::new(Shared {
             id,
@@ -168,7 +176,7 @@ impl Room {
         });
         let mut room = Room {
             shared: shared.clone(),
-            registry,
+            closer,
             world: World::new(config.rules(), seed),
             config,
             commands: rx,
@@ -179,7 +187,7 @@ impl Room {
             roster_tx: watch::channel(Bytes::new()).0,
             board_tx: watch::channel(Bytes::new()).0,
             roster_dirty: true,
-            empty_since: Some(Instant::now()),
+            empty_since: Some(0),
             scratch: Vec::new(),
             frame: Vec::new(),
             reported: Reported::default(),
@@ -548,9 +556,15 @@ impl Room {
             self.empty_since = None;
             return false;
         }
-        let since = *self.empty_since.get_or_insert_with(Instant::now);
-        since.elapsed() >= Duration::from_secs(self.config.empty_room_secs)
-            && self.registry.close_if_empty(&self.shared)
+        // Counted in ticks, not wall time: an overloaded room that skips
+        // ticks waits longer, and tests drive it without a clock.
+        let now = self.world.tick();
+        let since = *self.empty_since.get_or_insert(now);
+        let wait = self
+            .config
+            .empty_room_secs
+            .saturating_mul(u64::from(self.config.tick_hz));
+        u64::from(now.saturating_sub(since)) >= wait && self.closer.close_if_empty(&self.shared)
     }
 
     fn close(&mut self) {
@@ -561,6 +575,15 @@ impl Room {
         metrics::gauge!("volley_game_entities").decrement(r.entities);
         metrics::gauge!("volley_game_rooms").decrement(1.0);
         tracing::info!(room = self.shared.id, "room closed after staying empty");
+    }
+}
+
+/// A closer for rooms that run alone (the tick benchmark): they never close.
+struct NeverClose;
+
+impl Closer for NeverClose {
+    fn close_if_empty(&self, _room: &Arc<Shared>) -> bool {
+        false
     }
 }
 
@@ -582,7 +605,7 @@ pub struct TickBench {
 impl TickBench {
     pub fn new(mut config: GameConfig, players: usize, seed: u64) -> TickBench {
         config.bots_per_room = 0;
-        let (mut room, _shared) = Room::new(0, seed, Arc::new(config), Arc::new(Registry::default()));
+        let (mut room, _shared) = Room::new(0, seed, Arc::new(config), Arc::new(NeverClose));
         for n in 0..players {
             let player = room.world.add_player(&format!("p{n}"), true);
             let key = room.next_key;

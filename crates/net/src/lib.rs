@@ -7,12 +7,16 @@
 //! outbound buffer, keepalive pings, idle and handshake timeouts, and closing
 //! the TCP connection in the order RFC 6455 asks for.
 //!
-//! [`Acceptor`] performs the server side of the HTTP/1.1 opening handshake,
-//! [`Connector`] (or [`connect`]) the client side.
+//! [`Acceptor`] performs the server side of the HTTP/1.1 opening handshake
+//! over a raw stream, [`WebSocketUpgrade`] the same checks as an extractor
+//! for HTTP services on axum or hyper (the one upgrade path every handler
+//! uses), [`Connector`] (or [`connect`]) the client side. [`assets`] serves
+//! the embedded browser pages.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod assets;
 mod client;
 mod config;
 mod error;
@@ -21,12 +25,14 @@ mod server;
 mod socket;
 mod stream;
 pub mod tls;
+mod upgrade;
 
 pub use client::{connect, Connector};
 pub use config::Config;
 pub use error::Error;
 pub use origin::origin_allowed;
-pub use server::{refusal, Acceptor, Negotiated};
+pub use server::{Acceptor, Negotiated};
 pub use socket::WebSocket;
 pub use stream::MaybeTlsStream;
+pub use upgrade::{Refused, UpgradeState, Upgraded, WebSocketUpgrade};
 pub use volley_wire::{CloseCode, CloseFrame, DeflateConfig, Message, OpCode, PreparedMessage, Role, Utf8Bytes};

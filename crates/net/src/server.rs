@@ -3,18 +3,32 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use http::Request;
+use http::{HeaderMap, Method, Request, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use volley_wire::handshake::{self, HandshakeError};
 use volley_wire::Role;
 use volley_wire::{deflate, DeflateConfig, DeflateParams};
 
+use crate::origin::origin_allowed;
 use crate::{Config, Error, MaybeTlsStream, WebSocket};
 
 type OriginCheck = dyn Fn(Option<&str>) -> bool + Send + Sync;
+
+/// Which browser origins may open a WebSocket.
+#[derive(Clone, Default)]
+enum OriginPolicy {
+    /// Every origin (and none).
+    #[default]
+    Any,
+    /// A function of the `Origin` header.
+    Check(Arc<OriginCheck>),
+    /// Same-origin, no origin, or one of these (`*` for any): [`origin_allowed`].
+    List(Arc<[String]>),
+}
 
 /// Accepts WebSocket connections: reads the upgrade request, checks it,
 /// negotiates a subprotocol, answers 101 or an HTTP error, and hands back a
@@ -23,9 +37,10 @@ type OriginCheck = dyn Fn(Option<&str>) -> bool + Send + Sync;
 pub struct Acceptor {
     config: Config,
     protocols: Vec<String>,
-    origin_check: Option<Arc<OriginCheck>>,
+    origins: OriginPolicy,
     deflate: Option<DeflateConfig>,
     tls: Option<TlsAcceptor>,
+    closing: Option<watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -33,9 +48,10 @@ impl std::fmt::Debug for Acceptor {
         f.debug_struct("Acceptor")
             .field("config", &self.config)
             .field("protocols", &self.protocols)
-            .field("origin_check", &self.origin_check.is_some())
+            .field("origin_check", &!matches!(self.origins, OriginPolicy::Any))
             .field("deflate", &self.deflate)
             .field("tls", &self.tls.is_some())
+            .field("closing", &self.is_closing())
             .finish()
     }
 }
@@ -53,9 +69,10 @@ impl Acceptor {
         Acceptor {
             config,
             protocols: Vec::new(),
-            origin_check: None,
+            origins: OriginPolicy::Any,
             deflate: None,
             tls: None,
+            closing: None,
         }
     }
 
@@ -103,8 +120,28 @@ impl Acceptor {
     /// whether to accept; a refusal answers 403. Browsers always send
     /// `Origin`, so this is the defence against cross-site WebSocket hijacking.
     pub fn check_origin(mut self, check: impl Fn(Option<&str>) -> bool + Send + Sync + 'static) -> Self {
-        self.origin_check = Some(Arc::new(check));
+        self.origins = OriginPolicy::Check(Arc::new(check));
         self
+    }
+
+    /// Accept browsers from the server's own origin (matched against `Host`)
+    /// and from these origins (`*`: any); clients that send no `Origin` (not
+    /// browsers) are always accepted. See [`origin_allowed`].
+    pub fn allow_origins<I: IntoIterator<Item = T>, T: Into<String>>(mut self, origins: I) -> Self {
+        self.origins = OriginPolicy::List(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Refuse new upgrades with 503 once `closing` turns true, so a server
+    /// that is shutting down takes no connection it would close at once.
+    pub fn closing(mut self, closing: watch::Receiver<bool>) -> Self {
+        self.closing = Some(closing);
+        self
+    }
+
+    /// Whether the server is shutting down (see [`closing`](Self::closing)).
+    pub fn is_closing(&self) -> bool {
+        self.closing.as_ref().is_some_and(|c| *c.borrow())
     }
 
     /// The transport settings.
@@ -172,15 +209,31 @@ impl Acceptor {
     /// Answer with [`Negotiated::response`] (or the error's status), then
     /// turn the upgraded stream into a socket with [`Negotiated::into_websocket`].
     pub fn negotiate<B>(&self, request: &Request<B>) -> Result<Negotiated, HandshakeError> {
-        let validated = self.check(request)?;
+        self.negotiate_head(request.method(), request.version(), request.headers())
+    }
+
+    /// [`negotiate`](Self::negotiate) for a request head taken apart, as
+    /// extractors see it.
+    pub fn negotiate_head(
+        &self,
+        method: &Method,
+        version: Version,
+        headers: &HeaderMap,
+    ) -> Result<Negotiated, HandshakeError> {
+        if self.is_closing() {
+            return Err(HandshakeError::Rejected {
+                status: 503,
+                reason: "server shutting down".into(),
+            });
+        }
+        let validated = self.check(method, version, headers)?;
         let protocol = validated
             .protocols
             .iter()
             .find(|offered| self.protocols.iter().any(|ours| ours == *offered))
             .cloned();
         let deflate = self.deflate.as_ref().and_then(|config| {
-            let offers = request
-                .headers()
+            let offers = headers
                 .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)
                 .iter()
                 .filter_map(|v| v.to_str().ok());
@@ -194,42 +247,26 @@ impl Acceptor {
         })
     }
 
-    fn check<B>(&self, request: &Request<B>) -> Result<handshake::Validated, HandshakeError> {
-        let validated = handshake::validate_request(request)?;
-        if let Some(check) = &self.origin_check {
-            let origin = request
-                .headers()
-                .get(http::header::ORIGIN)
-                .and_then(|v| v.to_str().ok());
-            if !check(origin) {
-                return Err(HandshakeError::Rejected {
-                    status: 403,
-                    reason: format!("origin {} is not allowed", origin.unwrap_or("(none)")),
-                });
+    fn check(
+        &self,
+        method: &Method,
+        version: Version,
+        headers: &HeaderMap,
+    ) -> Result<handshake::Validated, HandshakeError> {
+        let validated = handshake::validate_head(method, version, headers)?;
+        let refused = |reason| HandshakeError::Rejected { status: 403, reason };
+        match &self.origins {
+            OriginPolicy::Any => {}
+            OriginPolicy::Check(check) => {
+                let origin = headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
+                if !check(origin) {
+                    return Err(refused(format!("origin {} is not allowed", origin.unwrap_or("(none)"))));
+                }
             }
+            OriginPolicy::List(allowed) => origin_allowed(headers, allowed).map_err(refused)?,
         }
         Ok(validated)
     }
-}
-
-/// The HTTP answer to a refused upgrade, for servers on hyper or axum: the
-/// error's status and text, and `Sec-WebSocket-Version: 13` with 426 so the
-/// client learns which version we speak (RFC 6455, section 4.4).
-pub fn refusal(error: &HandshakeError) -> http::Response<String> {
-    let mut response = http::Response::new(format!("{error}\n"));
-    *response.status_mut() = http::StatusCode::from_u16(error.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if error.status() == 426 {
-        headers.insert(
-            http::header::SEC_WEBSOCKET_VERSION,
-            http::HeaderValue::from_static("13"),
-        );
-    }
-    response
 }
 
 /// A valid upgrade request with the subprotocol and extension agreed.

@@ -69,9 +69,6 @@ pub enum Error {
     /// The application tried to send after the close handshake began.
     #[error("the connection is closing; no more messages can be sent")]
     SendAfterClose,
-    /// The opening handshake failed; see the wrapped reason.
-    #[error("handshake: {0}")]
-    Handshake(#[from] crate::handshake::HandshakeError),
 }
 
 impl Error {

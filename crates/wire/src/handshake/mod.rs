@@ -7,7 +7,9 @@ mod client;
 mod server;
 
 pub use client::{client_request, parse_response, verify_response, Agreed, ClientRequest, WsUrl};
-pub use server::{parse_request, reject_response, switching_response, upgrade_response, validate_request, Validated};
+pub use server::{
+    parse_request, reject_response, switching_response, upgrade_response, validate_head, validate_request, Validated,
+};
 
 use base64::Engine;
 use sha1::{Digest, Sha1};

@@ -47,13 +47,18 @@ pub struct Validated {
 
 /// Check a request against RFC 6455 section 4.2.1.
 pub fn validate_request<B>(req: &Request<B>) -> Result<Validated, HandshakeError> {
-    if req.method() != Method::GET {
-        return Err(HandshakeError::Method(req.method().to_string()));
+    validate_head(req.method(), req.version(), req.headers())
+}
+
+/// [`validate_request`] for a request head taken apart, as HTTP servers
+/// hand it to extractors (`http::request::Parts`), so nothing is copied.
+pub fn validate_head(method: &Method, version: Version, headers: &HeaderMap) -> Result<Validated, HandshakeError> {
+    if method != Method::GET {
+        return Err(HandshakeError::Method(method.to_string()));
     }
-    if req.version() < Version::HTTP_11 {
+    if version < Version::HTTP_11 {
         return Err(HandshakeError::HttpVersion);
     }
-    let headers = req.headers();
     check_upgrade_headers(headers)?;
     let version_ok = headers
         .get(http::header::SEC_WEBSOCKET_VERSION)

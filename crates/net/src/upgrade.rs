@@ -1,0 +1,167 @@
+//! The one WebSocket upgrade path for HTTP services (axum, hyper).
+//!
+//! A handler takes [`WebSocketUpgrade`] as an extractor, in the manner of
+//! axum's own: extraction runs every check of the endpoint's [`Acceptor`]
+//! (shutdown, origin, RFC 6455 validation, subprotocol and permessage-deflate
+//! negotiation) and refuses a bad request with its HTTP status before the
+//! handler runs. The handler adds its own checks (authentication, limits),
+//! then answers with [`WebSocketUpgrade::on_upgrade`], which hands the
+//! upgraded stream to our [`WebSocket`]. Handlers never see the transport:
+//! hyper hands over an HTTP/1.1 upgrade and an HTTP/2 extended CONNECT as the
+//! same [`hyper::upgrade::Upgraded`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{header, HeaderValue, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use volley_wire::handshake::HandshakeError;
+
+use crate::{Acceptor, Negotiated, WebSocket};
+
+/// The stream under a WebSocket that an HTTP server upgraded.
+pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+
+/// Router state that knows its endpoint's upgrade policy.
+///
+/// Implement it for the state type of a router (it is implemented for
+/// [`Acceptor`] itself and for any `Arc` of an implementor).
+pub trait UpgradeState {
+    /// The acceptor whose settings and checks apply to upgrades.
+    fn acceptor(&self) -> &Acceptor;
+}
+
+impl UpgradeState for Acceptor {
+    fn acceptor(&self) -> &Acceptor {
+        self
+    }
+}
+
+impl<T: UpgradeState> UpgradeState for Arc<T> {
+    fn acceptor(&self) -> &Acceptor {
+        (**self).acceptor()
+    }
+}
+
+/// A checked WebSocket upgrade request, waiting for the handler's answer.
+#[derive(Debug)]
+pub struct WebSocketUpgrade {
+    negotiated: Negotiated,
+    on_upgrade: OnUpgrade,
+}
+
+impl WebSocketUpgrade {
+    /// The subprotocol agreed with the client, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.negotiated.protocol()
+    }
+
+    /// Answer `101 Switching Protocols` and run `session` on the socket once
+    /// the HTTP server hands the connection over (in a task of its own).
+    pub fn on_upgrade<F, Fut>(self, session: F) -> Response
+    where
+        F: FnOnce(WebSocket<Upgraded>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let WebSocketUpgrade { negotiated, on_upgrade } = self;
+        let (parts, ()) = negotiated.response().into_parts();
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => session(negotiated.into_websocket(TokioIo::new(upgraded), &[])).await,
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+        Response::from_parts(parts, Body::empty())
+    }
+}
+
+impl<S> FromRequestParts<S> for WebSocketUpgrade
+where
+    S: UpgradeState + Send + Sync,
+{
+    type Rejection = Refused;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refused> {
+        let negotiated = state
+            .acceptor()
+            .negotiate_head(&parts.method, parts.version, &parts.headers)
+            .map_err(Refused::from)?;
+        let on_upgrade = parts
+            .extensions
+            .remove::<OnUpgrade>()
+            .ok_or_else(|| Refused::new(StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded"))?;
+        Ok(WebSocketUpgrade { negotiated, on_upgrade })
+    }
+}
+
+/// A refused upgrade: its HTTP status and a one-line reason for the body.
+///
+/// 426 answers carry `Sec-WebSocket-Version: 13` so the client learns which
+/// version we speak (RFC 6455, section 4.4). Every refusal is counted in
+/// `volley_handshake_rejected_total` by reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Refused {
+    /// A refusal with this status and reason.
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Why, as sent in the body.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    fn metric_label(&self) -> &'static str {
+        match self.status.as_u16() {
+            403 => "origin",
+            429 => "limit",
+            503 => "shutdown",
+            _ => "handshake",
+        }
+    }
+}
+
+impl From<HandshakeError> for Refused {
+    fn from(error: HandshakeError) -> Refused {
+        let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let reason = match error {
+            HandshakeError::Rejected { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        Refused { status, reason }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        metrics::counter!("volley_handshake_rejected_total", "reason" => self.metric_label()).increment(1);
+        let mut response = (self.status, self.reason + "\n").into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self.status == StatusCode::UPGRADE_REQUIRED {
+            headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        response
+    }
+}
