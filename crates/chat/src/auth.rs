@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use volley_hub::{Id, User, UserKind};
 
-use crate::config::ChatConfig;
+use crate::config::{ChatConfig, JwtAlgorithm};
 use crate::Error;
 
 const ISSUER: &str = "volley";
@@ -55,35 +55,27 @@ impl Auth {
     /// Load keys: the configured secret, or the one in the data directory
     /// (created on first start), and the external verification key if any.
     pub fn new(config: &ChatConfig) -> Result<Auth, Error> {
+        // `ChatConfig::validate` has checked the secret's length and that
+        // each algorithm has its key.
         let secret = match &config.token_secret {
-            Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
-            Some(_) => return Err(Error::Config("token_secret must be at least 16 bytes".into())),
+            Some(s) => s.as_bytes().to_vec(),
             None => load_or_create_secret(&config.data_dir)?,
         };
-        let external = match config.jwt.algorithm.as_deref() {
+        let external = match config.jwt.algorithm {
             None => None,
             Some(alg) => {
+                let pem = || -> Result<Vec<u8>, Error> {
+                    let path = config.jwt.public_key_file.as_deref().unwrap_or(Path::new(""));
+                    std::fs::read(path).map_err(|e| Error::Key(format!("{}: {e}", path.display())))
+                };
+                let key_error = |e: jsonwebtoken::errors::Error| Error::Key(e.to_string());
                 let (algorithm, key) = match alg {
-                    "HS256" => (
+                    JwtAlgorithm::HS256 => (
                         Algorithm::HS256,
                         DecodingKey::from_secret(config.jwt.secret.as_deref().unwrap_or_default().as_bytes()),
                     ),
-                    "RS256" | "ES256" => {
-                        let path = config
-                            .jwt
-                            .public_key_file
-                            .as_ref()
-                            .ok_or_else(|| Error::Config("jwt.public_key_file is required".into()))?;
-                        let pem = std::fs::read(path).map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
-                        if alg == "RS256" {
-                            let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| Error::Key(e.to_string()))?;
-                            (Algorithm::RS256, key)
-                        } else {
-                            let key = DecodingKey::from_ec_pem(&pem).map_err(|e| Error::Key(e.to_string()))?;
-                            (Algorithm::ES256, key)
-                        }
-                    }
-                    other => return Err(Error::Config(format!("unsupported jwt.algorithm {other}"))),
+                    JwtAlgorithm::RS256 => (Algorithm::RS256, DecodingKey::from_rsa_pem(&pem()?).map_err(key_error)?),
+                    JwtAlgorithm::ES256 => (Algorithm::ES256, DecodingKey::from_ec_pem(&pem()?).map_err(key_error)?),
                 };
                 let mut validation = Validation::new(algorithm);
                 validation.set_required_spec_claims(&["exp", "sub"]);

@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use volley_hub::Synchronous;
 
 /// The chat server's settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
     /// Where to listen.
@@ -15,7 +16,7 @@ pub struct ChatConfig {
     /// Directory for the SQLite database and the token secret.
     pub data_dir: PathBuf,
     /// `full` (an acked message survives power loss) or `normal` (survives a process crash).
-    pub sqlite_sync: String,
+    pub sqlite_sync: Synchronous,
     /// Origins allowed to open WebSockets, besides the server's own
     /// (same-origin) and clients that send no Origin (non-browsers). `*` allows any.
     pub allowed_origins: Vec<String>,
@@ -62,11 +63,11 @@ pub struct ChatConfig {
 }
 
 /// Verification settings for tokens minted elsewhere.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExternalJwt {
     /// `HS256`, `RS256` or `ES256`; unset disables external tokens.
-    pub algorithm: Option<String>,
+    pub algorithm: Option<JwtAlgorithm>,
     /// The shared secret for HS256.
     pub secret: Option<String>,
     /// A PEM public key file for RS256 or ES256.
@@ -77,12 +78,36 @@ pub struct ExternalJwt {
     pub audience: Option<String>,
 }
 
+/// The signature algorithms accepted for external tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum JwtAlgorithm {
+    /// HMAC with SHA-256 and a shared secret (`jwt.secret`).
+    HS256,
+    /// RSA PKCS#1 v1.5 with SHA-256 and a public key (`jwt.public_key_file`).
+    RS256,
+    /// ECDSA P-256 with SHA-256 and a public key (`jwt.public_key_file`).
+    ES256,
+}
+
+impl std::str::FromStr for JwtAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<JwtAlgorithm, String> {
+        match s {
+            "HS256" => Ok(JwtAlgorithm::HS256),
+            "RS256" => Ok(JwtAlgorithm::RS256),
+            "ES256" => Ok(JwtAlgorithm::ES256),
+            other => Err(format!("{other:?} is not one of HS256, RS256, ES256")),
+        }
+    }
+}
+
 impl Default for ChatConfig {
     fn default() -> Self {
         ChatConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("volley-data"),
-            sqlite_sync: "full".into(),
+            sqlite_sync: Synchronous::Full,
             allowed_origins: Vec::new(),
             guests: true,
             token_ttl_secs: 7 * 24 * 3600,
@@ -107,39 +132,54 @@ impl Default for ChatConfig {
 }
 
 impl ChatConfig {
-    /// Parse a TOML file's text; unknown keys are errors (typos should not pass silently).
-    pub fn from_toml(text: &str) -> Result<ChatConfig, crate::Error> {
-        toml::from_str(text).map_err(|e| crate::Error::Config(e.to_string()))
-    }
-
-    /// Check values that would make the server misbehave.
+    /// Check the values types cannot: ranges and settings that need each
+    /// other. The one place they are checked; the error names the key, its
+    /// value and what is allowed.
     pub fn validate(&self) -> Result<(), crate::Error> {
-        let bad = |m: &str| Err(crate::Error::Config(m.to_owned()));
-        if !matches!(self.sqlite_sync.as_str(), "full" | "normal") {
-            return bad("sqlite_sync must be \"full\" or \"normal\"");
+        fn bad(key: &str, value: impl std::fmt::Display, allowed: &str) -> Result<(), crate::Error> {
+            Err(crate::Error::Config {
+                key: key.into(),
+                problem: format!("{value} is not allowed: {allowed}"),
+            })
         }
         if self.max_text_bytes == 0 || self.max_text_bytes > self.max_frame_bytes {
-            return bad("max_text_bytes must be between 1 and max_frame_bytes");
+            let allowed = format!("1 to max_frame_bytes ({})", self.max_frame_bytes);
+            return bad("max_text_bytes", self.max_text_bytes, &allowed);
         }
         if self.outbound_queue == 0 {
-            return bad("outbound_queue must be at least 1");
+            return bad("outbound_queue", 0, "at least 1");
         }
-        if !(self.messages_per_sec > 0.0 && self.message_burst >= 1.0) {
-            return bad("messages_per_sec must be > 0 and message_burst >= 1");
+        if !(self.messages_per_sec > 0.0) {
+            return bad("messages_per_sec", self.messages_per_sec, "more than 0");
+        }
+        if !(self.message_burst >= 1.0) {
+            return bad("message_burst", self.message_burst, "at least 1");
+        }
+        if !(self.account_attempts_per_sec >= 0.0) {
+            return bad(
+                "account_attempts_per_sec",
+                self.account_attempts_per_sec,
+                "0 (no limit) or more",
+            );
         }
         if self.max_connections_per_user == 0 {
-            return bad("max_connections_per_user must be at least 1");
+            return bad("max_connections_per_user", 0, "at least 1");
         }
-        if let Some(alg) = &self.jwt.algorithm {
-            match alg.as_str() {
-                "HS256" if self.jwt.secret.is_none() => return bad("jwt.algorithm HS256 needs jwt.secret"),
-                "RS256" | "ES256" if self.jwt.public_key_file.is_none() => {
-                    return bad("jwt.algorithm RS256/ES256 needs jwt.public_key_file")
-                }
-                "HS256" | "RS256" | "ES256" => {}
-                _ => return bad("jwt.algorithm must be HS256, RS256 or ES256"),
+        if let Some(secret) = &self.token_secret {
+            if secret.len() < 16 {
+                return bad("token_secret", "(hidden)", "at least 16 bytes");
             }
         }
-        Ok(())
+        match self.jwt.algorithm {
+            Some(JwtAlgorithm::HS256) if self.jwt.secret.is_none() => {
+                bad("jwt.secret", "(unset)", "a secret, which jwt.algorithm HS256 needs")
+            }
+            Some(JwtAlgorithm::RS256 | JwtAlgorithm::ES256) if self.jwt.public_key_file.is_none() => bad(
+                "jwt.public_key_file",
+                "(unset)",
+                "a PEM file, which jwt.algorithm RS256 and ES256 need",
+            ),
+            _ => Ok(()),
+        }
     }
 }

@@ -3,8 +3,13 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A setting is invalid.
-    #[error("configuration: {0}")]
-    Config(String),
+    #[error("configuration: {key}: {problem}")]
+    Config {
+        /// The setting, as named in the TOML file (`jwt.secret`).
+        key: String,
+        /// What is wrong with its value and what is allowed.
+        problem: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Hub(#[from] volley_hub::Error),

@@ -19,7 +19,7 @@ mod server;
 mod service;
 mod session;
 
-pub use config::{ChatConfig, ExternalJwt};
+pub use config::{ChatConfig, ExternalJwt, JwtAlgorithm};
 pub use error::Error;
 pub use server::Server;
 pub use service::{Chat, Fail};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use volley_hub::{Hub, SqliteStore, Synchronous};
+use volley_hub::{Hub, SqliteStore};
 use volley_net::{Acceptor, DeflateConfig};
 
 use crate::config::ChatConfig;
@@ -68,13 +68,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Open the store in the data directory and bind the address.
     pub async fn bind(config: ChatConfig) -> Result<Server, Error> {
-        config.validate()?;
-        let sync = if config.sqlite_sync == "normal" {
-            Synchronous::Normal
-        } else {
-            Synchronous::Full
-        };
-        let store = SqliteStore::open(&config.data_dir, sync)?;
+        let store = SqliteStore::open(&config.data_dir, config.sqlite_sync)?;
         let hub = Hub::embedded(Arc::new(store));
         let listener = TcpListener::bind(config.addr).await?;
         Server::with_hub(hub, config, listener)

@@ -640,7 +640,7 @@ async fn tokens_from_another_application_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.guests = false;
-    cfg.jwt.algorithm = Some("HS256".into());
+    cfg.jwt.algorithm = Some(volley_chat::JwtAlgorithm::HS256);
     cfg.jwt.secret = Some("shared-secret-of-the-other-app".into());
     cfg.jwt.issuer = Some("other-app".into());
     let server = start(cfg).await;
@@ -694,7 +694,7 @@ async fn tokens_from_another_application_are_accepted() {
     let public = dir.path().join("issuer.pem");
     std::fs::write(&public, key.public_key_pem()).unwrap();
     let mut cfg = config(dir.path());
-    cfg.jwt.algorithm = Some("ES256".into());
+    cfg.jwt.algorithm = Some(volley_chat::JwtAlgorithm::ES256);
     cfg.jwt.public_key_file = Some(public);
     let server = start(cfg).await;
     let token = encode(
@@ -714,7 +714,7 @@ async fn tokens_from_another_application_are_accepted() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.jwt.algorithm = Some("RS256".into());
+    cfg.jwt.algorithm = Some(volley_chat::JwtAlgorithm::RS256);
     cfg.jwt.public_key_file = Some(fixtures.join("rs256-test-public.pem"));
     cfg.jwt.audience = Some("chat".into());
     let server = start(cfg).await;

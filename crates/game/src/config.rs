@@ -1,9 +1,9 @@
 //! Settings of the game (the `[game]` table of `volley serve`'s TOML file).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The game's settings; every field has a default.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GameConfig {
     /// Simulation ticks per second.
@@ -58,19 +58,32 @@ impl Default for GameConfig {
 }
 
 impl GameConfig {
-    /// Check ranges; the message names the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check ranges, once, at start; the error names the key, its value
+    /// and what is allowed.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        fn bad(key: &str, value: impl std::fmt::Display, allowed: &str) -> Result<(), crate::Error> {
+            Err(crate::Error::Config {
+                key: format!("game.{key}"),
+                problem: format!("{value} is not allowed: {allowed}"),
+            })
+        }
         if !(1..=120).contains(&self.tick_hz) {
-            return Err("game.tick_hz must be 1..=120".into());
+            return bad("tick_hz", self.tick_hz, "1 to 120");
         }
         if !(500.0..=16_000.0).contains(&self.world_size) {
-            return Err("game.world_size must be 500..=16000".into());
+            return bad("world_size", self.world_size, "500 to 16000");
         }
-        if self.room_capacity == 0 || self.max_rooms == 0 {
-            return Err("game.room_capacity and game.max_rooms must be at least 1".into());
+        if self.room_capacity == 0 {
+            return bad("room_capacity", 0, "at least 1");
         }
-        if self.baseline_window == 0 || self.command_queue < 16 {
-            return Err("game.baseline_window must be >= 1 and game.command_queue >= 16".into());
+        if self.max_rooms == 0 {
+            return bad("max_rooms", 0, "at least 1");
+        }
+        if self.baseline_window == 0 {
+            return bad("baseline_window", 0, "at least 1");
+        }
+        if self.command_queue < 16 {
+            return bad("command_queue", self.command_queue, "at least 16");
         }
         Ok(())
     }

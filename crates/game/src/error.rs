@@ -4,8 +4,13 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A setting is invalid.
-    #[error("configuration: {0}")]
-    Config(String),
+    #[error("configuration: {key}: {problem}")]
+    Config {
+        /// The setting, as named in the TOML file (`game.tick_hz`).
+        key: String,
+        /// What is wrong with its value and what is allowed.
+        problem: String,
+    },
     /// A simulation thread could not be started.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -67,7 +67,7 @@ impl Lobby {
     /// Start the simulation threads. Call within a tokio runtime (a task
     /// computes the bandwidth gauge every second).
     pub fn start(config: GameConfig) -> Result<Arc<Lobby>, Error> {
-        config.validate().map_err(Error::Config)?;
+        config.validate()?;
         let pool = Pool::new(config.threads(), config.tick_hz)?;
         let lobby = Arc::new(Lobby {
             config: Arc::new(config),

@@ -19,7 +19,9 @@ use crate::model::{Appended, Id, MemberRoom, NewMessage, Room, RoomKind, StoredM
 use crate::{Error, Store};
 
 /// How hard SQLite works to survive a power cut (PRAGMA synchronous).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Written `full` or `normal` in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Synchronous {
     /// Flush the WAL on every commit: an acknowledged message survives a
     /// power loss. The default; group commit keeps it cheap.
@@ -28,6 +30,18 @@ pub enum Synchronous {
     /// Flush at checkpoints only: survives a crash of the process, may lose
     /// the last commits on power loss.
     Normal,
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Synchronous, String> {
+        match s {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            other => Err(format!("{other:?} is not one of full, normal")),
+        }
+    }
 }
 
 const SCHEMA: &str = "

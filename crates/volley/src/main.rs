@@ -2,6 +2,7 @@
 //! file only parses arguments and sets up logging.
 
 mod bench;
+mod config;
 mod devcert;
 mod echo;
 mod serve;
