@@ -27,6 +27,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "no import cycles between modules"
+python3 scripts/module_cycles.py
+
 step "cargo test (unit, property, integration)"
 cargo test --workspace --quiet
 

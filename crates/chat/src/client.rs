@@ -3,13 +3,14 @@
 //! reply, so callers see every server frame exactly once, in order.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use volley_hub::Id;
 use volley_net::{Connector, MaybeTlsStream, Message, WebSocket};
 
 use crate::protocol::{RoomView, ServerMsg, UserView};
-use crate::Error;
+use crate::{Error, Refusal};
 
 /// How to authenticate.
 #[derive(Debug, Clone)]
@@ -74,7 +75,7 @@ impl ChatClient {
                 client.token = token;
                 Ok(client)
             }
-            Some(ServerMsg::Error { code, message, .. }) => Err(Error::Refused { code, message }),
+            Some(ServerMsg::Error { code, message, .. }) => Err(Error::Refused(Refusal::new(code, message))),
             other => Err(Error::Unexpected(format!("{other:?} instead of ready"))),
         }
     }
@@ -129,7 +130,16 @@ impl ChatClient {
             };
             if matches {
                 return match msg {
-                    ServerMsg::Error { code, message, .. } => Err(Error::Refused { code, message }),
+                    ServerMsg::Error {
+                        code,
+                        message,
+                        retry_after_ms,
+                        reference,
+                    } => {
+                        let mut refusal = Refusal::new(code, message).to(reference);
+                        refusal.retry_after = retry_after_ms.map(Duration::from_millis);
+                        Err(Error::Refused(refusal))
+                    }
                     other => Ok(other),
                 };
             }

@@ -20,11 +20,8 @@ pub enum Error {
     #[error(transparent)]
     Transport(#[from] volley_net::Error),
     /// The server refused a request (client side).
-    #[error("{code:?}: {message}")]
-    Refused {
-        code: crate::protocol::ErrorCode,
-        message: String,
-    },
+    #[error("refused: {0}")]
+    Refused(crate::Refusal),
     /// The server sent something the client did not expect.
     #[error("unexpected from server: {0}")]
     Unexpected(String),

@@ -19,7 +19,8 @@ use volley_net::assets::{self, Asset};
 use volley_net::{Acceptor, Refused, UpgradeState, WebSocketUpgrade};
 
 use crate::protocol::{ErrorCode, MessageView, RoomView, UserView};
-use crate::service::{Chat, Fail};
+use crate::refusal::Refusal;
+use crate::service::Chat;
 use crate::session;
 
 /// Counts live WebSocket sessions so shutdown can wait for them.
@@ -65,17 +66,6 @@ pub(crate) struct App {
 }
 
 type AppState = State<Arc<App>>;
-
-impl IntoResponse for Fail {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
-        if let Some(wait) = self.retry_after {
-            body["error"]["retry_after_ms"] = json!(wait.as_millis() as u64);
-        }
-        (status, Json(body)).into_response()
-    }
-}
 
 /// The web client's page, scripts and style.
 const ASSETS: &[Asset] = &[
@@ -183,9 +173,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The authenticated user of an API request.
-async fn user_of(app: &App, headers: &HeaderMap) -> Result<User, Fail> {
+async fn user_of(app: &App, headers: &HeaderMap) -> Result<User, Refusal> {
     let token =
-        bearer(headers).ok_or_else(|| Fail::new(ErrorCode::AuthRequired, "Authorization: Bearer <token> required"))?;
+        bearer(headers).ok_or_else(|| Refusal::new(ErrorCode::AuthRequired, "Authorization: Bearer <token> required"))?;
     app.chat.authenticate(token).await
 }
 
@@ -203,7 +193,7 @@ async fn register(
     State(app): AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(c): Json<Credentials>,
-) -> Result<Response, Fail> {
+) -> Result<Response, Refusal> {
     app.chat.limit_accounts(peer.ip())?;
     let (user, token) = app.chat.register(c.username.trim(), &c.password).await?;
     Ok((StatusCode::CREATED, token_response(&user, token)).into_response())
@@ -213,7 +203,7 @@ async fn login(
     State(app): AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(c): Json<Credentials>,
-) -> Result<Response, Fail> {
+) -> Result<Response, Refusal> {
     app.chat.limit_accounts(peer.ip())?;
     let (user, token) = app.chat.login(c.username.trim(), &c.password).await?;
     Ok(token_response(&user, token))
@@ -229,14 +219,14 @@ async fn guest(
     State(app): AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Option<Json<GuestRequest>>,
-) -> Result<Response, Fail> {
+) -> Result<Response, Refusal> {
     app.chat.limit_accounts(peer.ip())?;
     let request = body.map(|Json(b)| b).unwrap_or_default();
     let (user, token) = app.chat.guest(request.name.as_deref()).await?;
     Ok((StatusCode::CREATED, token_response(&user, token)).into_response())
 }
 
-async fn me(State(app): AppState, headers: HeaderMap) -> Result<Response, Fail> {
+async fn me(State(app): AppState, headers: HeaderMap) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let rooms = app.chat.hub().store().rooms_of(user.id).await?;
     let rooms: Vec<RoomView> = rooms.iter().map(RoomView::from).collect();
@@ -249,7 +239,7 @@ struct SearchQuery {
     q: String,
 }
 
-async fn search(State(app): AppState, headers: HeaderMap, Query(q): Query<SearchQuery>) -> Result<Response, Fail> {
+async fn search(State(app): AppState, headers: HeaderMap, Query(q): Query<SearchQuery>) -> Result<Response, Refusal> {
     user_of(&app, &headers).await?;
     let rooms = app.chat.search(&q.q).await?;
     Ok(Json(json!({ "rooms": rooms })).into_response())
@@ -262,28 +252,28 @@ struct NewRoom {
     private: bool,
 }
 
-async fn create_room(State(app): AppState, headers: HeaderMap, Json(r): Json<NewRoom>) -> Result<Response, Fail> {
+async fn create_room(State(app): AppState, headers: HeaderMap, Json(r): Json<NewRoom>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let room = app.chat.create_room(&user, &r.name, r.private).await?;
     Ok((StatusCode::CREATED, Json(RoomView::from(&room))).into_response())
 }
 
-async fn join(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Fail> {
+async fn join(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let room = app.chat.join(&user, id).await?;
     Ok(Json(RoomView::from(&room)).into_response())
 }
 
-async fn leave(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Fail> {
+async fn leave(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     app.chat.leave(&user, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn members(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Fail> {
+async fn members(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     if !app.chat.hub().store().is_member(id, user.id).await? {
-        return Err(Fail::new(ErrorCode::NotFound, format!("not a member of room {id}")));
+        return Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {id}")));
     }
     let members = app.chat.hub().store().members(id).await?;
     let online = app.chat.hub().presence().online(id);
@@ -304,7 +294,7 @@ async fn invite(
     headers: HeaderMap,
     Path(id): Path<Id>,
     Json(t): Json<Target>,
-) -> Result<Response, Fail> {
+) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let added = app.chat.invite(&user, id, &t.user).await?;
     Ok(Json(UserView::from(&added)).into_response())
@@ -314,7 +304,7 @@ async fn remove(
     State(app): AppState,
     headers: HeaderMap,
     Path((id, name)): Path<(Id, String)>,
-) -> Result<Response, Fail> {
+) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     app.chat.remove(&user, id, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -331,13 +321,13 @@ async fn history(
     headers: HeaderMap,
     Path(id): Path<Id>,
     Query(q): Query<HistoryQuery>,
-) -> Result<Response, Fail> {
+) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let (messages, more): (Vec<MessageView>, bool) = app.chat.history(user.id, id, q.before, q.limit).await?;
     Ok(Json(json!({ "room": id, "messages": messages, "more": more })).into_response())
 }
 
-async fn direct(State(app): AppState, headers: HeaderMap, Json(t): Json<Target>) -> Result<Response, Fail> {
+async fn direct(State(app): AppState, headers: HeaderMap, Json(t): Json<Target>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let room = app.chat.direct(&user, &t.user).await?;
     Ok(Json(RoomView::from(&room)).into_response())

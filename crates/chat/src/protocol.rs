@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use volley_hub::{Id, MemberRoom, Room, StoredMessage, User};
 
+pub use crate::refusal::ErrorCode;
+use crate::refusal::Refusal;
+
 /// What a client may send.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -87,27 +90,15 @@ const CLIENT_TYPES: &[&str] = &[
     "ping",
 ];
 
-/// Why a client frame was refused, with the request's `ref` when it had one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejected {
-    pub code: ErrorCode,
-    pub message: String,
-    pub reference: Option<Value>,
-}
-
 /// Parse a client frame, classifying failures for the error answer.
-pub fn parse_client(text: &str) -> Result<ClientMsg, Rejected> {
+pub fn parse_client(text: &str) -> Result<ClientMsg, Refusal> {
     match serde_json::from_str::<ClientMsg>(text) {
         Ok(msg) => Ok(msg),
         Err(err) => {
             let value: Value = match serde_json::from_str(text) {
                 Ok(v) => v,
                 Err(e) => {
-                    return Err(Rejected {
-                        code: ErrorCode::BadJson,
-                        message: format!("not JSON: {e}"),
-                        reference: None,
-                    })
+                    return Err(Refusal::new(ErrorCode::BadJson, format!("not JSON: {e}")));
                 }
             };
             let reference = value.get("ref").cloned();
@@ -117,65 +108,7 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, Rejected> {
                 Some(t) if !CLIENT_TYPES.contains(&t) => (ErrorCode::UnknownType, format!("unknown type {t:?}")),
                 Some(t) => (ErrorCode::BadRequest, format!("invalid {t:?}: {err}")),
             };
-            Err(Rejected {
-                code,
-                message,
-                reference,
-            })
-        }
-    }
-}
-
-/// Error codes carried by `error` frames and HTTP error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadJson,
-    UnknownType,
-    BadRequest,
-    TooLarge,
-    AuthRequired,
-    AuthFailed,
-    Forbidden,
-    NotFound,
-    NameTaken,
-    RateLimited,
-    TooManyConnections,
-    GuestsDisabled,
-    Internal,
-}
-
-impl ErrorCode {
-    /// The wire name, also used as a metrics label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadJson => "bad_json",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::AuthRequired => "auth_required",
-            ErrorCode::AuthFailed => "auth_failed",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::NameTaken => "name_taken",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::TooManyConnections => "too_many_connections",
-            ErrorCode::GuestsDisabled => "guests_disabled",
-            ErrorCode::Internal => "internal",
-        }
-    }
-
-    /// The HTTP status for this error in the JSON API.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::BadJson | ErrorCode::UnknownType | ErrorCode::BadRequest => 400,
-            ErrorCode::TooLarge => 413,
-            ErrorCode::AuthRequired | ErrorCode::AuthFailed => 401,
-            ErrorCode::Forbidden | ErrorCode::GuestsDisabled => 403,
-            ErrorCode::NotFound => 404,
-            ErrorCode::NameTaken => 409,
-            ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
-            ErrorCode::Internal => 500,
+            Err(Refusal::new(code, message).to(reference))
         }
     }
 }
@@ -372,13 +305,15 @@ impl ServerMsg {
         volley_wire::Message::Text(serde_json::to_string(self).unwrap_or_default().into())
     }
 
-    /// An error frame.
-    pub fn error(code: ErrorCode, message: impl Into<String>, reference: Option<Value>) -> ServerMsg {
+}
+
+impl From<Refusal> for ServerMsg {
+    fn from(refusal: Refusal) -> ServerMsg {
         ServerMsg::Error {
-            reference,
-            code,
-            message: message.into(),
-            retry_after_ms: None,
+            reference: refusal.reference,
+            code: refusal.code,
+            message: refusal.message,
+            retry_after_ms: refusal.retry_after.map(|d| d.as_millis().max(1) as u64),
         }
     }
 }
@@ -452,7 +387,7 @@ mod tests {
         let bytes = msg.encode();
         assert!(std::str::from_utf8(&bytes).unwrap().contains(r#""type":"ack""#));
         assert_eq!(serde_json::from_slice::<ServerMsg>(&bytes).unwrap(), msg);
-        let err = ServerMsg::error(ErrorCode::RateLimited, "slow down", None).encode();
+        let err = ServerMsg::from(Refusal::new(ErrorCode::RateLimited, "slow down")).encode();
         assert!(std::str::from_utf8(&err).unwrap().contains(r#""code":"rate_limited""#));
     }
 }

@@ -12,37 +12,7 @@ use crate::batch::Batcher;
 use crate::config::ChatConfig;
 use crate::limits::{Cost, Limits};
 use crate::protocol::{Control, ErrorCode, MessageView, RoomView, ServerMsg};
-
-/// A refused request: what the client is told.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fail {
-    pub code: ErrorCode,
-    pub message: String,
-    pub retry_after: Option<Duration>,
-}
-
-impl Fail {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Fail {
-        Fail {
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl From<volley_hub::Error> for Fail {
-    fn from(e: volley_hub::Error) -> Fail {
-        match e {
-            volley_hub::Error::Taken(what) => Fail::new(ErrorCode::NameTaken, format!("{what} is already taken")),
-            volley_hub::Error::NotFound(what) => Fail::new(ErrorCode::NotFound, format!("{what} not found")),
-            other => {
-                tracing::error!(error = %other, "store failure");
-                Fail::new(ErrorCode::Internal, "storage failure, try again")
-            }
-        }
-    }
-}
+use crate::refusal::Refusal;
 
 /// Most messages in one history page.
 pub const MAX_PAGE: u32 = 200;
@@ -96,29 +66,22 @@ impl Chat {
     }
 
     /// Charge a request to the user's bucket.
-    pub(crate) fn limit(&self, user: Id, cost: Cost) -> Result<(), Fail> {
+    pub(crate) fn limit(&self, user: Id, cost: Cost) -> Result<(), Refusal> {
         self.limits.take(user, cost).map_err(|wait| {
             metrics::counter!("volley_rate_limited_total").increment(1);
-            Fail {
-                code: ErrorCode::RateLimited,
-                message: match cost {
-                    Cost::Message => "too many messages, slow down".into(),
-                    Cost::Request => "too many requests, slow down".into(),
-                },
-                retry_after: Some(wait),
-            }
+            let message = match cost {
+                Cost::Message => "too many messages, slow down",
+                Cost::Request => "too many requests, slow down",
+            };
+            Refusal::new(ErrorCode::RateLimited, message).retry_after(wait)
         })
     }
 
     /// Charge an account attempt (register, login, guest) to the client's address.
-    pub fn limit_accounts(&self, ip: std::net::IpAddr) -> Result<(), Fail> {
+    pub fn limit_accounts(&self, ip: std::net::IpAddr) -> Result<(), Refusal> {
         self.limits.take_account(ip).map_err(|wait| {
             metrics::counter!("volley_rate_limited_total").increment(1);
-            Fail {
-                code: ErrorCode::RateLimited,
-                message: "too many account attempts from this address".into(),
-                retry_after: Some(wait),
-            }
+            Refusal::new(ErrorCode::RateLimited, "too many account attempts from this address").retry_after(wait)
         })
     }
 
@@ -128,19 +91,19 @@ impl Chat {
     }
 
     /// Register with a password; returns the user and a token.
-    pub async fn register(&self, name: &str, password: &str) -> Result<(User, String), Fail> {
+    pub async fn register(&self, name: &str, password: &str) -> Result<(User, String), Refusal> {
         if !auth::valid_name(name) {
-            return Err(Fail::new(
+            return Err(Refusal::new(
                 ErrorCode::BadRequest,
                 "user names are 1-32 letters, digits, '_', '-' or '.'",
             ));
         }
         if !(8..=256).contains(&password.len()) {
-            return Err(Fail::new(ErrorCode::BadRequest, "passwords are 8 to 256 bytes"));
+            return Err(Refusal::new(ErrorCode::BadRequest, "passwords are 8 to 256 bytes"));
         }
         let hash = auth::hash_password(password.to_owned())
             .await
-            .map_err(|e| Fail::new(ErrorCode::Internal, e.to_string()))?;
+            .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
         let user = self
             .hub
             .store()
@@ -151,8 +114,8 @@ impl Chat {
     }
 
     /// Log in with a password.
-    pub async fn login(&self, name: &str, password: &str) -> Result<(User, String), Fail> {
-        let denied = || Fail::new(ErrorCode::AuthFailed, "wrong user name or password");
+    pub async fn login(&self, name: &str, password: &str) -> Result<(User, String), Refusal> {
+        let denied = || Refusal::new(ErrorCode::AuthFailed, "wrong user name or password");
         let found = self.hub.store().user_by_name(name).await?;
         let Some((user, Some(hash))) = found else {
             // Spend the same time as a wrong password, so the answer's timing
@@ -168,16 +131,16 @@ impl Chat {
     }
 
     /// A guest account under `name` (made unique with a suffix when taken).
-    pub async fn guest(&self, name: Option<&str>) -> Result<(User, String), Fail> {
+    pub async fn guest(&self, name: Option<&str>) -> Result<(User, String), Refusal> {
         if !self.config.guests {
-            return Err(Fail::new(
+            return Err(Refusal::new(
                 ErrorCode::GuestsDisabled,
                 "guests are disabled on this server",
             ));
         }
         let base = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("guest");
         if !auth::valid_name(base) || base.len() > 24 {
-            return Err(Fail::new(
+            return Err(Refusal::new(
                 ErrorCode::BadRequest,
                 "guest names are 1-24 letters, digits, '_', '-' or '.'",
             ));
@@ -195,18 +158,18 @@ impl Chat {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Fail::new(ErrorCode::NameTaken, "could not find a free guest name"))
+        Err(Refusal::new(ErrorCode::NameTaken, "could not find a free guest name"))
     }
 
     /// The user a token speaks for.
-    pub async fn authenticate(&self, token: &str) -> Result<User, Fail> {
-        let denied = || Fail::new(ErrorCode::AuthFailed, "invalid or expired token");
+    pub async fn authenticate(&self, token: &str) -> Result<User, Refusal> {
+        let denied = || Refusal::new(ErrorCode::AuthFailed, "invalid or expired token");
         let user = match self.auth.verify(token).ok_or_else(denied)? {
             Identity::Local(id) => self.hub.store().user(id).await?.ok_or_else(denied)?,
             Identity::External(subject) => self.hub.store().external_user(&subject).await?,
         };
         if !auth::kind_allowed(user.kind, self.config.guests) {
-            return Err(Fail::new(
+            return Err(Refusal::new(
                 ErrorCode::GuestsDisabled,
                 "guests are disabled on this server",
             ));
@@ -233,11 +196,11 @@ impl Chat {
     }
 
     /// Create a room owned by `user`.
-    pub async fn create_room(&self, user: &User, name: &str, private: bool) -> Result<Room, Fail> {
+    pub async fn create_room(&self, user: &User, name: &str, private: bool) -> Result<Room, Refusal> {
         self.limit(user.id, Cost::Request)?;
         let name = name.trim();
         if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-            return Err(Fail::new(
+            return Err(Refusal::new(
                 ErrorCode::BadRequest,
                 "room names are 1 to 64 printable characters",
             ));
@@ -248,28 +211,28 @@ impl Chat {
         Ok(room)
     }
 
-    async fn room(&self, id: Id) -> Result<Room, Fail> {
+    async fn room(&self, id: Id) -> Result<Room, Refusal> {
         self.hub
             .store()
             .room(id)
             .await?
-            .ok_or_else(|| Fail::new(ErrorCode::NotFound, format!("room {id} not found")))
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("room {id} not found")))
     }
 
-    async fn user_named(&self, name: &str) -> Result<User, Fail> {
+    async fn user_named(&self, name: &str) -> Result<User, Refusal> {
         match self.hub.store().user_by_name(name).await? {
             Some((user, _)) => Ok(user),
-            None => Err(Fail::new(ErrorCode::NotFound, format!("user {name} not found"))),
+            None => Err(Refusal::new(ErrorCode::NotFound, format!("user {name} not found"))),
         }
     }
 
     /// Join a public room.
-    pub async fn join(&self, user: &User, room: Id) -> Result<Room, Fail> {
+    pub async fn join(&self, user: &User, room: Id) -> Result<Room, Refusal> {
         self.limit(user.id, Cost::Request)?;
         let r = self.room(room).await?;
         if r.kind != RoomKind::Public && !self.hub.store().is_member(room, user.id).await? {
             // Private rooms are not revealed to outsiders.
-            return Err(Fail::new(ErrorCode::NotFound, format!("room {room} not found")));
+            return Err(Refusal::new(ErrorCode::NotFound, format!("room {room} not found")));
         }
         if self.hub.store().add_member(room, user.id).await? {
             self.control(user.id, Control::Joined { room });
@@ -279,10 +242,10 @@ impl Chat {
     }
 
     /// Leave a room.
-    pub async fn leave(&self, user: &User, room: Id) -> Result<(), Fail> {
+    pub async fn leave(&self, user: &User, room: Id) -> Result<(), Refusal> {
         self.limit(user.id, Cost::Request)?;
         if !self.hub.store().remove_member(room, user.id).await? {
-            return Err(Fail::new(ErrorCode::NotFound, format!("not a member of room {room}")));
+            return Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {room}")));
         }
         self.control(user.id, Control::Left { room });
         self.member_event(room, user, false);
@@ -290,7 +253,7 @@ impl Chat {
     }
 
     /// Add `target` to `room`: the owner may add to any room, members to public ones.
-    pub async fn invite(&self, by: &User, room: Id, target: &str) -> Result<User, Fail> {
+    pub async fn invite(&self, by: &User, room: Id, target: &str) -> Result<User, Refusal> {
         self.limit(by.id, Cost::Request)?;
         let r = self.room(room).await?;
         let allowed = match r.kind {
@@ -299,7 +262,7 @@ impl Chat {
             RoomKind::Direct => false,
         };
         if !allowed {
-            return Err(Fail::new(
+            return Err(Refusal::new(
                 ErrorCode::Forbidden,
                 "only the owner can invite to this room",
             ));
@@ -313,15 +276,15 @@ impl Chat {
     }
 
     /// Remove `target` from `room` (owner only).
-    pub async fn remove(&self, by: &User, room: Id, target: &str) -> Result<(), Fail> {
+    pub async fn remove(&self, by: &User, room: Id, target: &str) -> Result<(), Refusal> {
         self.limit(by.id, Cost::Request)?;
         let r = self.room(room).await?;
         if r.owner != by.id || r.kind == RoomKind::Direct {
-            return Err(Fail::new(ErrorCode::Forbidden, "only the owner can remove members"));
+            return Err(Refusal::new(ErrorCode::Forbidden, "only the owner can remove members"));
         }
         let user = self.user_named(target).await?;
         if user.id == by.id {
-            return Err(Fail::new(
+            return Err(Refusal::new(
                 ErrorCode::BadRequest,
                 "the owner cannot remove themselves; leave instead",
             ));
@@ -334,11 +297,11 @@ impl Chat {
     }
 
     /// The direct room between `user` and `other`.
-    pub async fn direct(&self, user: &User, other: &str) -> Result<Room, Fail> {
+    pub async fn direct(&self, user: &User, other: &str) -> Result<Room, Refusal> {
         self.limit(user.id, Cost::Request)?;
         let peer = self.user_named(other).await?;
         if peer.id == user.id {
-            return Err(Fail::new(ErrorCode::BadRequest, "a direct room needs another user"));
+            return Err(Refusal::new(ErrorCode::BadRequest, "a direct room needs another user"));
         }
         let room = self.hub.store().direct_room(user, &peer).await?;
         self.control(user.id, Control::Joined { room: room.id });
@@ -347,16 +310,16 @@ impl Chat {
     }
 
     /// Public rooms matching `query`.
-    pub async fn search(&self, query: &str) -> Result<Vec<RoomView>, Fail> {
+    pub async fn search(&self, query: &str) -> Result<Vec<RoomView>, Refusal> {
         let rooms = self.hub.store().search_public(query, 50).await?;
         Ok(rooms.iter().map(RoomView::from).collect())
     }
 
-    async fn require_member(&self, user: Id, room: Id) -> Result<(), Fail> {
+    async fn require_member(&self, user: Id, room: Id) -> Result<(), Refusal> {
         if self.hub.store().is_member(room, user).await? {
             Ok(())
         } else {
-            Err(Fail::new(ErrorCode::NotFound, format!("not a member of room {room}")))
+            Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {room}")))
         }
     }
 
@@ -367,7 +330,7 @@ impl Chat {
         room: Id,
         before: Option<u64>,
         limit: Option<u32>,
-    ) -> Result<(Vec<MessageView>, bool), Fail> {
+    ) -> Result<(Vec<MessageView>, bool), Refusal> {
         self.limit(user, Cost::Request)?;
         self.require_member(user, room).await?;
         let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
@@ -377,9 +340,9 @@ impl Chat {
     }
 
     /// Store a message and publish it to the room. The caller has checked membership.
-    pub async fn send(&self, user: &User, room: Id, client_id: String, text: String) -> Result<Appended, Fail> {
+    pub async fn send(&self, user: &User, room: Id, client_id: String, text: String) -> Result<Appended, Refusal> {
         if text.len() > self.config.max_text_bytes {
-            return Err(Fail::new(
+            return Err(Refusal::new(
                 ErrorCode::TooLarge,
                 format!(
                     "text is {} bytes, the limit is {}",
@@ -389,7 +352,7 @@ impl Chat {
             ));
         }
         if client_id.is_empty() || client_id.len() > 64 {
-            return Err(Fail::new(ErrorCode::BadRequest, "id must be 1 to 64 characters"));
+            return Err(Refusal::new(ErrorCode::BadRequest, "id must be 1 to 64 characters"));
         }
         self.limit(user.id, Cost::Message)?;
         let started = std::time::Instant::now();
@@ -427,7 +390,7 @@ impl Chat {
     }
 
     /// Record a read receipt and tell the room.
-    pub async fn read(&self, user: &User, room: Id, seq: u64) -> Result<u64, Fail> {
+    pub async fn read(&self, user: &User, room: Id, seq: u64) -> Result<u64, Refusal> {
         self.limit(user.id, Cost::Request)?;
         let recorded = self.hub.store().set_read(room, user.id, seq).await?;
         self.broadcast(

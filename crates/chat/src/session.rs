@@ -20,7 +20,8 @@ use volley_net::{CloseCode, Message, WebSocket};
 
 use crate::limits::IpSlot;
 use crate::protocol::{parse_client, ClientMsg, Control, ErrorCode, MessageView, RoomView, ServerMsg};
-use crate::service::{Chat, Fail};
+use crate::refusal::Refusal;
+use crate::service::Chat;
 
 /// Messages read from the store per query while replaying.
 const REPLAY_BATCH: u32 = 500;
@@ -93,7 +94,7 @@ impl<'a> Session<'a> {
                 "{} already has {} connections",
                 user.name, chat.config.max_connections_per_user
             );
-            ws.send(ServerMsg::error(ErrorCode::TooManyConnections, &msg, None).to_message())
+            ws.send(ServerMsg::from(Refusal::new(ErrorCode::TooManyConnections, &msg)).to_message())
                 .await?;
             ws.close(CloseCode::POLICY_VIOLATION, "too many connections").await?;
             return Ok(End::Closed);
@@ -154,9 +155,7 @@ impl<'a> Session<'a> {
         let rooms = match self.chat.hub.store().rooms_of(self.user.id).await {
             Ok(rooms) => rooms,
             Err(e) => {
-                let fail = Fail::from(e);
-                ws.send(ServerMsg::error(fail.code, fail.message, None).to_message())
-                    .await?;
+                ws.send(ServerMsg::from(Refusal::from(e)).to_message()).await?;
                 ws.close(CloseCode::INTERNAL_ERROR, "storage failure").await?;
                 return Ok(End::Closed);
             }
@@ -183,7 +182,7 @@ impl<'a> Session<'a> {
         for (room, last) in resume {
             let Some(room) = room.parse::<Id>().ok().filter(|r| self.delivered.contains_key(r)) else {
                 let msg = format!("cannot resume room {room}: not a member");
-                ws.feed(ServerMsg::error(ErrorCode::NotFound, msg, None).to_message())
+                ws.feed(ServerMsg::from(Refusal::new(ErrorCode::NotFound, msg)).to_message())
                     .await?;
                 continue;
             };
@@ -212,7 +211,7 @@ impl<'a> Session<'a> {
                 incoming = ws.recv() => match incoming? {
                     Some(Message::Text(text)) => self.request(ws, text.as_str()).await?,
                     Some(Message::Binary(_)) => {
-                        let err = ServerMsg::error(ErrorCode::BadRequest, "the chat protocol uses text frames", None);
+                        let err = ServerMsg::from(Refusal::new(ErrorCode::BadRequest, "the chat protocol uses text frames"));
                         ws.send(err.to_message()).await?;
                     }
                     None => return Ok(End::Closed),
@@ -361,11 +360,11 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn member(&self, room: Id) -> Result<(), Fail> {
+    fn member(&self, room: Id) -> Result<(), Refusal> {
         if self.delivered.contains_key(&room) {
             Ok(())
         } else {
-            Err(Fail::new(ErrorCode::NotFound, format!("not a member of room {room}")))
+            Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {room}")))
         }
     }
 
@@ -377,8 +376,7 @@ impl<'a> Session<'a> {
             Ok(msg) => msg,
             Err(rejected) => {
                 metrics::counter!("volley_client_errors_total", "code" => rejected.code.as_str()).increment(1);
-                let err = ServerMsg::error(rejected.code, rejected.message, rejected.reference);
-                return ws.send(err.to_message()).await;
+                return ws.send(ServerMsg::from(rejected).to_message()).await;
             }
         };
         let chat = self.chat;
@@ -389,10 +387,10 @@ impl<'a> Session<'a> {
                 room,
             })
         };
-        let (reference, result): (Option<serde_json::Value>, Result<Option<ServerMsg>, Fail>) = match msg {
+        let (reference, result): (Option<serde_json::Value>, Result<Option<ServerMsg>, Refusal>) = match msg {
             ClientMsg::Auth { reference, .. } => (
                 reference,
-                Err(Fail::new(ErrorCode::BadRequest, "already authenticated")),
+                Err(Refusal::new(ErrorCode::BadRequest, "already authenticated")),
             ),
             ClientMsg::Send {
                 room,
@@ -476,13 +474,7 @@ impl<'a> Session<'a> {
             Ok(None) => Ok(()),
             Err(fail) => {
                 metrics::counter!("volley_client_errors_total", "code" => fail.code.as_str()).increment(1);
-                let err = ServerMsg::Error {
-                    reference,
-                    code: fail.code,
-                    message: fail.message,
-                    retry_after_ms: fail.retry_after.map(|d| d.as_millis().max(1) as u64),
-                };
-                ws.send(err.to_message()).await
+                ws.send(ServerMsg::from(fail.to(reference)).to_message()).await
             }
         }
     }
@@ -501,14 +493,14 @@ where
     let deadline = Duration::from_millis(chat.config.auth_timeout_ms);
     let first = match tokio::time::timeout(deadline, ws.recv()).await {
         Err(_) => {
-            let err = ServerMsg::error(ErrorCode::AuthRequired, "no auth message in time", None);
+            let err = ServerMsg::from(Refusal::new(ErrorCode::AuthRequired, "no auth message in time"));
             ws.send(err.to_message()).await?;
             ws.close(CloseCode::POLICY_VIOLATION, "authentication timeout").await?;
             return Ok(None);
         }
         Ok(frame) => frame?,
     };
-    let refuse = |code: ErrorCode, message: String, reference| ServerMsg::error(code, message, reference);
+    let refuse = |code: ErrorCode, message: String, reference| ServerMsg::from(Refusal::new(code, message).to(reference));
     let Some(Message::Text(text)) = first else {
         if first.is_none() {
             return Ok(None);
@@ -544,7 +536,7 @@ where
             Ok(()) => chat.guest(Some(&name)).await.map(|(u, t)| (u, Some(t))),
             Err(fail) => Err(fail),
         },
-        (None, None) => Err(Fail::new(ErrorCode::AuthRequired, "auth needs a token or a guest name")),
+        (None, None) => Err(Refusal::new(ErrorCode::AuthRequired, "auth needs a token or a guest name")),
     };
     match outcome {
         Ok((user, token)) => Ok(Some((user, resume, token))),

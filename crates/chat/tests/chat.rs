@@ -435,10 +435,10 @@ async fn rate_and_connection_limits_answer_with_error_codes() {
         alice.post(room, &format!("b{i}"), "burst").await.unwrap();
     }
     match alice.post(room, "b3", "one too many").await {
-        Err(volley_chat::Error::Refused {
+        Err(volley_chat::Error::Refused(volley_chat::Refusal {
             code: ErrorCode::RateLimited,
             ..
-        }) => {}
+        })) => {}
         other => panic!("expected rate_limited, got {other:?}"),
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -451,10 +451,10 @@ async fn rate_and_connection_limits_answer_with_error_codes() {
             .await
         {
             Ok(_) => {}
-            Err(volley_chat::Error::Refused {
+            Err(volley_chat::Error::Refused(volley_chat::Refusal {
                 code: ErrorCode::RateLimited,
                 ..
-            }) => limited += 1,
+            })) => limited += 1,
             Err(e) => panic!("{e}"),
         }
     }
@@ -469,10 +469,10 @@ async fn rate_and_connection_limits_answer_with_error_codes() {
         .await
         .unwrap();
     match ChatClient::connect(&server.url(), Login::Token(token.clone()), &HashMap::new()).await {
-        Err(volley_chat::Error::Refused {
+        Err(volley_chat::Error::Refused(volley_chat::Refusal {
             code: ErrorCode::TooManyConnections,
             ..
-        }) => {}
+        })) => {}
         other => panic!("expected too_many_connections, got {other:?}"),
     }
     // Per IP: 4 sockets are open or closing; the handshake is refused with 429.
@@ -602,10 +602,10 @@ async fn unauthenticated_and_cross_site_connections_are_refused() {
     }
     // A bad token: error, then 1008.
     match ChatClient::connect(&server.url(), Login::Token("not-a-token".into()), &HashMap::new()).await {
-        Err(volley_chat::Error::Refused {
+        Err(volley_chat::Error::Refused(volley_chat::Refusal {
             code: ErrorCode::AuthFailed,
             ..
-        }) => {}
+        })) => {}
         other => panic!("expected auth_failed, got {other:?}"),
     }
     // Room traffic before auth is refused.
@@ -680,10 +680,10 @@ async fn tokens_from_another_application_are_accepted() {
     );
     // Guests are off here.
     match ChatClient::connect(&server.url(), Login::Guest("g".into()), &HashMap::new()).await {
-        Err(volley_chat::Error::Refused {
+        Err(volley_chat::Error::Refused(volley_chat::Refusal {
             code: ErrorCode::GuestsDisabled,
             ..
-        }) => {}
+        })) => {}
         other => panic!("expected guests_disabled, got {other:?}"),
     }
     server.stop().await;
@@ -854,10 +854,10 @@ async fn the_http_api_manages_accounts_and_rooms() {
     .await;
     // Removed members cannot post there any more.
     match bob_ws.post(secret, "x", "let me in").await {
-        Err(volley_chat::Error::Refused {
+        Err(volley_chat::Error::Refused(volley_chat::Refusal {
             code: ErrorCode::NotFound,
             ..
-        }) => {}
+        })) => {}
         other => panic!("expected not_found, got {other:?}"),
     }
     let (s, _) = http(addr, "POST", &format!("/api/rooms/{public}/join"), Some(c), None).await;

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The group chat (`/`) and the game arena (`/game`) with their web clients.
-    Serve(Box<serve::ServeArgs>),
+    Serve(Box<config::ServeArgs>),
     /// Echo every text and binary message back (conformance and benchmarks).
     Echo(echo::EchoArgs),
     /// Load generator: echo, connect and idle scenarios against a server.

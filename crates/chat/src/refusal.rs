@@ -1,0 +1,135 @@
+//! One shape for every refused chat request, whatever carried it: an `error`
+//! frame on the WebSocket, a JSON body with its HTTP status on the API, and
+//! [`Error::Refused`](crate::Error::Refused) in the Rust client.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Error codes carried by `error` frames and HTTP error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadJson,
+    UnknownType,
+    BadRequest,
+    TooLarge,
+    AuthRequired,
+    AuthFailed,
+    Forbidden,
+    NotFound,
+    NameTaken,
+    RateLimited,
+    TooManyConnections,
+    GuestsDisabled,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire name, also used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::AuthRequired => "auth_required",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::GuestsDisabled => "guests_disabled",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status for this error in the JSON API.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadJson | ErrorCode::UnknownType | ErrorCode::BadRequest => 400,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::AuthRequired | ErrorCode::AuthFailed => 401,
+            ErrorCode::Forbidden | ErrorCode::GuestsDisabled => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::NameTaken => 409,
+            ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// A refused request: the code, a message for people, when to retry (rate
+/// limits), and the request's `ref` so the client can match it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// What kind of refusal; decides the HTTP status.
+    pub code: ErrorCode,
+    /// Why, in words.
+    pub message: String,
+    /// How long to wait before trying again, when waiting helps.
+    pub retry_after: Option<Duration>,
+    /// The `ref` of the request refused (WebSocket only).
+    pub reference: Option<Value>,
+}
+
+impl Refusal {
+    /// A refusal with no retry hint and no `ref`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+            retry_after: None,
+            reference: None,
+        }
+    }
+
+    /// The same refusal, answering the request with this `ref`.
+    pub fn to(mut self, reference: Option<Value>) -> Refusal {
+        self.reference = reference;
+        self
+    }
+
+    /// The same refusal, telling the client when to try again.
+    pub fn retry_after(mut self, wait: Duration) -> Refusal {
+        self.retry_after = Some(wait);
+        self
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl From<volley_hub::Error> for Refusal {
+    fn from(e: volley_hub::Error) -> Refusal {
+        match e {
+            volley_hub::Error::Taken(what) => Refusal::new(ErrorCode::NameTaken, format!("{what} is already taken")),
+            volley_hub::Error::NotFound(what) => Refusal::new(ErrorCode::NotFound, format!("{what} not found")),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                Refusal::new(ErrorCode::Internal, "storage failure, try again")
+            }
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(wait) = self.retry_after {
+            body["error"]["retry_after_ms"] = json!(wait.as_millis() as u64);
+        }
+        (status, Json(body)).into_response()
+    }
+}
