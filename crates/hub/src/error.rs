@@ -1,9 +1,16 @@
-/// Everything the hub's engines can fail with.
+/// A storage engine's own error, carried as the cause of [`Error::Storage`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything the hub's engines can fail with. No engine's error type
+/// appears here: an engine wraps its own as the [`Cause`] of
+/// [`Error::Storage`], so SQLite, PostgreSQL or a broker all report through
+/// the same variants and callers never depend on a backend crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The storage engine failed (disk full, corrupt file, locked database).
+    /// The storage engine failed (disk full, corrupt file, locked database,
+    /// lost connection); the engine's error is the source.
     #[error("storage: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[source] Cause),
     /// A transaction could not be begun or committed; nothing of it was kept.
     #[error("storage commit: {0}")]
     Commit(String),
@@ -19,4 +26,11 @@ pub enum Error {
     /// A filesystem step (creating the data directory) failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// A storage failure caused by an engine's own error.
+    pub fn storage(cause: impl Into<Cause>) -> Error {
+        Error::Storage(cause.into())
+    }
 }

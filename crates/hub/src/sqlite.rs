@@ -44,6 +44,12 @@ impl std::str::FromStr for Synchronous {
     }
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::storage(e)
+    }
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users(
     id INTEGER PRIMARY KEY,
