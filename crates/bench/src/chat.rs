@@ -302,7 +302,7 @@ async fn connect(target: &Target, i: usize) -> Result<ChatClient, Error> {
 /// What a client task needs besides its socket and channels.
 struct TaskContext {
     me: usize,
-    room: i64,
+    room: volley_chat::RoomId,
     epoch: Instant,
     window: Arc<OnceLock<Window>>,
     frames: Arc<AtomicU64>,

@@ -8,7 +8,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use volley_hub::{Id, User, UserKind};
+use volley_hub::{RoomId, User, UserId, UserKind};
 
 use crate::config::{ChatConfig, JwtAlgorithm};
 use crate::Error;
@@ -19,7 +19,7 @@ const ISSUER: &str = "volley";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// A user of this server, by id.
-    Local(Id),
+    Local(UserId),
     /// A subject of the configured external issuer.
     External(String),
 }

@@ -9,14 +9,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use volley_hub::{Event, Hub, Id, Topic, User};
+use volley_hub::{Event, Hub, RoomId, Topic, User, UserId};
 
 use crate::protocol::{MemberChange, PresenceChange, ServerMsg, UserView};
 
 #[derive(Debug, Default)]
 struct Pending {
-    presence: HashMap<Id, PresenceChange>,
-    members: HashMap<Id, MemberChange>,
+    presence: HashMap<UserId, PresenceChange>,
+    members: HashMap<UserId, MemberChange>,
 }
 
 /// Collects changes and publishes them once per interval per room.
@@ -24,7 +24,7 @@ struct Pending {
 pub(crate) struct Batcher {
     hub: Hub,
     interval: Duration,
-    rooms: Mutex<HashMap<Id, Pending>>,
+    rooms: Mutex<HashMap<RoomId, Pending>>,
 }
 
 impl Batcher {
@@ -36,7 +36,7 @@ impl Batcher {
         })
     }
 
-    pub(crate) fn presence(self: &Arc<Self>, room: Id, user: &User, online: bool) {
+    pub(crate) fn presence(self: &Arc<Self>, room: RoomId, user: &User, online: bool) {
         self.add(room, |p| {
             p.presence.insert(
                 user.id,
@@ -49,7 +49,7 @@ impl Batcher {
         });
     }
 
-    pub(crate) fn member(self: &Arc<Self>, room: Id, user: &User, joined: bool) {
+    pub(crate) fn member(self: &Arc<Self>, room: RoomId, user: &User, joined: bool) {
         self.add(room, |p| {
             p.members.insert(
                 user.id,
@@ -61,7 +61,7 @@ impl Batcher {
         });
     }
 
-    fn add(self: &Arc<Self>, room: Id, change: impl FnOnce(&mut Pending)) {
+    fn add(self: &Arc<Self>, room: RoomId, change: impl FnOnce(&mut Pending)) {
         let first = {
             let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
             let first = !rooms.contains_key(&room);
@@ -77,7 +77,7 @@ impl Batcher {
         }
     }
 
-    fn flush(&self, room: Id) {
+    fn flush(&self, room: RoomId) {
         let Some(pending) = self.rooms.lock().unwrap_or_else(|e| e.into_inner()).remove(&room) else {
             return;
         };

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use volley_hub::Id;
+use volley_hub::{RoomId, UserId};
 use volley_net::{Connector, MaybeTlsStream, Message, WebSocket};
 
 use crate::protocol::{RoomView, ServerMsg, UserView};
@@ -38,7 +38,7 @@ pub struct ChatClient {
 impl ChatClient {
     /// Connect to `url` (ws://host:port/ws), authenticate, and resume the rooms
     /// in `resume` from the given sequence numbers.
-    pub async fn connect(url: &str, login: Login, resume: &HashMap<Id, u64>) -> Result<ChatClient, Error> {
+    pub async fn connect(url: &str, login: Login, resume: &HashMap<RoomId, u64>) -> Result<ChatClient, Error> {
         Self::connect_with(&Connector::default(), url, login, resume).await
     }
 
@@ -47,7 +47,7 @@ impl ChatClient {
         connector: &Connector,
         url: &str,
         login: Login,
-        resume: &HashMap<Id, u64>,
+        resume: &HashMap<RoomId, u64>,
     ) -> Result<ChatClient, Error> {
         let mut ws = connector.connect(url).await?;
         let resume: HashMap<String, u64> = resume.iter().map(|(k, v)| (k.to_string(), *v)).collect();
@@ -59,7 +59,7 @@ impl ChatClient {
         let mut client = ChatClient {
             ws,
             user: UserView {
-                id: 0,
+                id: UserId(0),
                 name: String::new(),
                 guest: false,
             },
@@ -148,7 +148,7 @@ impl ChatClient {
     }
 
     /// Post a message and wait for its ack: `(seq, duplicate)`.
-    pub async fn post(&mut self, room: Id, id: &str, text: &str) -> Result<(u64, bool), Error> {
+    pub async fn post(&mut self, room: RoomId, id: &str, text: &str) -> Result<(u64, bool), Error> {
         match self
             .request(json!({ "type": "send", "room": room, "id": id, "text": text }))
             .await?

@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
-use volley_hub::{Id, User};
+use volley_hub::{RoomId, User, UserId};
 use volley_net::assets::{self, Asset};
 use volley_net::{Acceptor, Refused, UpgradeState, WebSocketUpgrade};
 
@@ -174,8 +174,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The authenticated user of an API request.
 async fn user_of(app: &App, headers: &HeaderMap) -> Result<User, Refusal> {
-    let token =
-        bearer(headers).ok_or_else(|| Refusal::new(ErrorCode::AuthRequired, "Authorization: Bearer <token> required"))?;
+    let token = bearer(headers)
+        .ok_or_else(|| Refusal::new(ErrorCode::AuthRequired, "Authorization: Bearer <token> required"))?;
     app.chat.authenticate(token).await
 }
 
@@ -258,19 +258,19 @@ async fn create_room(State(app): AppState, headers: HeaderMap, Json(r): Json<New
     Ok((StatusCode::CREATED, Json(RoomView::from(&room))).into_response())
 }
 
-async fn join(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Refusal> {
+async fn join(State(app): AppState, headers: HeaderMap, Path(id): Path<RoomId>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let room = app.chat.join(&user, id).await?;
     Ok(Json(RoomView::from(&room)).into_response())
 }
 
-async fn leave(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Refusal> {
+async fn leave(State(app): AppState, headers: HeaderMap, Path(id): Path<RoomId>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     app.chat.leave(&user, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn members(State(app): AppState, headers: HeaderMap, Path(id): Path<Id>) -> Result<Response, Refusal> {
+async fn members(State(app): AppState, headers: HeaderMap, Path(id): Path<RoomId>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     if !app.chat.hub().store().is_member(id, user.id).await? {
         return Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {id}")));
@@ -292,7 +292,7 @@ struct Target {
 async fn invite(
     State(app): AppState,
     headers: HeaderMap,
-    Path(id): Path<Id>,
+    Path(id): Path<RoomId>,
     Json(t): Json<Target>,
 ) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
@@ -303,7 +303,7 @@ async fn invite(
 async fn remove(
     State(app): AppState,
     headers: HeaderMap,
-    Path((id, name)): Path<(Id, String)>,
+    Path((id, name)): Path<(RoomId, String)>,
 ) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     app.chat.remove(&user, id, &name).await?;
@@ -319,7 +319,7 @@ struct HistoryQuery {
 async fn history(
     State(app): AppState,
     headers: HeaderMap,
-    Path(id): Path<Id>,
+    Path(id): Path<RoomId>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;

@@ -22,6 +22,7 @@ mod session;
 
 pub use config::{ChatConfig, ExternalJwt, JwtAlgorithm};
 pub use error::Error;
-pub use server::Server;
 pub use refusal::{ErrorCode, Refusal};
+pub use server::Server;
 pub use service::Chat;
+pub use volley_hub::{RoomId, UserId};

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use volley_hub::Id;
+use volley_hub::{RoomId, UserId};
 
 /// Requests other than `send` that cost a store operation (history, join,
 /// leave, create_room, read): sustained rate and burst per user.
@@ -54,7 +54,7 @@ struct UserState {
     connections: u32,
     messages: Bucket,
     requests: Bucket,
-    typing: HashMap<Id, Instant>,
+    typing: HashMap<RoomId, Instant>,
 }
 
 /// Which of a user's buckets a request draws from.
@@ -76,7 +76,7 @@ pub struct Limits {
     typing_interval: Duration,
     /// Account attempts (register, login, guest) per IP per second; 0 is unlimited.
     accounts_rate: f64,
-    users: Mutex<HashMap<Id, UserState>>,
+    users: Mutex<HashMap<UserId, UserState>>,
     ips: Mutex<HashMap<IpAddr, u32>>,
     accounts: Mutex<HashMap<IpAddr, Bucket>>,
     sweep_at: Mutex<usize>,
@@ -93,7 +93,7 @@ pub struct IpSlot {
 #[derive(Debug)]
 pub struct UserSlot {
     limits: Arc<Limits>,
-    user: Id,
+    user: UserId,
 }
 
 impl Limits {
@@ -152,7 +152,7 @@ impl Limits {
     }
 
     /// Take a connection slot for `user`, or `None` when they have too many.
-    pub fn connect_user(self: &Arc<Self>, user: Id) -> Option<UserSlot> {
+    pub fn connect_user(self: &Arc<Self>, user: UserId) -> Option<UserSlot> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         self.sweep(&mut users);
         let state = users.entry(user).or_insert_with(|| self.fresh());
@@ -168,7 +168,7 @@ impl Limits {
 
     /// Take a token for a request of `user`; `Err` carries how long until one
     /// is available.
-    pub fn take(&self, user: Id, cost: Cost) -> Result<(), Duration> {
+    pub fn take(&self, user: UserId, cost: Cost) -> Result<(), Duration> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         self.sweep(&mut users);
         let state = users.entry(user).or_insert_with(|| self.fresh());
@@ -179,7 +179,7 @@ impl Limits {
     }
 
     /// Whether a typing event of `user` in `room` may go out now (at most one per interval).
-    pub fn typing(&self, user: Id, room: Id) -> bool {
+    pub fn typing(&self, user: UserId, room: RoomId) -> bool {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let Some(state) = users.get_mut(&user) else {
             return false;
@@ -209,7 +209,7 @@ impl Limits {
 
     /// Drop users with no connection whose bucket has refilled, so the table
     /// stays as large as the set of recently active users.
-    fn sweep(&self, users: &mut HashMap<Id, UserState>) {
+    fn sweep(&self, users: &mut HashMap<UserId, UserState>) {
         let mut sweep_at = self.sweep_at.lock().unwrap_or_else(|e| e.into_inner());
         if users.len() < *sweep_at {
             return;
@@ -255,11 +255,11 @@ mod tests {
     #[test]
     fn bucket_allows_burst_then_refuses_with_a_wait() {
         let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2)));
-        let _slot = limits.connect_user(7).unwrap();
+        let _slot = limits.connect_user(UserId(7)).unwrap();
         for _ in 0..3 {
-            assert!(limits.take(7, Cost::Message).is_ok());
+            assert!(limits.take(UserId(7), Cost::Message).is_ok());
         }
-        let wait = limits.take(7, Cost::Message).unwrap_err();
+        let wait = limits.take(UserId(7), Cost::Message).unwrap_err();
         assert!(wait > Duration::from_millis(500) && wait <= Duration::from_secs(1));
     }
 
@@ -279,11 +279,11 @@ mod tests {
     #[test]
     fn slots_are_given_back() {
         let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2)));
-        let a = limits.connect_user(1).unwrap();
-        let _b = limits.connect_user(1).unwrap();
-        assert!(limits.connect_user(1).is_none());
+        let a = limits.connect_user(UserId(1)).unwrap();
+        let _b = limits.connect_user(UserId(1)).unwrap();
+        assert!(limits.connect_user(UserId(1)).is_none());
         drop(a);
-        assert!(limits.connect_user(1).is_some());
+        assert!(limits.connect_user(UserId(1)).is_some());
         let ip: IpAddr = [127, 0, 0, 1].into();
         let slot = limits.connect_ip(ip).unwrap();
         assert!(limits.connect_ip(ip).is_none());
@@ -294,9 +294,9 @@ mod tests {
     #[test]
     fn typing_is_throttled_per_room() {
         let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(60)));
-        let _slot = limits.connect_user(1).unwrap();
-        assert!(limits.typing(1, 10));
-        assert!(!limits.typing(1, 10));
-        assert!(limits.typing(1, 11));
+        let _slot = limits.connect_user(UserId(1)).unwrap();
+        assert!(limits.typing(UserId(1), RoomId(10)));
+        assert!(!limits.typing(UserId(1), RoomId(10)));
+        assert!(limits.typing(UserId(1), RoomId(11)));
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use volley_hub::{Id, MemberRoom, Room, StoredMessage, User};
+use volley_hub::{MemberRoom, Room, RoomId, StoredMessage, User, UserId};
 
 pub use crate::refusal::ErrorCode;
 use crate::refusal::Refusal;
@@ -30,7 +30,7 @@ pub enum ClientMsg {
     },
     /// Post a message; `id` is the client's idempotency key.
     Send {
-        room: Id,
+        room: RoomId,
         id: String,
         text: String,
         #[serde(default, rename = "ref")]
@@ -38,7 +38,7 @@ pub enum ClientMsg {
     },
     /// A page of history before `before` (or the newest).
     History {
-        room: Id,
+        room: RoomId,
         #[serde(default)]
         before: Option<u64>,
         #[serde(default)]
@@ -48,13 +48,13 @@ pub enum ClientMsg {
     },
     /// Join a public room.
     Join {
-        room: Id,
+        room: RoomId,
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
     },
     /// Leave a room.
     Leave {
-        room: Id,
+        room: RoomId,
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
     },
@@ -67,9 +67,9 @@ pub enum ClientMsg {
         reference: Option<Value>,
     },
     /// The sender is typing in `room`.
-    Typing { room: Id },
+    Typing { room: RoomId },
     /// The sender has read `room` up to `seq`.
-    Read { room: Id, seq: u64 },
+    Read { room: RoomId, seq: u64 },
     /// Application-level round trip (latency display, liveness through proxies).
     Ping {
         #[serde(default, rename = "ref")]
@@ -116,7 +116,7 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, Refusal> {
 /// A user as clients see them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UserView {
-    pub id: Id,
+    pub id: UserId,
     pub name: String,
     pub guest: bool,
 }
@@ -134,10 +134,10 @@ impl From<&User> for UserView {
 /// A room as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RoomView {
-    pub id: Id,
+    pub id: RoomId,
     pub name: String,
     pub kind: String,
-    pub owner: Id,
+    pub owner: UserId,
     pub last_seq: u64,
     pub members: u64,
     /// Present for the reader's own rooms.
@@ -147,7 +147,7 @@ pub struct RoomView {
     pub unread: Option<u64>,
     /// Users online in the room, in the `ready` frame and `room_joined`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub online: Option<Vec<Id>>,
+    pub online: Option<Vec<UserId>>,
 }
 
 impl From<&Room> for RoomView {
@@ -179,10 +179,10 @@ impl From<&MemberRoom> for RoomView {
 /// A stored message as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MessageView {
-    pub room: Id,
+    pub room: RoomId,
     pub seq: u64,
     pub id: String,
-    pub user: Id,
+    pub user: UserId,
     pub name: String,
     pub text: String,
     pub ts: i64,
@@ -212,7 +212,7 @@ pub struct MemberChange {
 /// One user's presence change in a `presence` frame.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PresenceChange {
-    pub user: Id,
+    pub user: UserId,
     pub name: String,
     pub online: bool,
 }
@@ -235,46 +235,46 @@ pub enum ServerMsg {
     Ack {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
-        room: Id,
+        room: RoomId,
         seq: u64,
         id: String,
         ts: i64,
         duplicate: bool,
     },
     /// Replay for `room` is complete up to `seq`; live traffic follows.
-    CaughtUp { room: Id, seq: u64 },
+    CaughtUp { room: RoomId, seq: u64 },
     /// A page of history, oldest first; `more` when older messages exist.
     History {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
-        room: Id,
+        room: RoomId,
         messages: Vec<MessageView>,
         more: bool,
     },
     /// The reader became a member of a room (joined, created, invited, direct).
     RoomJoined { room: RoomView },
     /// The reader is no longer a member of a room (left or removed).
-    RoomLeft { room: Id },
+    RoomLeft { room: RoomId },
     /// Members joined or left a room (batched: one frame per room per
     /// batching interval, the net change per user).
-    Members { room: Id, changes: Vec<MemberChange> },
+    Members { room: RoomId, changes: Vec<MemberChange> },
     /// Members came online or went offline in a room (batched likewise).
-    Presence { room: Id, changes: Vec<PresenceChange> },
+    Presence { room: RoomId, changes: Vec<PresenceChange> },
     /// A member is typing; show it for `ttl_ms` unless renewed.
     Typing {
-        room: Id,
-        user: Id,
+        room: RoomId,
+        user: UserId,
         name: String,
         ttl_ms: u64,
     },
     /// A member has read a room up to `seq`.
-    Receipt { room: Id, user: Id, seq: u64 },
+    Receipt { room: RoomId, user: UserId, seq: u64 },
     /// A `join`, `leave` or `create_room` request succeeded (the membership
     /// change itself arrives as `room_joined` / `room_left`).
     Ok {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
-        room: Id,
+        room: RoomId,
     },
     /// Answer to `ping`.
     Pong {
@@ -304,7 +304,6 @@ impl ServerMsg {
     pub fn to_message(&self) -> volley_wire::Message {
         volley_wire::Message::Text(serde_json::to_string(self).unwrap_or_default().into())
     }
-
 }
 
 impl From<Refusal> for ServerMsg {
@@ -323,9 +322,9 @@ impl From<Refusal> for ServerMsg {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Control {
     /// Subscribe to this room and tell the client.
-    Joined { room: Id },
+    Joined { room: RoomId },
     /// Unsubscribe from this room and tell the client.
-    Left { room: Id },
+    Left { room: RoomId },
 }
 
 impl Control {
@@ -378,7 +377,7 @@ mod tests {
     fn server_messages_round_trip() {
         let msg = ServerMsg::Ack {
             reference: Some(Value::from("r1")),
-            room: 4,
+            room: RoomId(4),
             seq: 9,
             id: "c".into(),
             ts: 1,

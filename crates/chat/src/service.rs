@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use volley_hub::{Appended, Event, Hub, Id, NewMessage, Room, RoomKind, StoredMessage, Topic, User, UserKind};
+use volley_hub::{
+    Appended, Event, Hub, NewMessage, Room, RoomId, RoomKind, StoredMessage, Topic, User, UserId, UserKind,
+};
 
 use crate::auth::{self, Auth, Identity};
 use crate::batch::Batcher;
@@ -66,7 +68,7 @@ impl Chat {
     }
 
     /// Charge a request to the user's bucket.
-    pub(crate) fn limit(&self, user: Id, cost: Cost) -> Result<(), Refusal> {
+    pub(crate) fn limit(&self, user: UserId, cost: Cost) -> Result<(), Refusal> {
         self.limits.take(user, cost).map_err(|wait| {
             metrics::counter!("volley_rate_limited_total").increment(1);
             let message = match cost {
@@ -177,21 +179,21 @@ impl Chat {
         Ok(user)
     }
 
-    fn control(&self, user: Id, control: Control) {
+    fn control(&self, user: UserId, control: Control) {
         self.hub.publish(Topic::User(user), Event::control(control.encode()));
     }
 
-    fn member_event(&self, room: Id, user: &User, joined: bool) {
+    fn member_event(&self, room: RoomId, user: &User, joined: bool) {
         self.batcher.member(room, user, joined);
     }
 
     /// A user came online or went offline in a room (batched).
-    pub(crate) fn presence_changed(&self, room: Id, user: &User, online: bool) {
+    pub(crate) fn presence_changed(&self, room: RoomId, user: &User, online: bool) {
         self.batcher.presence(room, user, online);
     }
 
     /// Publish an ephemeral (not stored) event to a room.
-    pub(crate) fn broadcast(&self, room: Id, msg: &ServerMsg) {
+    pub(crate) fn broadcast(&self, room: RoomId, msg: &ServerMsg) {
         self.hub.publish(Topic::Room(room), Event::ephemeral(msg.encode()));
     }
 
@@ -211,7 +213,7 @@ impl Chat {
         Ok(room)
     }
 
-    async fn room(&self, id: Id) -> Result<Room, Refusal> {
+    async fn room(&self, id: RoomId) -> Result<Room, Refusal> {
         self.hub
             .store()
             .room(id)
@@ -227,7 +229,7 @@ impl Chat {
     }
 
     /// Join a public room.
-    pub async fn join(&self, user: &User, room: Id) -> Result<Room, Refusal> {
+    pub async fn join(&self, user: &User, room: RoomId) -> Result<Room, Refusal> {
         self.limit(user.id, Cost::Request)?;
         let r = self.room(room).await?;
         if r.kind != RoomKind::Public && !self.hub.store().is_member(room, user.id).await? {
@@ -242,10 +244,13 @@ impl Chat {
     }
 
     /// Leave a room.
-    pub async fn leave(&self, user: &User, room: Id) -> Result<(), Refusal> {
+    pub async fn leave(&self, user: &User, room: RoomId) -> Result<(), Refusal> {
         self.limit(user.id, Cost::Request)?;
         if !self.hub.store().remove_member(room, user.id).await? {
-            return Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {room}")));
+            return Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!("not a member of room {room}"),
+            ));
         }
         self.control(user.id, Control::Left { room });
         self.member_event(room, user, false);
@@ -253,7 +258,7 @@ impl Chat {
     }
 
     /// Add `target` to `room`: the owner may add to any room, members to public ones.
-    pub async fn invite(&self, by: &User, room: Id, target: &str) -> Result<User, Refusal> {
+    pub async fn invite(&self, by: &User, room: RoomId, target: &str) -> Result<User, Refusal> {
         self.limit(by.id, Cost::Request)?;
         let r = self.room(room).await?;
         let allowed = match r.kind {
@@ -276,7 +281,7 @@ impl Chat {
     }
 
     /// Remove `target` from `room` (owner only).
-    pub async fn remove(&self, by: &User, room: Id, target: &str) -> Result<(), Refusal> {
+    pub async fn remove(&self, by: &User, room: RoomId, target: &str) -> Result<(), Refusal> {
         self.limit(by.id, Cost::Request)?;
         let r = self.room(room).await?;
         if r.owner != by.id || r.kind == RoomKind::Direct {
@@ -315,19 +320,22 @@ impl Chat {
         Ok(rooms.iter().map(RoomView::from).collect())
     }
 
-    async fn require_member(&self, user: Id, room: Id) -> Result<(), Refusal> {
+    async fn require_member(&self, user: UserId, room: RoomId) -> Result<(), Refusal> {
         if self.hub.store().is_member(room, user).await? {
             Ok(())
         } else {
-            Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {room}")))
+            Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!("not a member of room {room}"),
+            ))
         }
     }
 
     /// A page of history (members only); `more` when older messages exist.
     pub async fn history(
         &self,
-        user: Id,
-        room: Id,
+        user: UserId,
+        room: RoomId,
         before: Option<u64>,
         limit: Option<u32>,
     ) -> Result<(Vec<MessageView>, bool), Refusal> {
@@ -340,7 +348,7 @@ impl Chat {
     }
 
     /// Store a message and publish it to the room. The caller has checked membership.
-    pub async fn send(&self, user: &User, room: Id, client_id: String, text: String) -> Result<Appended, Refusal> {
+    pub async fn send(&self, user: &User, room: RoomId, client_id: String, text: String) -> Result<Appended, Refusal> {
         if text.len() > self.config.max_text_bytes {
             return Err(Refusal::new(
                 ErrorCode::TooLarge,
@@ -390,7 +398,7 @@ impl Chat {
     }
 
     /// Record a read receipt and tell the room.
-    pub async fn read(&self, user: &User, room: Id, seq: u64) -> Result<u64, Refusal> {
+    pub async fn read(&self, user: &User, room: RoomId, seq: u64) -> Result<u64, Refusal> {
         self.limit(user.id, Cost::Request)?;
         let recorded = self.hub.store().set_read(room, user.id, seq).await?;
         self.broadcast(
@@ -405,7 +413,7 @@ impl Chat {
     }
 
     /// Tell a room that `user` is typing, at most once per interval.
-    pub fn typing(&self, user: &User, room: Id) {
+    pub fn typing(&self, user: &User, room: RoomId) {
         if self.limits.typing(user.id, room) {
             self.broadcast(
                 room,

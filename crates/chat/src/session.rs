@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-use volley_hub::{Appended, Delivery, Id, SubscriberHandle, Topic, User};
+use volley_hub::{Appended, Delivery, RoomId, SubscriberHandle, Topic, User, UserId};
 use volley_net::{CloseCode, Message, WebSocket};
 
 use crate::limits::IpSlot;
@@ -68,7 +68,7 @@ struct Session<'a> {
     user: User,
     sub: SubscriberHandle,
     /// Highest sequence number delivered, per room this connection is in.
-    delivered: HashMap<Id, u64>,
+    delivered: HashMap<RoomId, u64>,
 }
 
 impl<'a> Session<'a> {
@@ -112,7 +112,7 @@ impl<'a> Session<'a> {
     }
 
     /// Subscribe to a room and count this connection as present in it.
-    fn enter(&mut self, room: Id, last_seq: u64) {
+    fn enter(&mut self, room: RoomId, last_seq: u64) {
         self.chat.hub.subscribe(Topic::Room(room), &self.sub);
         self.delivered.insert(room, last_seq);
         if self.chat.hub.presence().arrive(room, self.user.id) {
@@ -120,7 +120,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn exit(&mut self, room: Id) {
+    fn exit(&mut self, room: RoomId) {
         if self.delivered.remove(&room).is_none() {
             return;
         }
@@ -131,7 +131,7 @@ impl<'a> Session<'a> {
     }
 
     fn finish(&mut self) {
-        let rooms: Vec<Id> = self.delivered.keys().copied().collect();
+        let rooms: Vec<RoomId> = self.delivered.keys().copied().collect();
         for room in rooms {
             self.exit(room);
         }
@@ -180,7 +180,7 @@ impl<'a> Session<'a> {
         )
         .await?;
         for (room, last) in resume {
-            let Some(room) = room.parse::<Id>().ok().filter(|r| self.delivered.contains_key(r)) else {
+            let Some(room) = room.parse::<RoomId>().ok().filter(|r| self.delivered.contains_key(r)) else {
                 let msg = format!("cannot resume room {room}: not a member");
                 ws.feed(ServerMsg::from(Refusal::new(ErrorCode::NotFound, msg)).to_message())
                     .await?;
@@ -271,7 +271,7 @@ impl<'a> Session<'a> {
 
     /// Send stored messages of `room` after the delivered mark, up to `upto`;
     /// returns the new mark.
-    async fn replay<S>(&mut self, ws: &mut Ws<S>, room: Id, upto: u64) -> Result<u64, volley_net::Error>
+    async fn replay<S>(&mut self, ws: &mut Ws<S>, room: RoomId, upto: u64) -> Result<u64, volley_net::Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -284,7 +284,7 @@ impl<'a> Session<'a> {
             let page = match self.chat.hub.store().since(room, after, want).await {
                 Ok(page) => page,
                 Err(e) => {
-                    tracing::error!(error = %e, room, "replay failed");
+                    tracing::error!(error = %e, %room, "replay failed");
                     ws.close(CloseCode::INTERNAL_ERROR, "storage failure").await?;
                     return Err(volley_net::Error::Closed);
                 }
@@ -360,11 +360,14 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn member(&self, room: Id) -> Result<(), Refusal> {
+    fn member(&self, room: RoomId) -> Result<(), Refusal> {
         if self.delivered.contains_key(&room) {
             Ok(())
         } else {
-            Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {room}")))
+            Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!("not a member of room {room}"),
+            ))
         }
     }
 
@@ -500,7 +503,8 @@ where
         }
         Ok(frame) => frame?,
     };
-    let refuse = |code: ErrorCode, message: String, reference| ServerMsg::from(Refusal::new(code, message).to(reference));
+    let refuse =
+        |code: ErrorCode, message: String, reference| ServerMsg::from(Refusal::new(code, message).to(reference));
     let Some(Message::Text(text)) = first else {
         if first.is_none() {
             return Ok(None);
@@ -536,7 +540,10 @@ where
             Ok(()) => chat.guest(Some(&name)).await.map(|(u, t)| (u, Some(t))),
             Err(fail) => Err(fail),
         },
-        (None, None) => Err(Refusal::new(ErrorCode::AuthRequired, "auth needs a token or a guest name")),
+        (None, None) => Err(Refusal::new(
+            ErrorCode::AuthRequired,
+            "auth needs a token or a guest name",
+        )),
     };
     match outcome {
         Ok((user, token)) => Ok(Some((user, resume, token))),

@@ -9,6 +9,7 @@ use common::*;
 use serde_json::json;
 use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::{ErrorCode, ServerMsg};
+use volley_chat::RoomId;
 use volley_net::{CloseCode, Connector};
 
 #[tokio::test]
@@ -354,9 +355,9 @@ async fn bad_requests_get_errors_and_the_connection_stays_usable() {
     let long = "x".repeat(101);
     let oversize = json!({"type":"send","room":room,"id":"big","text":long}).to_string();
     assert_eq!(error_of(&mut alice, &oversize).await, ErrorCode::TooLarge);
-    let wrong = json!({"type":"send","room":room + 1000,"id":"w","text":"hi"}).to_string();
+    let wrong = json!({"type":"send","room":room.0 + 1000,"id":"w","text":"hi"}).to_string();
     assert_eq!(error_of(&mut alice, &wrong).await, ErrorCode::NotFound);
-    let history = json!({"type":"history","room":room + 1000}).to_string();
+    let history = json!({"type":"history","room":room.0 + 1000}).to_string();
     assert_eq!(error_of(&mut alice, &history).await, ErrorCode::NotFound);
     assert_eq!(
         error_of(&mut alice, r#"{"type":"auth","token":"x"}"#).await,
@@ -802,9 +803,9 @@ async fn the_http_api_manages_accounts_and_rooms() {
     )
     .await;
     assert_eq!(s, 201);
-    let secret = secret["id"].as_i64().unwrap();
+    let secret = RoomId(secret["id"].as_i64().unwrap());
     let (_, public) = http(addr, "POST", "/api/rooms", Some(a), Some(json!({"name":"town square"}))).await;
-    let public = public["id"].as_i64().unwrap();
+    let public = RoomId(public["id"].as_i64().unwrap());
     let (_, found) = http(addr, "GET", "/api/rooms?q=town", Some(c), None).await;
     assert_eq!(found["rooms"].as_array().unwrap().len(), 1);
     let (_, found) = http(addr, "GET", "/api/rooms?q=secret", Some(c), None).await;
@@ -865,9 +866,9 @@ async fn the_http_api_manages_accounts_and_rooms() {
     // Direct messages.
     let (s, dm) = http(addr, "POST", "/api/direct", Some(a), Some(json!({"user":"bob"}))).await;
     assert_eq!(s, 200);
-    let dm = dm["id"].as_i64().unwrap();
+    let dm = RoomId(dm["id"].as_i64().unwrap());
     let (_, again) = http(addr, "POST", "/api/direct", Some(b), Some(json!({"user":"alice"}))).await;
-    assert_eq!(again["id"].as_i64().unwrap(), dm, "one direct room per pair");
+    assert_eq!(RoomId(again["id"].as_i64().unwrap()), dm, "one direct room per pair");
     expect(&mut bob_ws, "direct room", |m| match m {
         ServerMsg::RoomJoined { room } if room.id == dm => Some(()),
         _ => None,

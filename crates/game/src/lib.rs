@@ -28,4 +28,5 @@ pub use config::GameConfig;
 pub use error::Error;
 pub use http::router;
 pub use lobby::Lobby;
+pub use protocol::MatchId;
 pub use room::{steer, TickBench, TickCost};

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::config::GameConfig;
 use crate::pool::Pool;
-use crate::protocol::{ErrorCode, Join};
+use crate::protocol::{ErrorCode, Join, MatchId};
 use crate::room::{Closer, Command, Joined, Room, Shared};
 use crate::Error;
 
@@ -112,7 +112,7 @@ impl Lobby {
     /// new room.
     pub(crate) async fn join(&self, mut join: Join) -> Result<Seat, ErrorCode> {
         if let Some(token) = join.resume {
-            let id = u32::from_le_bytes([token[0], token[1], token[2], token[3]]);
+            let id = MatchId(u32::from_le_bytes([token[0], token[1], token[2], token[3]]));
             let room = self.registry.lock().iter().find(|r| r.id == id).cloned();
             if let Some(room) = room {
                 if let Ok(joined) = ask(&room, join.clone(), token).await {
@@ -124,7 +124,7 @@ impl Lobby {
         for _ in 0..3 {
             let room = self.reserve(join.spectate)?;
             let mut token = [0u8; 16];
-            token[..4].copy_from_slice(&room.id.to_le_bytes());
+            token[..4].copy_from_slice(&room.id.0.to_le_bytes());
             rand::rng().fill(&mut token[4..]);
             match ask(&room, join.clone(), token).await {
                 Ok(joined) => return Ok(Seat { room, joined }),
@@ -169,12 +169,12 @@ impl Lobby {
                 if rooms.len() >= self.config.max_rooms {
                     return Err(ErrorCode::NoRoom);
                 }
-                let id = self.next_room.fetch_add(1, Ordering::AcqRel);
+                let id = MatchId(self.next_room.fetch_add(1, Ordering::AcqRel));
                 let seed = rand::rng().random();
                 let (room, shared) = Room::new(id, seed, self.config.clone(), self.registry.clone());
                 rooms.push(shared.clone());
                 self.pool.assign(room);
-                tracing::info!(room = id, "room opened");
+                tracing::info!(room = %id, "room opened");
                 shared
             }
         };

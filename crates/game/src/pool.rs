@@ -86,7 +86,7 @@ fn run(incoming: mpsc::Receiver<Room>, load: Arc<AtomicUsize>, period: Duration)
                         if s.last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
                             s.last_log = Some(Instant::now());
                             tracing::warn!(
-                                room = s.room.id(),
+                                room = %s.room.id(),
                                 tick_ms = total.as_secs_f64() * 1e3,
                                 overruns = s.overruns,
                                 "tick overran its budget"

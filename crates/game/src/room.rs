@@ -12,7 +12,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::GameConfig;
-use crate::protocol::{encode_snapshot, EntityState, ErrorCode, Header, Join, PlayerEntry, ServerMsg, Welcome};
+use crate::protocol::{
+    encode_snapshot, EntityState, ErrorCode, Header, Join, MatchId, PlayerEntry, ServerMsg, Welcome,
+};
 use crate::sim::{Input, PlayerId, Vec2, World, FULL_SPEED_DISTANCE};
 use crate::view::{quantize, view_rect, visible};
 
@@ -77,7 +79,7 @@ pub(crate) struct Joined {
 /// The part of a room the lobby and connections hold.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub id: u32,
+    pub id: MatchId,
     pub commands: mpsc::Sender<Command>,
     /// Places taken by people, including those within their reconnect grace
     /// and joins on their way.
@@ -164,7 +166,7 @@ pub(crate) struct Room {
 }
 
 impl Room {
-    pub(crate) fn new(id: u32, seed: u64, config: Arc<GameConfig>, closer: Arc<dyn Closer>) -> (Room, Arc<Shared>) {
+    pub(crate) fn new(id: MatchId, seed: u64, config: Arc<GameConfig>, closer: Arc<dyn Closer>) -> (Room, Arc<Shared>) {
         let (tx, rx) = mpsc::channel(config.command_queue);
         let shared = Arc::new(Shared {
             id,
@@ -198,7 +200,7 @@ impl Room {
         (room, shared)
     }
 
-    pub(crate) fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> MatchId {
         self.shared.id
     }
 
@@ -574,7 +576,7 @@ impl Room {
         metrics::gauge!("volley_game_players", "kind" => "spectator").decrement(r.spectators);
         metrics::gauge!("volley_game_entities").decrement(r.entities);
         metrics::gauge!("volley_game_rooms").decrement(1.0);
-        tracing::info!(room = self.shared.id, "room closed after staying empty");
+        tracing::info!(room = %self.shared.id, "room closed after staying empty");
     }
 }
 
@@ -605,7 +607,7 @@ pub struct TickBench {
 impl TickBench {
     pub fn new(mut config: GameConfig, players: usize, seed: u64) -> TickBench {
         config.bots_per_room = 0;
-        let (mut room, _shared) = Room::new(0, seed, Arc::new(config), Arc::new(NeverClose));
+        let (mut room, _shared) = Room::new(MatchId(0), seed, Arc::new(config), Arc::new(NeverClose));
         for n in 0..players {
             let player = room.world.add_player(&format!("p{n}"), true);
             let key = room.next_key;

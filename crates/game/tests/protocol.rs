@@ -145,7 +145,7 @@ fn server_frames_round_trip() {
     for msg in [
         ServerMsg::Welcome(Welcome {
             player: 3,
-            room: 9,
+            room: volley_game::MatchId(9),
             token: [1; 16],
             tick_hz: 30,
             world_size: 6000,

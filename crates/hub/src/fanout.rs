@@ -14,15 +14,15 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 use volley_wire::{Message, PreparedMessage, Utf8Bytes};
 
-use crate::model::Id;
+use crate::model::{RoomId, UserId};
 
 /// What a subscription is to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
     /// Everything said in a room: messages, presence, typing, receipts.
-    Room(Id),
+    Room(RoomId),
     /// Events for one user's connections: membership changes.
-    User(Id),
+    User(UserId),
 }
 
 /// A connection's id on this node.

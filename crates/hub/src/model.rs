@@ -1,7 +1,44 @@
 //! The durable records: users, rooms, memberships and messages.
 
-/// Ids are SQLite rowids (or PostgreSQL bigserials): positive and stable.
-pub type Id = i64;
+/// A user's id. Ids are SQLite rowids (or PostgreSQL bigserials): positive
+/// and stable. Users and rooms have separate id types so a signature that
+/// takes both cannot have them swapped. In JSON, a plain number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+/// A room's id (see [`UserId`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RoomId(pub i64);
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for RoomId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for RoomId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<RoomId, Self::Err> {
+        s.parse().map(RoomId)
+    }
+}
+
+impl std::str::FromStr for UserId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<UserId, Self::Err> {
+        s.parse().map(UserId)
+    }
+}
 
 /// How a user came to exist, which decides how they may log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +72,7 @@ impl UserKind {
 /// A user as handlers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub id: Id,
+    pub id: UserId,
     pub name: String,
     pub kind: UserKind,
 }
@@ -73,10 +110,10 @@ impl RoomKind {
 /// A room and the highest sequence number it has assigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Room {
-    pub id: Id,
+    pub id: RoomId,
     pub name: String,
     pub kind: RoomKind,
-    pub owner: Id,
+    pub owner: UserId,
     pub last_seq: u64,
     pub members: u64,
 }
@@ -91,8 +128,8 @@ pub struct MemberRoom {
 /// A message to append; the store assigns `seq` and keeps `ts`.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub room: Id,
-    pub user: Id,
+    pub room: RoomId,
+    pub user: UserId,
     /// The sender's name, returned with the stored message.
     pub user_name: String,
     /// The sender's id for this message: a retransmission with the same id is
@@ -106,10 +143,10 @@ pub struct NewMessage {
 /// A message as stored, with its place in the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
-    pub room: Id,
+    pub room: RoomId,
     pub seq: u64,
     pub client_id: String,
-    pub user: Id,
+    pub user: UserId,
     pub user_name: String,
     pub text: String,
     pub ts: i64,

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::model::Id;
+use crate::model::{RoomId, UserId};
 
 /// Connection counts per (room, user).
 #[derive(Debug, Default)]
 pub struct Presence {
-    rooms: Mutex<HashMap<Id, HashMap<Id, u32>>>,
+    rooms: Mutex<HashMap<RoomId, HashMap<UserId, u32>>>,
 }
 
 impl Presence {
@@ -19,7 +19,7 @@ impl Presence {
     }
 
     /// One more connection of `user` in `room`; true when the user just came online there.
-    pub fn arrive(&self, room: Id, user: Id) -> bool {
+    pub fn arrive(&self, room: RoomId, user: UserId) -> bool {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let count = rooms.entry(room).or_default().entry(user).or_insert(0);
         *count += 1;
@@ -27,7 +27,7 @@ impl Presence {
     }
 
     /// One connection fewer; true when the user just went offline there.
-    pub fn depart(&self, room: Id, user: Id) -> bool {
+    pub fn depart(&self, room: RoomId, user: UserId) -> bool {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let Some(users) = rooms.get_mut(&room) else {
             return false;
@@ -47,9 +47,9 @@ impl Presence {
     }
 
     /// The users online in `room`.
-    pub fn online(&self, room: Id) -> Vec<Id> {
+    pub fn online(&self, room: RoomId) -> Vec<UserId> {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        let mut users: Vec<Id> = rooms
+        let mut users: Vec<UserId> = rooms
             .get(&room)
             .map(|u| u.keys().copied().collect())
             .unwrap_or_default();

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::fanout::Event;
-use crate::model::Id;
+use crate::model::{RoomId, UserId};
 
 #[derive(Debug, Default)]
 struct Order {
@@ -24,7 +24,7 @@ struct Order {
 /// Per-room reordering of published messages.
 #[derive(Debug, Default)]
 pub struct Sequencer {
-    rooms: Mutex<HashMap<Id, Order>>,
+    rooms: Mutex<HashMap<RoomId, Order>>,
 }
 
 /// Most messages held for one room before they go out anyway.
@@ -38,7 +38,7 @@ impl Sequencer {
 
     /// Offer message `seq` of `room`. Returns the events to publish now, in
     /// order, and whether something is held (the caller flushes it later).
-    pub fn submit(&self, room: Id, seq: u64, event: Event) -> (Vec<Event>, bool) {
+    pub fn submit(&self, room: RoomId, seq: u64, event: Event) -> (Vec<Event>, bool) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let order = rooms.entry(room).or_default();
         let next = *order.next.get_or_insert(seq);
@@ -62,7 +62,7 @@ impl Sequencer {
     }
 
     /// Release everything held for `room`, in order, skipping the gaps.
-    pub fn flush(&self, room: Id) -> Vec<Event> {
+    pub fn flush(&self, room: RoomId) -> Vec<Event> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let Some(order) = rooms.get_mut(&room) else {
             return Vec::new();
@@ -94,10 +94,10 @@ mod tests {
     #[test]
     fn holds_a_message_until_its_predecessor_arrives() {
         let s = Sequencer::new();
-        assert_eq!(seqs(&s.submit(1, 1, ev(1)).0), vec![1]);
-        let (ready, held) = s.submit(1, 3, ev(3));
+        assert_eq!(seqs(&s.submit(RoomId(1), 1, ev(1)).0), vec![1]);
+        let (ready, held) = s.submit(RoomId(1), 3, ev(3));
         assert!(ready.is_empty() && held);
-        let (ready, held) = s.submit(1, 2, ev(2));
+        let (ready, held) = s.submit(RoomId(1), 2, ev(2));
         assert_eq!(seqs(&ready), vec![2, 3]);
         assert!(!held);
     }
@@ -105,12 +105,12 @@ mod tests {
     #[test]
     fn flush_releases_past_a_hole() {
         let s = Sequencer::new();
-        s.submit(7, 10, ev(10));
-        s.submit(7, 12, ev(12));
-        s.submit(7, 13, ev(13));
-        assert_eq!(seqs(&s.flush(7)), vec![12, 13]);
+        s.submit(RoomId(7), 10, ev(10));
+        s.submit(RoomId(7), 12, ev(12));
+        s.submit(RoomId(7), 13, ev(13));
+        assert_eq!(seqs(&s.flush(RoomId(7))), vec![12, 13]);
         // 11 shows up late: released at once, receivers de-duplicate.
-        assert_eq!(seqs(&s.submit(7, 11, ev(11)).0), vec![11]);
-        assert_eq!(seqs(&s.submit(7, 14, ev(14)).0), vec![14]);
+        assert_eq!(seqs(&s.submit(RoomId(7), 11, ev(11)).0), vec![11]);
+        assert_eq!(seqs(&s.submit(RoomId(7), 14, ev(14)).0), vec![14]);
     }
 }

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::types::{FromSql, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, ToSql};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::model::{Appended, Id, MemberRoom, NewMessage, Room, RoomKind, StoredMessage, User, UserKind};
+use crate::model::{Appended, MemberRoom, NewMessage, Room, RoomId, RoomKind, StoredMessage, User, UserId, UserKind};
 use crate::{Error, Store};
 
 /// How hard SQLite works to survive a power cut (PRAGMA synchronous).
@@ -49,6 +50,25 @@ impl From<rusqlite::Error> for Error {
         Error::storage(e)
     }
 }
+
+/// Ids are stored as SQLite integers.
+macro_rules! sql_id {
+    ($($id:ident),*) => {$(
+        impl ToSql for $id {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                self.0.to_sql()
+            }
+        }
+
+        impl FromSql for $id {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                i64::column_result(value).map($id)
+            }
+        }
+    )*};
+}
+
+sql_id!(UserId, RoomId);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users(
@@ -280,7 +300,7 @@ fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     })
 }
 
-fn room_by_id(conn: &Connection, id: Id) -> Result<Option<Room>, Error> {
+fn room_by_id(conn: &Connection, id: RoomId) -> Result<Option<Room>, Error> {
     let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = ?1");
     Ok(conn.prepare_cached(&sql)?.query_row([id], room_row).optional()?)
 }
@@ -295,7 +315,7 @@ fn insert_user(conn: &Connection, name: &str, kind: UserKind, hash: Option<&str>
         return Err(Error::Taken("user name"));
     }
     Ok(User {
-        id: conn.last_insert_rowid(),
+        id: UserId(conn.last_insert_rowid()),
         name: name.to_owned(),
         kind,
     })
@@ -305,12 +325,12 @@ fn insert_room(
     conn: &Connection,
     name: &str,
     kind: RoomKind,
-    owner: Id,
+    owner: UserId,
     direct_key: Option<&str>,
-) -> Result<Id, Error> {
+) -> Result<RoomId, Error> {
     conn.prepare_cached("INSERT INTO rooms(name, kind, owner, direct_key) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![name, kind.as_str(), owner, direct_key])?;
-    let id = conn.last_insert_rowid();
+    let id = RoomId(conn.last_insert_rowid());
     conn.prepare_cached("INSERT OR IGNORE INTO members(room, user) VALUES (?1, ?2)")?
         .execute(params![id, owner])?;
     Ok(id)
@@ -336,7 +356,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn user(&self, id: Id) -> Result<Option<User>, Error> {
+    async fn user(&self, id: UserId) -> Result<Option<User>, Error> {
         self.read(move |c| {
             Ok(c.prepare_cached("SELECT id, name, kind FROM users WHERE id = ?1")?
                 .query_row([id], user_row)
@@ -361,7 +381,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_room(&self, name: &str, kind: RoomKind, owner: Id) -> Result<Room, Error> {
+    async fn create_room(&self, name: &str, kind: RoomKind, owner: UserId) -> Result<Room, Error> {
         let name = name.to_owned();
         self.write(move |c| {
             let id = insert_room(c, &name, kind, owner, None)?;
@@ -370,7 +390,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn room(&self, id: Id) -> Result<Option<Room>, Error> {
+    async fn room(&self, id: RoomId) -> Result<Option<Room>, Error> {
         self.read(move |c| room_by_id(c, id)).await
     }
 
@@ -391,7 +411,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn rooms_of(&self, user: Id) -> Result<Vec<MemberRoom>, Error> {
+    async fn rooms_of(&self, user: UserId) -> Result<Vec<MemberRoom>, Error> {
         self.read(move |c| {
             let sql = format!(
                 "SELECT {ROOM_COLUMNS}, m.last_read FROM members m JOIN rooms r ON r.id = m.room \
@@ -409,7 +429,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_member(&self, room: Id, user: Id) -> Result<bool, Error> {
+    async fn add_member(&self, room: RoomId, user: UserId) -> Result<bool, Error> {
         self.write(move |c| {
             if room_by_id(c, room)?.is_none() {
                 return Err(Error::NotFound("room"));
@@ -423,7 +443,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn remove_member(&self, room: Id, user: Id) -> Result<bool, Error> {
+    async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, Error> {
         self.write(move |c| {
             Ok(c.prepare_cached("DELETE FROM members WHERE room = ?1 AND user = ?2")?
                 .execute(params![room, user])?
@@ -432,7 +452,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn is_member(&self, room: Id, user: Id) -> Result<bool, Error> {
+    async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, Error> {
         self.read(move |c| {
             Ok(c.prepare_cached("SELECT 1 FROM members WHERE room = ?1 AND user = ?2")?
                 .query_row(params![room, user], |_| Ok(()))
@@ -442,7 +462,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn members(&self, room: Id) -> Result<Vec<User>, Error> {
+    async fn members(&self, room: RoomId) -> Result<Vec<User>, Error> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT u.id, u.name, u.kind FROM members m JOIN users u ON u.id = m.user WHERE m.room = ?1 ORDER BY u.name",
@@ -459,7 +479,7 @@ impl Store for SqliteStore {
         let name = format!("{} & {}", lo.name, hi.name);
         let (a_id, b_id) = (a.id, b.id);
         self.write(move |c| {
-            let existing: Option<Id> = c
+            let existing: Option<RoomId> = c
                 .prepare_cached("SELECT id FROM rooms WHERE direct_key = ?1")?
                 .query_row([&key], |r| r.get(0))
                 .optional()?;
@@ -518,7 +538,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn history(&self, room: Id, before: Option<u64>, limit: u32) -> Result<Vec<StoredMessage>, Error> {
+    async fn history(&self, room: RoomId, before: Option<u64>, limit: u32) -> Result<Vec<StoredMessage>, Error> {
         let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
         self.read(move |c| {
             let sql = format!(
@@ -534,7 +554,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn since(&self, room: Id, after: u64, limit: u32) -> Result<Vec<StoredMessage>, Error> {
+    async fn since(&self, room: RoomId, after: u64, limit: u32) -> Result<Vec<StoredMessage>, Error> {
         let after = after.min(i64::MAX as u64) as i64;
         self.read(move |c| {
             let sql = format!(
@@ -548,7 +568,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_read(&self, room: Id, user: Id, seq: u64) -> Result<u64, Error> {
+    async fn set_read(&self, room: RoomId, user: UserId, seq: u64) -> Result<u64, Error> {
         let seq = seq.min(i64::MAX as u64) as i64;
         self.write(move |c| {
             let value: Option<i64> = c

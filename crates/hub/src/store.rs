@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::model::{Appended, Id, MemberRoom, NewMessage, Room, RoomKind, StoredMessage, User, UserKind};
+use crate::model::{Appended, MemberRoom, NewMessage, Room, RoomId, RoomKind, StoredMessage, User, UserId, UserKind};
 use crate::Error;
 
 /// Durable state behind the chat handlers.
@@ -17,38 +17,38 @@ pub trait Store: Send + Sync + 'static {
     /// A user and their password hash, by name.
     async fn user_by_name(&self, name: &str) -> Result<Option<(User, Option<String>)>, Error>;
     /// A user by id.
-    async fn user(&self, id: Id) -> Result<Option<User>, Error>;
+    async fn user(&self, id: UserId) -> Result<Option<User>, Error>;
     /// The user for an external subject, created on first sight.
     async fn external_user(&self, subject: &str) -> Result<User, Error>;
 
     /// Create a room owned (and joined) by `owner`.
-    async fn create_room(&self, name: &str, kind: RoomKind, owner: Id) -> Result<Room, Error>;
+    async fn create_room(&self, name: &str, kind: RoomKind, owner: UserId) -> Result<Room, Error>;
     /// A room by id.
-    async fn room(&self, id: Id) -> Result<Option<Room>, Error>;
+    async fn room(&self, id: RoomId) -> Result<Option<Room>, Error>;
     /// Public rooms whose name contains `query` (all when empty), most active first.
     async fn search_public(&self, query: &str, limit: u32) -> Result<Vec<Room>, Error>;
     /// The rooms `user` belongs to, with what they have read.
-    async fn rooms_of(&self, user: Id) -> Result<Vec<MemberRoom>, Error>;
+    async fn rooms_of(&self, user: UserId) -> Result<Vec<MemberRoom>, Error>;
     /// Add a member; false when they already were one.
-    async fn add_member(&self, room: Id, user: Id) -> Result<bool, Error>;
+    async fn add_member(&self, room: RoomId, user: UserId) -> Result<bool, Error>;
     /// Remove a member; false when they were not one.
-    async fn remove_member(&self, room: Id, user: Id) -> Result<bool, Error>;
+    async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, Error>;
     /// Whether `user` belongs to `room`.
-    async fn is_member(&self, room: Id, user: Id) -> Result<bool, Error>;
+    async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, Error>;
     /// The members of a room.
-    async fn members(&self, room: Id) -> Result<Vec<User>, Error>;
+    async fn members(&self, room: RoomId) -> Result<Vec<User>, Error>;
     /// The direct room between two users, created (with both as members) on first use.
     async fn direct_room(&self, a: &User, b: &User) -> Result<Room, Error>;
 
     /// Append a message durably (see the trait docs).
     async fn append(&self, message: NewMessage) -> Result<Appended, Error>;
     /// Up to `limit` messages before `before` (or the newest), oldest first.
-    async fn history(&self, room: Id, before: Option<u64>, limit: u32) -> Result<Vec<StoredMessage>, Error>;
+    async fn history(&self, room: RoomId, before: Option<u64>, limit: u32) -> Result<Vec<StoredMessage>, Error>;
     /// Up to `limit` messages after `after`, oldest first: the resume query.
-    async fn since(&self, room: Id, after: u64, limit: u32) -> Result<Vec<StoredMessage>, Error>;
+    async fn since(&self, room: RoomId, after: u64, limit: u32) -> Result<Vec<StoredMessage>, Error>;
     /// Record that `user` has read `room` up to `seq` (never moves backwards);
     /// returns the recorded value.
-    async fn set_read(&self, room: Id, user: Id, seq: u64) -> Result<u64, Error>;
+    async fn set_read(&self, room: RoomId, user: UserId, seq: u64) -> Result<u64, Error>;
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), Error>;
 }

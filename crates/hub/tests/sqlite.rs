@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use volley_hub::{Appended, NewMessage, RoomKind, SqliteStore, Store, Synchronous, UserKind};
+use volley_hub::{Appended, NewMessage, RoomId, RoomKind, SqliteStore, Store, Synchronous, UserId, UserKind};
 
-fn message(room: i64, user: i64, id: &str) -> NewMessage {
+fn message(room: RoomId, user: UserId, id: &str) -> NewMessage {
     NewMessage {
         room,
         user,

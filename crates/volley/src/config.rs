@@ -90,7 +90,6 @@ pub struct ServeArgs {
     pub(crate) game_world_size: Option<f32>,
 }
 
-
 /// Everything `volley serve` runs with.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct ServeConfig {

@@ -20,9 +20,6 @@
 //! - [`handshake`]: the HTTP/1.1 opening handshake (section 4) for servers and
 //!   clients, parsed with `httparse`.
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
 pub mod close;
 pub mod connection;
 pub mod deflate;

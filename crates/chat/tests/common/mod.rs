@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::ServerMsg;
-use volley_chat::{ChatConfig, Server};
+use volley_chat::{ChatConfig, RoomId, Server};
 
 pub struct Running {
     pub addr: SocketAddr,
@@ -103,7 +103,7 @@ pub async fn expect<T>(client: &mut ChatClient, what: &str, mut pick: impl FnMut
 }
 
 /// Create a public room over the WebSocket and return its id.
-pub async fn create_room(client: &mut ChatClient, name: &str) -> i64 {
+pub async fn create_room(client: &mut ChatClient, name: &str) -> RoomId {
     client
         .send_json(&serde_json::json!({ "type": "create_room", "name": name }))
         .await
@@ -115,7 +115,7 @@ pub async fn create_room(client: &mut ChatClient, name: &str) -> i64 {
     .await
 }
 
-pub async fn join(client: &mut ChatClient, room: i64) {
+pub async fn join(client: &mut ChatClient, room: RoomId) {
     client
         .send_json(&serde_json::json!({ "type": "join", "room": room }))
         .await

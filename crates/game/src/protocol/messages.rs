@@ -157,12 +157,24 @@ impl ErrorCode {
     }
 }
 
+/// A match's (room's) id on its node: numbered from 1, never reused while
+/// the node runs. Its own type so it cannot be confused with a player id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MatchId(pub u32);
+
+impl std::fmt::Display for MatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// What `Welcome` tells a client about itself and its room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Welcome {
     /// 0 for a spectator.
     pub player: u32,
-    pub room: u32,
+    /// The match the player was seated in.
+    pub room: MatchId,
     /// Present this to take the cell back after a reconnect.
     pub token: [u8; 16],
     pub tick_hz: u8,
@@ -199,7 +211,7 @@ impl ServerMsg {
             ServerMsg::Welcome(wl) => {
                 w.u8(kind::WELCOME);
                 w.u32(wl.player);
-                w.u32(wl.room);
+                w.u32(wl.room.0);
                 w.bytes(&wl.token);
                 w.u8(wl.tick_hz);
                 w.u16(wl.world_size);
@@ -241,7 +253,7 @@ impl ServerMsg {
         let msg = match r.u8().map_err(|_| DecodeError::Empty)? {
             kind::WELCOME => {
                 let player = r.u32()?;
-                let room = r.u32()?;
+                let room = MatchId(r.u32()?);
                 let mut token = [0u8; 16];
                 token.copy_from_slice(r.take(16)?);
                 let tick_hz = r.u8()?;

@@ -11,7 +11,8 @@ mod snapshot;
 
 pub use codec::{Reader, Writer};
 pub use messages::{
-    ClientMsg, ErrorCode, Join, PlayerEntry, ServerMsg, Welcome, INPUT_FLAG_EJECT, INPUT_FLAG_SPLIT, MAX_NAME_BYTES,
+    ClientMsg, ErrorCode, Join, MatchId, PlayerEntry, ServerMsg, Welcome, INPUT_FLAG_EJECT, INPUT_FLAG_SPLIT,
+    MAX_NAME_BYTES,
 };
 pub use snapshot::{apply, encode_snapshot, EntityState, Header, Kind, Snapshot, Update, POSITION_SCALE};
 
