@@ -176,10 +176,12 @@ impl Room {
             closed: AtomicBool::new(false),
             sent_bytes: AtomicU64::new(0),
         });
+        let world = World::new(config.rules(), seed);
         let mut room = Room {
             shared: shared.clone(),
             closer,
-            world: World::new(config.rules(), seed),
+            empty_since: Some(world.tick()),
+            world,
             config,
             commands: rx,
             viewers: BTreeMap::new(),
@@ -189,7 +191,6 @@ impl Room {
             roster_tx: watch::channel(Bytes::new()).0,
             board_tx: watch::channel(Bytes::new()).0,
             roster_dirty: true,
-            empty_since: Some(0),
             scratch: Vec::new(),
             frame: Vec::new(),
             reported: Reported::default(),
@@ -639,5 +640,246 @@ impl TickBench {
 
     pub fn world(&self) -> &World {
         &self.room.world
+    }
+}
+
+/// The room driven tick by tick, as its simulation thread drives it, with
+/// no sockets, threads or clock: commands go in through its queue, answers
+/// come back on the oneshot and the latest-wins slots.
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::protocol::Snapshot;
+
+    /// Counts close requests and allows them.
+    #[derive(Default)]
+    struct Closes(AtomicUsize);
+
+    impl Closer for Closes {
+        fn close_if_empty(&self, room: &Arc<Shared>) -> bool {
+            self.0.fetch_add(1, Ordering::AcqRel);
+            room.closed.store(true, Ordering::Release);
+            true
+        }
+    }
+
+    fn config() -> GameConfig {
+        GameConfig {
+            tick_hz: 10,
+            bots_per_room: 0,
+            pellets: 50,
+            world_size: 1000.0,
+            reconnect_grace_secs: 2,
+            empty_room_secs: 3,
+            ..GameConfig::default()
+        }
+    }
+
+    fn room(config: GameConfig) -> (Room, Arc<Shared>, Arc<Closes>) {
+        let closes = Arc::new(Closes::default());
+        let (room, shared) = Room::new(MatchId(1), 7, Arc::new(config), closes.clone());
+        (room, shared, closes)
+    }
+
+    /// Seat someone the way the lobby does (reserve a place, send the join,
+    /// wait for the tick that answers it).
+    fn join(room: &mut Room, shared: &Shared, name: &str, resume: Option<[u8; 16]>) -> Result<Joined, ErrorCode> {
+        if resume.is_none() {
+            shared.humans.fetch_add(1, Ordering::AcqRel);
+        }
+        let (reply, mut answer) = oneshot::channel();
+        let join = Join {
+            name: name.into(),
+            spectate: false,
+            resume,
+        };
+        let token = [name.len() as u8; 16];
+        shared.commands.try_send(Command::Join { join, token, reply }).unwrap();
+        room.tick().unwrap();
+        answer.try_recv().unwrap()
+    }
+
+    fn input(shared: &Shared, key: Key, seq: u32, ack: u32, target: (i16, i16)) {
+        let command = Command::Input {
+            key,
+            seq,
+            ack,
+            target,
+            buttons: 0,
+        };
+        shared.commands.try_send(command).unwrap();
+    }
+
+    fn latest(joined: &Joined) -> Snapshot {
+        let slot = joined.snapshots.borrow();
+        let (_, frame) = slot.as_ref().expect("a snapshot was published");
+        Snapshot::decode(frame).unwrap()
+    }
+
+    #[test]
+    fn a_join_is_answered_by_the_next_tick_with_a_full_snapshot() {
+        let (mut room, shared, _) = room(config());
+        let joined = join(&mut room, &shared, "ann", None).unwrap();
+        assert_ne!(joined.welcome.player, 0);
+        assert_eq!(joined.welcome.room, MatchId(1));
+        assert_eq!(joined.welcome.tick_hz, 10);
+        assert!(!joined.welcome.resumed && !joined.welcome.spectator);
+        let snapshot = latest(&joined);
+        assert_eq!(snapshot.header.baseline, 0, "the first snapshot is full");
+        assert!(snapshot.header.alive);
+        assert!(!snapshot.created.is_empty(), "the player sees at least its own cell");
+    }
+
+    #[test]
+    fn an_acknowledged_snapshot_becomes_the_next_baseline() {
+        let (mut room, shared, _) = room(config());
+        let joined = join(&mut room, &shared, "ann", None).unwrap();
+        let first = latest(&joined).header.tick;
+        input(&shared, joined.key, 1, first, (0, 0));
+        room.tick().unwrap();
+        let next = latest(&joined);
+        assert_eq!(
+            next.header.baseline, first,
+            "a delta against what the client acknowledged"
+        );
+        // An acknowledgement of a tick not yet sent is ignored: no baseline
+        // the client cannot have.
+        input(&shared, joined.key, 2, next.header.tick + 100, (0, 0));
+        room.tick().unwrap();
+        assert_eq!(latest(&joined).header.baseline, first);
+    }
+
+    #[test]
+    fn steering_moves_the_cell_toward_the_target() {
+        let (mut room, shared, _) = room(config());
+        let joined = join(&mut room, &shared, "ann", None).unwrap();
+        let player = joined.welcome.player;
+        let start = room.world.player(player).unwrap().center;
+        // Toward the middle of the world, whichever side the cell spawned on.
+        let toward = if start.x < 500.0 { 200 } else { -200 };
+        input(&shared, joined.key, 1, 0, (toward, 0));
+        for _ in 0..10 {
+            room.tick().unwrap();
+        }
+        let now = room.world.player(player).unwrap().center;
+        assert!((now.x - start.x) * f32::from(toward) > 0.0, "{start:?} -> {now:?}");
+        assert_eq!(
+            latest(&joined).header.input_seq,
+            1,
+            "the snapshot names the input applied"
+        );
+    }
+
+    #[test]
+    fn stale_excess_and_forged_inputs_are_dropped() {
+        let (mut room, shared, _) = room(config());
+        let joined = join(&mut room, &shared, "ann", None).unwrap();
+        let key = joined.key;
+        for seq in 1..=6 {
+            input(&shared, key, seq, 0, (10, 0));
+        }
+        room.tick().unwrap();
+        assert_eq!(
+            room.viewers[&key].last_seq, MAX_INPUTS_PER_TICK,
+            "at most four inputs a tick"
+        );
+        input(&shared, key, 2, 0, (10, 0));
+        room.tick().unwrap();
+        assert_eq!(room.viewers[&key].last_seq, 4, "an older sequence number is stale");
+        input(&shared, key, 9, 0, (i16::MAX, i16::MAX));
+        room.tick().unwrap();
+        assert_eq!(room.viewers[&key].last_seq, 4, "a pointer beyond any view is forged");
+        input(&shared, key, 9, 0, (100, 100));
+        room.tick().unwrap();
+        assert_eq!(room.viewers[&key].last_seq, 9);
+    }
+
+    #[test]
+    fn a_detached_player_keeps_its_seat_for_the_grace_then_leaves() {
+        let (mut room, shared, _) = room(config());
+        let joined = join(&mut room, &shared, "ann", None).unwrap();
+        let player = joined.welcome.player;
+        let command = Command::Detach {
+            key: joined.key,
+            attach: joined.attach,
+        };
+        shared.commands.try_send(command).unwrap();
+        // Grace: 2 s at 10 Hz, counted in ticks.
+        for _ in 0..19 {
+            room.tick().unwrap();
+        }
+        assert!(room.world.player(player).is_some(), "cells stay during the grace");
+        assert_eq!(shared.humans.load(Ordering::Acquire), 1);
+        room.tick().unwrap();
+        room.tick().unwrap();
+        assert!(room.world.player(player).is_none(), "gone after the grace");
+        assert_eq!(shared.humans.load(Ordering::Acquire), 0, "the place is free again");
+    }
+
+    #[test]
+    fn the_token_takes_the_seat_back_and_a_wrong_one_is_refused() {
+        let (mut room, shared, _) = room(config());
+        let first = join(&mut room, &shared, "ann", None).unwrap();
+        let command = Command::Detach {
+            key: first.key,
+            attach: first.attach,
+        };
+        shared.commands.try_send(command).unwrap();
+        room.tick().unwrap();
+        let again = join(&mut room, &shared, "ann", Some(first.welcome.token)).unwrap();
+        assert!(again.welcome.resumed);
+        assert_eq!(again.welcome.player, first.welcome.player, "same cell, same score");
+        assert_eq!(again.key, first.key);
+        assert_eq!(again.attach, first.attach + 1);
+        // The old connection's late detach must not evict the new one.
+        let stale = Command::Detach {
+            key: first.key,
+            attach: first.attach,
+        };
+        shared.commands.try_send(stale).unwrap();
+        room.tick().unwrap();
+        assert!(room.viewers[&first.key].detached_at.is_none());
+        let forged = join(&mut room, &shared, "ann", Some([9; 16]));
+        assert_eq!(forged.err(), Some(ErrorCode::ResumeExpired));
+    }
+
+    #[test]
+    fn an_empty_room_closes_after_its_wait_counted_in_ticks() {
+        let (mut room, _shared, closes) = room(config());
+        // 3 s at 10 Hz: 30 ticks from the room's opening.
+        for _ in 0..29 {
+            assert!(room.tick().is_some());
+        }
+        assert_eq!(closes.0.load(Ordering::Acquire), 0);
+        assert!(room.tick().is_none(), "closed on the 30th tick");
+        assert_eq!(closes.0.load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn a_room_with_someone_in_it_stays_open() {
+        let (mut room, shared, closes) = room(config());
+        let _joined = join(&mut room, &shared, "ann", None).unwrap();
+        for _ in 0..100 {
+            assert!(room.tick().is_some());
+        }
+        assert_eq!(closes.0.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn bots_fill_the_free_places_and_make_way_for_people() {
+        let mut config = config();
+        config.bots_per_room = 3;
+        config.room_capacity = 4;
+        let (mut room, shared, _) = room(config);
+        assert_eq!(room.bots.len(), 3);
+        let _a = join(&mut room, &shared, "ann", None).unwrap();
+        let _b = join(&mut room, &shared, "bob", None).unwrap();
+        // Bots are rebalanced once a second (every tick_hz ticks).
+        for _ in 0..10 {
+            room.tick().unwrap();
+        }
+        assert_eq!(room.bots.len(), 2, "four places, two people: two bots");
     }
 }

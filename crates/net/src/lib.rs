@@ -24,6 +24,9 @@ mod stream;
 pub mod tls;
 mod upgrade;
 
+#[cfg(test)]
+mod timers_test;
+
 pub use client::{connect, Connector};
 pub use config::Config;
 pub use error::Error;

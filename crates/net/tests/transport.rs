@@ -223,31 +223,6 @@ async fn client_reports_non_101_with_status_and_body() {
 }
 
 #[tokio::test]
-async fn stalled_handshake_times_out() {
-    let acceptor = Acceptor::new(Config {
-        handshake_timeout: Duration::from_millis(300),
-        ..Config::default()
-    });
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let addr = server_with(acceptor, |r| async move {
-        tx.send(matches!(r, Err(Error::Timeout("handshake")))).ok();
-    })
-    .await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap(); // and then nothing
-    assert!(timeout(Duration::from_secs(3), rx).await.unwrap().unwrap());
-    let mut rest = Vec::new();
-    // The server dropped the connection.
-    assert_eq!(
-        timeout(Duration::from_secs(3), s.read_to_end(&mut rest))
-            .await
-            .unwrap()
-            .unwrap(),
-        0
-    );
-}
-
-#[tokio::test]
 async fn protocol_errors_close_with_the_right_code_and_others_keep_working() {
     let addr = echo_server(Acceptor::default()).await;
     let mut healthy = volley_net::connect(&format!("ws://{addr}")).await.unwrap();
@@ -293,73 +268,6 @@ async fn frames_pipelined_with_the_handshake_are_not_lost() {
     let head_end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(&response[head_end..head_end + 7], b"\x81\x05early");
     assert_eq!(close_code_after_handshake(&response), Some(1000));
-}
-
-#[tokio::test]
-async fn keepalive_drops_a_peer_that_never_answers() {
-    let acceptor = Acceptor::new(Config {
-        ping_interval: Some(Duration::from_millis(100)),
-        pong_timeout: Duration::from_millis(200),
-        ..Config::default()
-    });
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let addr = server_with(acceptor, |ws| async move {
-        let mut ws = ws.unwrap();
-        tx.send(ws.recv().await).ok();
-    })
-    .await;
-    // A client that completes the handshake, then reads nothing and says nothing.
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(UPGRADE.as_bytes()).await.unwrap();
-    let result = timeout(Duration::from_secs(3), rx).await.unwrap().unwrap();
-    assert!(matches!(result, Err(Error::Timeout("keepalive"))), "{result:?}");
-    // Our ping is what it got.
-    let mut buf = vec![0u8; 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    let head_end = buf[..n].windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert_eq!(buf[head_end], 0x89);
-}
-
-#[tokio::test]
-async fn keepalive_keeps_a_responsive_peer() {
-    let fast = Config {
-        ping_interval: Some(Duration::from_millis(50)),
-        pong_timeout: Duration::from_millis(150),
-        ..Config::default()
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let addr = server_with(Acceptor::new(fast.clone()), |ws| async move {
-        let mut ws = ws.unwrap();
-        tx.send(ws.recv().await.map(|m| m.map(|m| m.len()))).ok();
-    })
-    .await;
-    let mut client = Connector::new(Config {
-        ping_interval: None,
-        ..Config::default()
-    })
-    .connect(&format!("ws://{addr}"))
-    .await
-    .unwrap();
-    // The client answers pings while it waits in recv; after many ping
-    // intervals the server has not dropped it.
-    let waited = timeout(Duration::from_millis(800), client.recv()).await;
-    assert!(waited.is_err(), "server should not have closed: {waited:?}");
-    client.send("alive").await.unwrap();
-    assert_eq!(rx.await.unwrap().unwrap(), Some(5));
-}
-
-#[tokio::test]
-async fn idle_timeout_closes_with_1001() {
-    let acceptor = Acceptor::new(Config {
-        idle_timeout: Some(Duration::from_millis(200)),
-        ..Config::default()
-    });
-    let addr = echo_server(acceptor).await;
-    let mut ws = volley_net::connect(&format!("ws://{addr}")).await.unwrap();
-    let started = Instant::now();
-    assert_eq!(timeout(Duration::from_secs(3), ws.recv()).await.unwrap().unwrap(), None);
-    assert!(started.elapsed() >= Duration::from_millis(200));
-    assert_eq!(ws.peer_close().map(|f| f.code), Some(CloseCode::GOING_AWAY));
 }
 
 #[tokio::test]
