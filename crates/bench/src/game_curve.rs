@@ -15,15 +15,21 @@ use crate::Error;
 /// One player count's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CurvePoint {
+    /// Server bots in the room, each with a viewer that gets a snapshot every tick.
     pub players: usize,
+    /// Median tick time (simulation plus snapshot encoding), in milliseconds.
     pub tick_p50_ms: f64,
+    /// 99th-percentile tick time in milliseconds: the figure plotted against the tick budget.
     pub tick_p99_ms: f64,
+    /// 99th-percentile time of the simulation step alone, in milliseconds.
     pub sim_p99_ms: f64,
+    /// 99th-percentile time to build and encode every viewer's snapshot, in milliseconds.
     pub encode_p99_ms: f64,
     /// Snapshot bytes per player per second.
     pub bytes_per_player_per_s: f64,
     /// Ticks longer than the tick period.
     pub overruns: usize,
+    /// Ticks measured, after a one-second warm-up that is not counted.
     pub ticks: usize,
 }
 

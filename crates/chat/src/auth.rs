@@ -8,7 +8,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use volley_hub::{RoomId, User, UserId, UserKind};
+use volley_hub::{User, UserId, UserKind};
 
 use crate::config::{ChatConfig, JwtAlgorithm};
 use crate::Error;

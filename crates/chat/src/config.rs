@@ -149,13 +149,14 @@ impl ChatConfig {
         if self.outbound_queue == 0 {
             return bad("outbound_queue", 0, "at least 1");
         }
-        if !(self.messages_per_sec > 0.0) {
+        // Written so that NaN (which compares false either way) is refused too.
+        if self.messages_per_sec.is_nan() || self.messages_per_sec <= 0.0 {
             return bad("messages_per_sec", self.messages_per_sec, "more than 0");
         }
-        if !(self.message_burst >= 1.0) {
+        if self.message_burst.is_nan() || self.message_burst < 1.0 {
             return bad("message_burst", self.message_burst, "at least 1");
         }
-        if !(self.account_attempts_per_sec >= 0.0) {
+        if self.account_attempts_per_sec.is_nan() || self.account_attempts_per_sec < 0.0 {
             return bad(
                 "account_attempts_per_sec",
                 self.account_attempts_per_sec,

@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
-use volley_hub::{RoomId, User, UserId};
+use volley_hub::{RoomId, User};
 use volley_net::assets::{self, Asset};
 use volley_net::{Acceptor, Refused, UpgradeState, WebSocketUpgrade};
 

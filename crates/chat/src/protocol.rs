@@ -17,6 +17,7 @@ use crate::refusal::Refusal;
 pub enum ClientMsg {
     /// First frame of every connection (unless the upgrade carried a bearer token).
     Auth {
+        /// A JWT from `/api/login`, `/api/register`, `/api/guest` or a trusted issuer; wins over `guest`.
         #[serde(default)]
         token: Option<String>,
         /// A guest name, when guests are allowed and no token is given.
@@ -25,53 +26,78 @@ pub enum ClientMsg {
         /// Last sequence number seen per room id (JSON object keys are strings).
         #[serde(default)]
         resume: HashMap<String, u64>,
+        /// Echoed as `ref` on the reply and on any `error` for this request, to match them up.
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
     },
     /// Post a message; `id` is the client's idempotency key.
     Send {
+        /// Must be a room the sender is a member of, else `not_found`.
         room: RoomId,
+        /// 1-64 chars chosen by the client; re-sending it to the same room stores nothing new.
         id: String,
+        /// The message body, at most `max_text_bytes` bytes (else `too_large`).
         text: String,
+        /// Echoed as `ref` on the reply and on any `error` for this request, to match them up.
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
     },
     /// A page of history before `before` (or the newest).
     History {
+        /// The room to read; members only.
         room: RoomId,
+        /// Only messages with a smaller `seq`; `None` for the newest page.
         #[serde(default)]
         before: Option<u64>,
+        /// Page size, clamped to 1-200; 50 when absent.
         #[serde(default)]
         limit: Option<u32>,
+        /// Echoed as `ref` on the reply and on any `error` for this request, to match them up.
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
     },
     /// Join a public room.
     Join {
+        /// A public room; private and direct rooms need an invitation.
         room: RoomId,
+        /// Echoed as `ref` on the reply and on any `error` for this request, to match them up.
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
     },
     /// Leave a room.
     Leave {
+        /// The room to leave; every connection of the user gets `room_left`.
         room: RoomId,
+        /// Echoed as `ref` on the reply and on any `error` for this request, to match them up.
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
     },
     /// Create a room (public unless `private`).
     CreateRoom {
+        /// 1-64 printable characters; the creator becomes its owner.
         name: String,
+        /// Unlisted, members added by the owner; `false` (public) when absent.
         #[serde(default)]
         private: bool,
+        /// Echoed as `ref` on the reply and on any `error` for this request, to match them up.
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
     },
     /// The sender is typing in `room`.
-    Typing { room: RoomId },
+    Typing {
+        /// Gets a `typing` frame at most once per `typing_interval_ms` per user.
+        room: RoomId,
+    },
     /// The sender has read `room` up to `seq`.
-    Read { room: RoomId, seq: u64 },
+    Read {
+        /// The room the receipt is for; its members get a `receipt`.
+        room: RoomId,
+        /// The highest seq read; clamped to the last message, and never moves a receipt backwards.
+        seq: u64,
+    },
     /// Application-level round trip (latency display, liveness through proxies).
     Ping {
+        /// Echoed as `ref` on the reply and on any `error` for this request, to match them up.
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
     },
@@ -116,8 +142,11 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, Refusal> {
 /// A user as clients see them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UserView {
+    /// Stable for the account's lifetime; what `owner`, `user` and `online` fields refer to.
     pub id: UserId,
+    /// Unique display name (guests may get a suffix if theirs was taken).
     pub name: String,
+    /// A guest account: token-only, no password to log in again with.
     pub guest: bool,
 }
 
@@ -134,15 +163,22 @@ impl From<&User> for UserView {
 /// A room as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RoomView {
+    /// The id every room-scoped frame and API path uses.
     pub id: RoomId,
+    /// 1-64 printable characters; for public rooms, what `/api/rooms?q=` searches.
     pub name: String,
+    /// `"public"`, `"private"` or `"direct"`: who may see and join it.
     pub kind: String,
+    /// The creator; only they may remove members or invite to a private room.
     pub owner: UserId,
+    /// Seq of the newest message, 0 for an empty room: a client behind it has messages to fetch.
     pub last_seq: u64,
+    /// How many users belong to the room.
     pub members: u64,
     /// Present for the reader's own rooms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_read: Option<u64>,
+    /// `last_seq - last_read` on connect, for the reader's own rooms; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unread: Option<u64>,
     /// Users online in the room, in the `ready` frame and `room_joined`.
@@ -179,12 +215,19 @@ impl From<&MemberRoom> for RoomView {
 /// A stored message as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MessageView {
+    /// The room it was posted in.
     pub room: RoomId,
+    /// Its place in the room: 1, 2, 3... with no gaps; ignore a message at or below the last seen.
     pub seq: u64,
+    /// The sender's idempotency key from `send`, to match it with unacked local messages.
     pub id: String,
+    /// The sender.
     pub user: UserId,
+    /// The sender's name, so clients need no user lookup to display it.
     pub name: String,
+    /// The body, at most `max_text_bytes` bytes.
     pub text: String,
+    /// When the server stored it, in milliseconds since the Unix epoch (node clock).
     pub ts: i64,
 }
 
@@ -205,15 +248,20 @@ impl From<&StoredMessage> for MessageView {
 /// One user's membership change in a `members` frame.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MemberChange {
+    /// Who joined or left.
     pub user: UserView,
+    /// The net change over the batch: `true` joined, `false` left or was removed.
     pub joined: bool,
 }
 
 /// One user's presence change in a `presence` frame.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PresenceChange {
+    /// Whose presence changed.
     pub user: UserId,
+    /// Their name, so clients need not look the id up.
     pub name: String,
+    /// `true` once any of their connections is up, `false` when the last one closed.
     pub online: bool,
 }
 
@@ -223,7 +271,9 @@ pub struct PresenceChange {
 pub enum ServerMsg {
     /// Authenticated; the user's rooms with unread counts and who is online.
     Ready {
+        /// The authenticated user.
         user: UserView,
+        /// Every room the user belongs to, with `last_read`, `unread` and `online`.
         rooms: Vec<RoomView>,
         /// A token for reconnecting, when the connection authenticated as a new guest.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,60 +283,109 @@ pub enum ServerMsg {
     Message(MessageView),
     /// The sender's message is durable under `seq`.
     Ack {
+        /// The request's `ref`, echoed so the client can match the reply; omitted when it had none.
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
+        /// The room the message went to.
         room: RoomId,
+        /// The seq it is stored under (the original one for a duplicate).
         seq: u64,
+        /// The client's idempotency key from `send`.
         id: String,
+        /// Storage time in milliseconds since the Unix epoch.
         ts: i64,
+        /// The id had already been stored: nothing new was stored or published.
         duplicate: bool,
     },
     /// Replay for `room` is complete up to `seq`; live traffic follows.
-    CaughtUp { room: RoomId, seq: u64 },
+    CaughtUp {
+        /// A room named in the auth frame's `resume`.
+        room: RoomId,
+        /// The last seq replayed; live messages continue after it.
+        seq: u64,
+    },
     /// A page of history, oldest first; `more` when older messages exist.
     History {
+        /// The request's `ref`, echoed so the client can match the reply; omitted when it had none.
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
+        /// The room the page is from.
         room: RoomId,
+        /// At most `limit` messages, oldest first.
         messages: Vec<MessageView>,
+        /// Older messages exist: ask again with `before` set to the first seq.
         more: bool,
     },
     /// The reader became a member of a room (joined, created, invited, direct).
-    RoomJoined { room: RoomView },
+    RoomJoined {
+        /// The room, with `online` filled in; sent to all of the user's connections.
+        room: RoomView,
+    },
     /// The reader is no longer a member of a room (left or removed).
-    RoomLeft { room: RoomId },
+    RoomLeft {
+        /// The room; no more of its traffic follows on this connection.
+        room: RoomId,
+    },
     /// Members joined or left a room (batched: one frame per room per
     /// batching interval, the net change per user).
-    Members { room: RoomId, changes: Vec<MemberChange> },
+    Members {
+        /// The room whose membership changed.
+        room: RoomId,
+        /// One entry per user whose membership changed in the batch.
+        changes: Vec<MemberChange>,
+    },
     /// Members came online or went offline in a room (batched likewise).
-    Presence { room: RoomId, changes: Vec<PresenceChange> },
+    Presence {
+        /// The room the users belong to.
+        room: RoomId,
+        /// One entry per user whose presence changed in the batch.
+        changes: Vec<PresenceChange>,
+    },
     /// A member is typing; show it for `ttl_ms` unless renewed.
     Typing {
+        /// Where they are typing.
         room: RoomId,
+        /// Who is typing.
         user: UserId,
+        /// Their name, for display.
         name: String,
+        /// How long to show the indicator, in milliseconds; it expires by itself.
         ttl_ms: u64,
     },
     /// A member has read a room up to `seq`.
-    Receipt { room: RoomId, user: UserId, seq: u64 },
+    Receipt {
+        /// The room read.
+        room: RoomId,
+        /// The reader.
+        user: UserId,
+        /// Their read mark: never moves backwards, clamped to the room's last message.
+        seq: u64,
+    },
     /// A `join`, `leave` or `create_room` request succeeded (the membership
     /// change itself arrives as `room_joined` / `room_left`).
     Ok {
+        /// The request's `ref`, echoed so the client can match the reply; omitted when it had none.
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
+        /// The room joined or left, or the id of the room just created.
         room: RoomId,
     },
     /// Answer to `ping`.
     Pong {
+        /// The request's `ref`, echoed so the client can match the reply; omitted when it had none.
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
     },
     /// A request failed; the connection stays usable.
     Error {
+        /// The request's `ref`, echoed so the client can match the reply; omitted when it had none.
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
+        /// Machine-readable reason (see the error code table).
         code: ErrorCode,
+        /// Human-readable detail; not stable, do not match on it.
         message: String,
+        /// For `rate_limited`: milliseconds to wait before retrying (at least 1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
@@ -322,12 +421,19 @@ impl From<Refusal> for ServerMsg {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Control {
     /// Subscribe to this room and tell the client.
-    Joined { room: RoomId },
+    Joined {
+        /// The room the user now belongs to.
+        room: RoomId,
+    },
     /// Unsubscribe from this room and tell the client.
-    Left { room: RoomId },
+    Left {
+        /// The room the user no longer belongs to.
+        room: RoomId,
+    },
 }
 
 impl Control {
+    /// JSON for [`Event::control`](volley_hub::Event::control) on the user's topic; the connections decode it back.
     pub fn encode(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).unwrap_or_default())
     }

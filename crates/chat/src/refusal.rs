@@ -14,18 +14,31 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
+    /// The frame is not JSON (HTTP 400).
     BadJson,
+    /// `type` is not one of the client frames (HTTP 400).
     UnknownType,
+    /// A field is missing, mistyped, not allowed or out of range (HTTP 400).
     BadRequest,
+    /// `text` exceeds `max_text_bytes` (HTTP 413).
     TooLarge,
+    /// Nothing authenticated yet; on the WebSocket, followed by close 1008 (HTTP 401).
     AuthRequired,
+    /// Wrong name or password, or a bad or expired token (HTTP 401).
     AuthFailed,
+    /// Authenticated but not allowed, e.g. removing a member as non-owner (HTTP 403).
     Forbidden,
+    /// No such room or user, or not a member: private rooms are not revealed (HTTP 404).
     NotFound,
+    /// The user name is already registered (HTTP 409).
     NameTaken,
+    /// Over a message, request or account-attempt rate; `retry_after` says when to retry (HTTP 429).
     RateLimited,
+    /// Over `max_connections_per_user` open connections (HTTP 429).
     TooManyConnections,
+    /// Guest accounts are turned off on this server (HTTP 403).
     GuestsDisabled,
+    /// The store failed; retrying later may succeed (HTTP 500).
     Internal,
 }
 

@@ -17,7 +17,7 @@ use crate::protocol::{Control, ErrorCode, MessageView, RoomView, ServerMsg};
 use crate::refusal::Refusal;
 
 /// Most messages in one history page.
-pub const MAX_PAGE: u32 = 200;
+pub(crate) const MAX_PAGE: u32 = 200;
 
 /// The chat service of one node.
 pub struct Chat {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-use volley_hub::{Appended, Delivery, RoomId, SubscriberHandle, Topic, User, UserId};
+use volley_hub::{Appended, Delivery, RoomId, SubscriberHandle, Topic, User};
 use volley_net::{CloseCode, Message, WebSocket};
 
 use crate::limits::IpSlot;

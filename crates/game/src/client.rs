@@ -19,24 +19,33 @@ const KEPT_BASELINES: usize = 64;
 pub enum Event {
     /// `header` and `entities` now hold this tick; `bytes` is the frame size.
     Snapshot {
+        /// The tick applied; the next `input` acknowledges it.
         tick: u32,
+        /// Size of the snapshot frame in bytes, as received (before delta decoding).
         bytes: usize,
     },
+    /// `roster` was replaced with the room's new player list.
     Roster,
+    /// `leaderboard` was replaced (the server sends one every second).
     Leaderboard,
+    /// Answer to `ping`, carrying the id that was sent.
     Pong(u32),
+    /// The server refused something; the connection stays open unless a close follows.
     Error(ErrorCode, String),
 }
 
 /// A connected, seated game client.
 pub struct GameClient {
     ws: WebSocket<MaybeTlsStream>,
+    /// The server's answer to the join: player id, room, resume token, tick rate.
     pub welcome: Welcome,
     /// The newest snapshot's header.
     pub header: Header,
     /// What the player sees, sorted by id.
     pub entities: Vec<EntityState>,
+    /// Everyone in the room, from the latest roster frame.
     pub roster: Vec<PlayerEntry>,
+    /// The latest top 10 as (player id, rounded mass), heaviest first.
     pub leaderboard: Vec<(u32, u32)>,
     /// Bytes of every frame received so far.
     pub received_bytes: u64,
@@ -151,6 +160,7 @@ impl GameClient {
         Ok(self.seq)
     }
 
+    /// Send a ping; the server answers at once with a pong carrying `id` (even before a join).
     pub async fn ping(&mut self, id: u32) -> Result<(), Error> {
         self.ws
             .send(Message::Binary(ClientMsg::Ping(id).encode().into()))
@@ -158,6 +168,7 @@ impl GameClient {
         Ok(())
     }
 
+    /// Ask for a new cell after being eaten; ignored while the player is alive.
     pub async fn respawn(&mut self) -> Result<(), Error> {
         self.ws
             .send(Message::Binary(ClientMsg::Respawn.encode().into()))
@@ -178,6 +189,7 @@ impl GameClient {
         &mut self.ws
     }
 
+    /// Close with 1000; the player's cells then stay in the world for the reconnect grace period.
     pub async fn close(mut self) -> Result<(), Error> {
         self.ws.close(volley_net::CloseCode::NORMAL, "bye").await?;
         Ok(())

@@ -98,6 +98,7 @@ impl Lobby {
         Ok(lobby)
     }
 
+    /// The configuration every room of this lobby runs with, as validated at start.
     pub fn config(&self) -> &GameConfig {
         &self.config
     }

@@ -132,7 +132,9 @@ impl Viewer {
 /// What one tick cost.
 #[derive(Debug, Clone, Copy)]
 pub struct TickCost {
+    /// Commands, the world's step, bot balance and detach expiry.
     pub sim: Duration,
+    /// Every viewer's snapshot and the room frames (roster, leaderboard).
     pub encode: Duration,
 }
 
@@ -605,7 +607,18 @@ pub struct TickBench {
     room: Room,
 }
 
+impl std::fmt::Debug for TickBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TickBench")
+            .field("tick", &self.room.world.tick())
+            .field("viewers", &self.room.viewers.len())
+            .finish()
+    }
+}
+
 impl TickBench {
+    /// A room of `players` bot-steered players with viewers (the room's own
+    /// bots are turned off), seeded so runs repeat.
     pub fn new(mut config: GameConfig, players: usize, seed: u64) -> TickBench {
         config.bots_per_room = 0;
         let (mut room, _shared) = Room::new(MatchId(0), seed, Arc::new(config), Arc::new(NeverClose));
@@ -638,6 +651,7 @@ impl TickBench {
         (cost, bytes)
     }
 
+    /// The room's world, to read what the ticks did.
     pub fn world(&self) -> &World {
         &self.room.world
     }

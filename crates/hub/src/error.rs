@@ -1,8 +1,8 @@
 /// A storage engine's own error, carried as the cause of [`Error::Storage`].
-pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything the hub's engines can fail with. No engine's error type
-/// appears here: an engine wraps its own as the [`Cause`] of
+/// appears here: an engine boxes its own as the source of
 /// [`Error::Storage`], so SQLite, PostgreSQL or a broker all report through
 /// the same variants and callers never depend on a backend crate.
 #[derive(Debug, thiserror::Error)]

@@ -64,12 +64,20 @@ impl Event {
 pub enum Delivery {
     /// A frame for the socket, shared by every receiver on this node.
     Frame {
+        /// The topic it was published on; a room topic means room-level de-duplication applies.
         topic: Topic,
+        /// The room seq of a durable message, so the connection can drop replays and fill gaps.
         seq: Option<u64>,
+        /// The encoded WebSocket frame, built once per node and shared by every subscriber.
         frame: Arc<PreparedMessage>,
     },
     /// A control event for the connection itself.
-    Control { topic: Topic, payload: Bytes },
+    Control {
+        /// The topic it was published on (a user's topic for membership changes).
+        topic: Topic,
+        /// The control message for the connection to decode; never sent to the socket.
+        payload: Bytes,
+    },
 }
 
 /// One connection's end of the fan-out.

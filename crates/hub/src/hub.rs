@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::broker::{Broker, MemoryBroker};
 use crate::fanout::{ConnId, Event, Fanout, SubscriberHandle, Topic};
-use crate::model::{RoomId, UserId};
+use crate::model::RoomId;
 use crate::presence::Presence;
 use crate::sequencer::Sequencer;
 use crate::store::Store;

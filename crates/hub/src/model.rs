@@ -72,8 +72,11 @@ impl UserKind {
 /// A user as handlers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// Stable for the account's lifetime; what tokens name in `sub`.
     pub id: UserId,
+    /// Unique across users; shown to others and used to invite or address them.
     pub name: String,
+    /// How the account authenticates (password, guest token, external JWT).
     pub kind: UserKind,
 }
 
@@ -110,31 +113,42 @@ impl RoomKind {
 /// A room and the highest sequence number it has assigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Room {
+    /// Assigned by the store at creation.
     pub id: RoomId,
+    /// Display name; not unique, so rooms are told apart by `id`.
     pub name: String,
+    /// Who may see and join it.
     pub kind: RoomKind,
+    /// The creator: the only one who may remove members or invite to a private room.
     pub owner: UserId,
+    /// Seq of the newest message, 0 while the room is empty; the next append gets `last_seq + 1`.
     pub last_seq: u64,
+    /// Number of members when the record was read.
     pub members: u64,
 }
 
 /// A room seen by one of its members: what they have read of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRoom {
+    /// The room itself.
     pub room: Room,
+    /// The member's read mark: never decreases and never exceeds `room.last_seq`.
     pub last_read: u64,
 }
 
 /// A message to append; the store assigns `seq` and keeps `ts`.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
+    /// The room to append to; the caller has checked the sender is a member.
     pub room: RoomId,
+    /// The sender.
     pub user: UserId,
     /// The sender's name, returned with the stored message.
     pub user_name: String,
     /// The sender's id for this message: a retransmission with the same id is
     /// answered with the stored message instead of creating another.
     pub client_id: String,
+    /// The body, already checked against the configured size limit.
     pub text: String,
     /// Milliseconds since the Unix epoch, from the node's clock.
     pub ts: i64,
@@ -143,12 +157,19 @@ pub struct NewMessage {
 /// A message as stored, with its place in the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
+    /// The room it belongs to.
     pub room: RoomId,
+    /// The message's place in its room: strictly increasing from 1, no gaps.
     pub seq: u64,
+    /// The sender's idempotency key; unique per room and sender.
     pub client_id: String,
+    /// The sender.
     pub user: UserId,
+    /// The sender's name, so readers need no user lookup.
     pub user_name: String,
+    /// The body, as sent.
     pub text: String,
+    /// Milliseconds since the Unix epoch, from the clock of the node that appended it.
     pub ts: i64,
 }
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::fanout::Event;
-use crate::model::{RoomId, UserId};
+use crate::model::RoomId;
 
 #[derive(Debug, Default)]
 struct Order {

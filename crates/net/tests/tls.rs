@@ -18,7 +18,7 @@ struct Cert {
 
 mod tempfile_path {
     /// A file under the system temp dir, removed on drop.
-    pub struct TempPath(pub std::path::PathBuf);
+    pub(crate) struct TempPath(pub std::path::PathBuf);
     impl Drop for TempPath {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);

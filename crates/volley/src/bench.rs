@@ -9,7 +9,7 @@ use volley_net::{tls, Config, Connector, DeflateConfig};
 
 /// Options of `volley bench`.
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     #[command(subcommand)]
     scenario: ScenarioArgs,
 }
@@ -200,7 +200,7 @@ impl Common {
 }
 
 /// Run the chosen scenario.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         ScenarioArgs::Echo {
             common,

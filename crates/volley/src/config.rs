@@ -17,14 +17,14 @@ use volley_hub::Synchronous;
 /// file; unset options keep the file's value or the default. Precedence:
 /// flag, then `VOLLEY_*` variable, then the file, then the default.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Print the merged settings (file, environment and flags, validated) as
     /// TOML, with secrets hidden, and exit.
     #[arg(long)]
-    pub print_config: bool,
+    pub(crate) print_config: bool,
     /// TOML file with any of the settings (see docs/deploy.md).
     #[arg(long, env = "VOLLEY_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "VOLLEY_ADDR")]
     pub(crate) addr: Option<SocketAddr>,
@@ -92,17 +92,17 @@ pub struct ServeArgs {
 
 /// Everything `volley serve` runs with.
 #[derive(Debug, Default, serde::Serialize)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     /// The chat's settings: the file's top level.
     #[serde(flatten)]
-    pub chat: ChatConfig,
+    pub(crate) chat: ChatConfig,
     /// The game's settings: the file's `[game]` table.
-    pub game: GameConfig,
+    pub(crate) game: GameConfig,
 }
 
 impl ServeConfig {
     /// Read the file (if any) and apply the flags and variables over it.
-    pub fn load(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+    pub(crate) fn load(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         let mut config = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -116,7 +116,7 @@ impl ServeConfig {
 
     /// Parse a TOML file: chat keys at the top level, game keys under
     /// `[game]`; an unknown key is an error naming it (typos must not pass).
-    pub fn from_toml(text: &str) -> anyhow::Result<ServeConfig> {
+    pub(crate) fn from_toml(text: &str) -> anyhow::Result<ServeConfig> {
         let mut table: toml::Table = toml::from_str(text)?;
         let game = match table.remove("game") {
             Some(game) => game.try_into().context("in [game]")?,
@@ -171,7 +171,7 @@ impl ServeConfig {
     }
 
     /// The settings as a TOML file would hold them, secrets hidden.
-    pub fn to_toml(&self) -> anyhow::Result<String> {
+    pub(crate) fn to_toml(&self) -> anyhow::Result<String> {
         let hidden = || Some("(hidden)".to_owned());
         let mut shown = ServeConfig {
             chat: self.chat.clone(),

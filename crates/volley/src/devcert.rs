@@ -8,7 +8,7 @@ use anyhow::Context;
 
 /// Options of `volley dev-cert`.
 #[derive(Debug, clap::Args)]
-pub struct DevCertArgs {
+pub(crate) struct DevCertArgs {
     /// Where to write the certificate (PEM).
     #[arg(long, default_value = "volley-dev-cert.pem")]
     cert: PathBuf,
@@ -21,7 +21,7 @@ pub struct DevCertArgs {
 }
 
 /// Generate and write the pair.
-pub fn run(args: DevCertArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: DevCertArgs) -> anyhow::Result<()> {
     let generated = rcgen::generate_simple_self_signed(args.names.clone()).context("cannot generate a certificate")?;
     std::fs::write(&args.cert, generated.cert.pem())
         .with_context(|| format!("cannot write {}", args.cert.display()))?;

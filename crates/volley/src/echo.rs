@@ -11,7 +11,7 @@ use volley_net::{tls, Acceptor, Config, DeflateConfig, Error};
 
 /// Options of `volley echo`.
 #[derive(Debug, clap::Args)]
-pub struct EchoArgs {
+pub(crate) struct EchoArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9001", env = "VOLLEY_ADDR")]
     addr: SocketAddr,
@@ -68,7 +68,7 @@ impl EchoArgs {
 }
 
 /// Serve until Ctrl-C or SIGTERM.
-pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;

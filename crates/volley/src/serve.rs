@@ -31,7 +31,7 @@ async fn stop_signal() {
 }
 
 /// Start the node, or print its settings with `--print-config`.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let print = args.print_config;
     let ServeConfig { chat: config, game } = ServeConfig::load(args)?;
     if print {

@@ -72,6 +72,9 @@ fn secrets_are_hidden_when_printed() {
     assert!(!shown.contains("a-very-secret-shared-key"), "{shown}");
 }
 
+/// Flags, environment, and the words the error must hold.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+
 /// Each source of a bad value: the error names the key (or flag) and the value.
 #[test]
 fn a_bad_value_fails_the_start_naming_the_key() {
@@ -82,7 +85,7 @@ fn a_bad_value_fails_the_start_naming_the_key() {
     std::fs::write(&typo_file, "[game]\ntick_rate = 30\n").unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let cases: &[(&[&str], &[(&str, &str)], &[&str])] = &[
+    let cases: &[Case] = &[
         (
             &["--config", bad_file.to_str().unwrap()],
             &[],

@@ -16,19 +16,19 @@ use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::ServerMsg;
 use volley_chat::{ChatConfig, RoomId, Server};
 
-pub struct Running {
+pub(crate) struct Running {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl Running {
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
 
     /// Stop like SIGTERM does, and wait for the server to finish.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -50,7 +50,7 @@ impl Drop for Running {
 }
 
 /// A config for tests: a free port, the given data directory, generous rates.
-pub fn config(dir: &Path) -> ChatConfig {
+pub(crate) fn config(dir: &Path) -> ChatConfig {
     ChatConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
@@ -62,7 +62,7 @@ pub fn config(dir: &Path) -> ChatConfig {
     }
 }
 
-pub async fn start(config: ChatConfig) -> Running {
+pub(crate) async fn start(config: ChatConfig) -> Running {
     let server = Server::bind(config).await.expect("bind");
     let addr = server.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
@@ -81,14 +81,14 @@ pub async fn start(config: ChatConfig) -> Running {
     }
 }
 
-pub async fn guest(server: &Running, name: &str) -> ChatClient {
+pub(crate) async fn guest(server: &Running, name: &str) -> ChatClient {
     ChatClient::connect(&server.url(), Login::Guest(name.into()), &HashMap::new())
         .await
         .expect("guest connects")
 }
 
 /// The next frame that `pick` accepts, skipping others; panics after 10 s.
-pub async fn expect<T>(client: &mut ChatClient, what: &str, mut pick: impl FnMut(ServerMsg) -> Option<T>) -> T {
+pub(crate) async fn expect<T>(client: &mut ChatClient, what: &str, mut pick: impl FnMut(ServerMsg) -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let frame = tokio::time::timeout_at(deadline, client.recv())
@@ -103,7 +103,7 @@ pub async fn expect<T>(client: &mut ChatClient, what: &str, mut pick: impl FnMut
 }
 
 /// Create a public room over the WebSocket and return its id.
-pub async fn create_room(client: &mut ChatClient, name: &str) -> RoomId {
+pub(crate) async fn create_room(client: &mut ChatClient, name: &str) -> RoomId {
     client
         .send_json(&serde_json::json!({ "type": "create_room", "name": name }))
         .await
@@ -115,7 +115,7 @@ pub async fn create_room(client: &mut ChatClient, name: &str) -> RoomId {
     .await
 }
 
-pub async fn join(client: &mut ChatClient, room: RoomId) {
+pub(crate) async fn join(client: &mut ChatClient, room: RoomId) {
     client
         .send_json(&serde_json::json!({ "type": "join", "room": room }))
         .await
@@ -128,7 +128,7 @@ pub async fn join(client: &mut ChatClient, room: RoomId) {
 }
 
 /// One HTTP/1.1 request with hyper's client; returns status and JSON body (Null when empty).
-pub async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -8,11 +8,13 @@ pub const MAX_NAME_BYTES: usize = 24;
 
 /// Input button bits.
 pub const INPUT_FLAG_SPLIT: u8 = 1;
+/// Input button bit: eject mass from every cell heavy enough (32 by default).
 pub const INPUT_FLAG_EJECT: u8 = 2;
 
 /// The first frame of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Join {
+    /// At most [`MAX_NAME_BYTES`], printable; trimmed by the server, and an empty one becomes "player".
     pub name: String,
     /// Watch without playing.
     pub spectate: bool,
@@ -23,20 +25,28 @@ pub struct Join {
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMsg {
+    /// Take a seat (or watch); must come within 10 s of connecting, and only once.
     Join(Join),
     /// Steering: `target` is relative to the player's centre, in world
     /// units; `ack` is the newest snapshot tick the client holds.
     Input {
+        /// Must increase from one input to the next; a stale one is ignored.
         seq: u32,
+        /// Tick of the newest snapshot applied: the server's next delta baseline (0: none yet).
         ack: u32,
+        /// Steering point (x, y) in world units from the centre of mass; beyond 4,000 is ignored.
         target: (i16, i16),
+        /// [`INPUT_FLAG_SPLIT`] and [`INPUT_FLAG_EJECT`] bits; any other bit is a bad frame.
         buttons: u8,
     },
+    /// Round trip: answered at once with a pong carrying the same id.
     Ping(u32),
+    /// A dead player asks for a new cell.
     Respawn,
 }
 
 impl ClientMsg {
+    /// Read one client frame; fails on an unknown type, bad flags or buttons, or trailing bytes.
     pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
         let mut r = Reader::new(frame);
         let msg = match r.u8().map_err(|_| DecodeError::Empty)? {
@@ -85,6 +95,7 @@ impl ClientMsg {
         Ok(msg)
     }
 
+    /// The frame as sent, one binary WebSocket message.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(16);
         match self {
@@ -141,6 +152,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code for a wire value; `None` for a value this build does not know.
     pub fn from_u16(v: u16) -> Option<ErrorCode> {
         use ErrorCode::*;
         [
@@ -177,8 +189,11 @@ pub struct Welcome {
     pub room: MatchId,
     /// Present this to take the cell back after a reconnect.
     pub token: [u8; 16],
+    /// Snapshots per second: the server's tick rate, and how often to send input.
     pub tick_hz: u8,
+    /// Side of the square world, in world units (not quantized).
     pub world_size: u16,
+    /// Seated as a spectator: no cells, the view follows the heaviest player.
     pub spectator: bool,
     /// The cell left behind by an earlier connection was taken back.
     pub resumed: bool,
@@ -187,24 +202,31 @@ pub struct Welcome {
 /// A roster line: who is in the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlayerEntry {
+    /// Player id, as in cell owners, the leaderboard and `Welcome::player`.
     pub id: u32,
+    /// Display name, at most [`MAX_NAME_BYTES`].
     pub name: String,
+    /// A server bot rather than a person.
     pub bot: bool,
 }
 
 /// Frames the server sends, except snapshots ([`super::Snapshot`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerMsg {
+    /// The answer to a join; snapshots follow from the next tick.
     Welcome(Welcome),
+    /// Answer to a ping, with its id.
     Pong(u32),
     /// Everyone in the room (sent on join and when it changes).
     Roster(Vec<PlayerEntry>),
     /// The heaviest players: (id, mass), heaviest first.
     Leaderboard(Vec<(u32, u32)>),
+    /// A refusal with a human-readable message (at most 255 bytes on the wire).
     Error(ErrorCode, String),
 }
 
 impl ServerMsg {
+    /// The frame as sent, one binary WebSocket message.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(32);
         match self {

@@ -12,8 +12,11 @@ pub const POSITION_SCALE: f32 = 4.0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Kind {
+    /// Food of mass 1 that never moves.
     Pellet = 0,
+    /// A player's cell; the only kind with an `owner`.
     Cell = 1,
+    /// Ejected mass (12): slides, stops, and anyone may eat it.
     Blob = 2,
 }
 
@@ -31,10 +34,15 @@ impl Kind {
 /// One visible entity, quantized as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntityState {
+    /// Unique among all entities of the world (pellets, cells, blobs share one id space); never 0.
     pub id: u32,
+    /// What the entity is; never changes for an id.
     pub kind: Kind,
+    /// Centre x in world units times [`POSITION_SCALE`].
     pub x: u16,
+    /// Centre y in world units times [`POSITION_SCALE`].
     pub y: u16,
+    /// Radius in world units times [`POSITION_SCALE`].
     pub r: u16,
     /// The owning player of a cell (0 otherwise).
     pub owner: u32,
@@ -43,12 +51,15 @@ pub struct EntityState {
 /// The per-player part of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Header {
+    /// The tick this snapshot shows; the client acknowledges it in its next input.
     pub tick: u32,
     /// The tick this snapshot is a delta against; 0 for a full snapshot.
     pub baseline: u32,
     /// The newest input of this player the world has applied.
     pub input_seq: u32,
+    /// The player has cells; `false` after being eaten, until a respawn.
     pub alive: bool,
+    /// The viewer spectates: no cells of its own, the view follows the heaviest player.
     pub spectator: bool,
     /// Total mass, rounded.
     pub mass: u32,
@@ -56,6 +67,7 @@ pub struct Header {
     pub killer: u32,
     /// Centre of the view, quantized like positions.
     pub view_x: u16,
+    /// Centre of the view, y, quantized like positions.
     pub view_y: u16,
     /// Zoom of the view, in hundredths (100 = the base view).
     pub view_scale: u16,
@@ -64,18 +76,26 @@ pub struct Header {
 /// A change to an entity the baseline holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Update {
+    /// The entity changed; the baseline must hold it.
     pub id: u32,
+    /// Change of `x` from the baseline, in quantized units (0: unchanged).
     pub dx: i32,
+    /// Change of `y` from the baseline, in quantized units (0: unchanged).
     pub dy: i32,
+    /// Change of `r` from the baseline, in quantized units (0: unchanged).
     pub dr: i32,
 }
 
 /// A decoded snapshot frame.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
+    /// The viewer's own state and the tick and baseline of this delta.
     pub header: Header,
+    /// Ids the baseline holds that left the view or the world, ascending.
     pub removed: Vec<u32>,
+    /// Entities the baseline lacks, in full, ascending by id.
     pub created: Vec<EntityState>,
+    /// Entities of the baseline that moved or changed size, ascending by id.
     pub updated: Vec<Update>,
 }
 
@@ -180,6 +200,7 @@ fn next_id(r: &mut Reader<'_>, last: &mut u32) -> Result<u32, DecodeError> {
 }
 
 impl Snapshot {
+    /// Read a snapshot frame; apply it with [`apply`] against the baseline its header names.
     pub fn decode(frame: &[u8]) -> Result<Snapshot, DecodeError> {
         let mut r = Reader::new(frame);
         match r.u8().map_err(|_| DecodeError::Empty)? {

@@ -18,7 +18,7 @@ pub struct Brain {
 
 /// What a bot chose to do.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Run along this direction.
     Flee(Vec2),
     /// Go for a smaller cell at this place; `split` if it is worth a split.

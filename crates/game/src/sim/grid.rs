@@ -36,6 +36,7 @@ impl Grid {
         )
     }
 
+    /// Empty every bucket, keeping their allocations for the next rebuild.
     pub fn clear(&mut self) {
         for bucket in &mut self.buckets {
             bucket.clear();

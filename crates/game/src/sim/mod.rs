@@ -43,17 +43,22 @@ pub const FULL_SPEED_DISTANCE: f32 = 200.0;
 /// One cell of a player.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
+    /// Entity id, shared id space with pellets and blobs; what snapshots carry.
     pub id: u32,
+    /// The player it belongs to; a player may have up to 16 cells.
     pub owner: PlayerId,
+    /// Centre, in world units, kept inside the world.
     pub pos: Vec2,
     /// Extra velocity from a split, decaying.
     pub boost: Vec2,
+    /// Decides radius, speed and what it can eat; starts at `start_mass`.
     pub mass: f32,
     /// Tick from which this cell may merge with its siblings.
     pub merge_tick: u32,
 }
 
 impl Cell {
+    /// `10 * sqrt(mass)` world units; what eating and the view test against.
     pub fn radius(&self) -> f32 {
         radius(self.mass)
     }
@@ -62,16 +67,22 @@ impl Cell {
 /// Food that never moves.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pellet {
+    /// Entity id, fresh for every respawned pellet.
     pub id: u32,
+    /// Centre, in world units; fixed for the pellet's life.
     pub pos: Vec2,
 }
 
 /// Ejected mass: moves, stops, can be eaten by anyone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blob {
+    /// Entity id, shared id space with cells and pellets.
     pub id: u32,
+    /// Centre, in world units.
     pub pos: Vec2,
+    /// Velocity from the eject, in world units per second; decays to zero, then it stays put.
     pub boost: Vec2,
+    /// Mass the eater gains (12 by default).
     pub mass: f32,
     /// Tick from which it can be eaten (so it leaves its cell first).
     pub edible_tick: u32,
@@ -80,14 +91,19 @@ pub struct Blob {
 /// A participant: a person or a server bot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Player {
+    /// Never reused within a world; 0 is never a player (it means "none" on the wire).
     pub id: PlayerId,
+    /// Display name, as listed in the roster.
     pub name: String,
     /// Set for server bots.
     pub brain: Option<Brain>,
+    /// Pending input: steering persists, split and eject are cleared once the tick runs.
     pub input: Input,
+    /// Has at least one cell; `false` from being eaten until a respawn.
     pub alive: bool,
     /// Who ate the last cell, when dead.
     pub killed_by: Option<PlayerId>,
+    /// Tick at which the last cell was eaten; bots respawn a fixed delay after it.
     pub died_tick: u32,
     /// Total mass of its cells after the last tick.
     pub mass: f32,
@@ -146,6 +162,7 @@ impl World {
         world
     }
 
+    /// The rules the world was created with; fixed for its life.
     pub fn rules(&self) -> &Rules {
         &self.rules
     }
@@ -155,22 +172,27 @@ impl World {
         self.tick
     }
 
+    /// Every player, dead or alive, in id order (which keeps iteration deterministic).
     pub fn players(&self) -> &BTreeMap<PlayerId, Player> {
         &self.players
     }
 
+    /// One player; `None` once removed from the world.
     pub fn player(&self, id: PlayerId) -> Option<&Player> {
         self.players.get(&id)
     }
 
+    /// Every player's cells, in no particular order; indices change as cells are eaten.
     pub fn cells(&self) -> &[Cell] {
         &self.cells
     }
 
+    /// Ejected mass still in the world.
     pub fn blobs(&self) -> &[Blob] {
         &self.blobs
     }
 
+    /// Pellets in the world; refilled to `rules.pellets` each tick.
     pub fn pellet_count(&self) -> usize {
         self.pellet_count
     }
@@ -752,6 +774,7 @@ impl World {
 
 /// Base half-size of a view (16:9, like a browser window).
 pub const VIEW_HALF_WIDTH: f32 = 800.0;
+/// Base half-height of a view, in world units (before zoom and margin).
 pub const VIEW_HALF_HEIGHT: f32 = 450.0;
 
 /// Zoom factor for a player of this total mass (1 at start mass).

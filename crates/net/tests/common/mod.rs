@@ -7,7 +7,7 @@ use volley_net::Acceptor;
 
 /// Start an echo server on 127.0.0.1 with `acceptor` (TLS if it has a TLS
 /// configuration); returns its address.
-pub async fn echo_server(acceptor: Acceptor) -> SocketAddr {
+pub(crate) async fn echo_server(acceptor: Acceptor) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
