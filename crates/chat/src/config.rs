@@ -136,48 +136,45 @@ impl ChatConfig {
     /// other. The one place they are checked; the error names the key, its
     /// value and what is allowed.
     pub fn validate(&self) -> Result<(), crate::Error> {
-        fn bad(key: &str, value: impl std::fmt::Display, allowed: &str) -> Result<(), crate::Error> {
-            Err(crate::Error::Config {
-                key: key.into(),
-                problem: format!("{value} is not allowed: {allowed}"),
-            })
-        }
+        let bad = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
+            Err(volley_net::InvalidSetting::new(key, value, allowed).into())
+        };
         if self.max_text_bytes == 0 || self.max_text_bytes > self.max_frame_bytes {
             let allowed = format!("1 to max_frame_bytes ({})", self.max_frame_bytes);
-            return bad("max_text_bytes", self.max_text_bytes, &allowed);
+            return bad("max_text_bytes", &self.max_text_bytes, &allowed);
         }
         if self.outbound_queue == 0 {
-            return bad("outbound_queue", 0, "at least 1");
+            return bad("outbound_queue", &0, "at least 1");
         }
         // Written so that NaN (which compares false either way) is refused too.
         if self.messages_per_sec.is_nan() || self.messages_per_sec <= 0.0 {
-            return bad("messages_per_sec", self.messages_per_sec, "more than 0");
+            return bad("messages_per_sec", &self.messages_per_sec, "more than 0");
         }
         if self.message_burst.is_nan() || self.message_burst < 1.0 {
-            return bad("message_burst", self.message_burst, "at least 1");
+            return bad("message_burst", &self.message_burst, "at least 1");
         }
         if self.account_attempts_per_sec.is_nan() || self.account_attempts_per_sec < 0.0 {
             return bad(
                 "account_attempts_per_sec",
-                self.account_attempts_per_sec,
+                &self.account_attempts_per_sec,
                 "0 (no limit) or more",
             );
         }
         if self.max_connections_per_user == 0 {
-            return bad("max_connections_per_user", 0, "at least 1");
+            return bad("max_connections_per_user", &0, "at least 1");
         }
         if let Some(secret) = &self.token_secret {
             if secret.len() < 16 {
-                return bad("token_secret", "(hidden)", "at least 16 bytes");
+                return bad("token_secret", &"(hidden)", "at least 16 bytes");
             }
         }
         match self.jwt.algorithm {
             Some(JwtAlgorithm::HS256) if self.jwt.secret.is_none() => {
-                bad("jwt.secret", "(unset)", "a secret, which jwt.algorithm HS256 needs")
+                bad("jwt.secret", &"(unset)", "a secret, which jwt.algorithm HS256 needs")
             }
             Some(JwtAlgorithm::RS256 | JwtAlgorithm::ES256) if self.jwt.public_key_file.is_none() => bad(
                 "jwt.public_key_file",
-                "(unset)",
+                &"(unset)",
                 "a PEM file, which jwt.algorithm RS256 and ES256 need",
             ),
             _ => Ok(()),

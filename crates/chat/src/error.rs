@@ -3,13 +3,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A setting is invalid.
-    #[error("configuration: {key}: {problem}")]
-    Config {
-        /// The setting, as named in the TOML file (`jwt.secret`).
-        key: String,
-        /// What is wrong with its value and what is allowed.
-        problem: String,
-    },
+    #[error(transparent)]
+    Config(#[from] volley_net::InvalidSetting),
     /// The store failed.
     #[error(transparent)]
     Hub(#[from] volley_hub::Error),

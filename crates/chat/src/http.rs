@@ -69,22 +69,10 @@ type AppState = State<Arc<App>>;
 
 /// The web client's page, scripts and style.
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/",
-        body: include_str!("../../../web/index.html"),
-    },
-    Asset {
-        path: "/chat.js",
-        body: include_str!("../../../web/chat.js"),
-    },
-    Asset {
-        path: "/app.js",
-        body: include_str!("../../../web/app.js"),
-    },
-    Asset {
-        path: "/style.css",
-        body: include_str!("../../../web/style.css"),
-    },
+    Asset::new("/", include_str!("../../../web/index.html")),
+    Asset::new("/chat.js", include_str!("../../../web/chat.js")),
+    Asset::new("/app.js", include_str!("../../../web/app.js")),
+    Asset::new("/style.css", include_str!("../../../web/style.css")),
 ];
 
 impl UpgradeState for App {

@@ -61,29 +61,26 @@ impl GameConfig {
     /// Check ranges, once, at start; the error names the key, its value
     /// and what is allowed.
     pub fn validate(&self) -> Result<(), crate::Error> {
-        fn bad(key: &str, value: impl std::fmt::Display, allowed: &str) -> Result<(), crate::Error> {
-            Err(crate::Error::Config {
-                key: format!("game.{key}"),
-                problem: format!("{value} is not allowed: {allowed}"),
-            })
-        }
+        let bad = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
+            Err(volley_net::InvalidSetting::new(format!("game.{key}"), value, allowed).into())
+        };
         if !(1..=120).contains(&self.tick_hz) {
-            return bad("tick_hz", self.tick_hz, "1 to 120");
+            return bad("tick_hz", &self.tick_hz, "1 to 120");
         }
         if !(500.0..=16_000.0).contains(&self.world_size) {
-            return bad("world_size", self.world_size, "500 to 16000");
+            return bad("world_size", &self.world_size, "500 to 16000");
         }
         if self.room_capacity == 0 {
-            return bad("room_capacity", 0, "at least 1");
+            return bad("room_capacity", &0, "at least 1");
         }
         if self.max_rooms == 0 {
-            return bad("max_rooms", 0, "at least 1");
+            return bad("max_rooms", &0, "at least 1");
         }
         if self.baseline_window == 0 {
-            return bad("baseline_window", 0, "at least 1");
+            return bad("baseline_window", &0, "at least 1");
         }
         if self.command_queue < 16 {
-            return bad("command_queue", self.command_queue, "at least 16");
+            return bad("command_queue", &self.command_queue, "at least 16");
         }
         Ok(())
     }

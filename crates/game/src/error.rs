@@ -4,13 +4,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A setting is invalid.
-    #[error("configuration: {key}: {problem}")]
-    Config {
-        /// The setting, as named in the TOML file (`game.tick_hz`).
-        key: String,
-        /// What is wrong with its value and what is allowed.
-        problem: String,
-    },
+    #[error(transparent)]
+    Config(#[from] volley_net::InvalidSetting),
     /// A simulation thread could not be started.
     #[error(transparent)]
     Io(#[from] std::io::Error),

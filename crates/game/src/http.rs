@@ -16,22 +16,10 @@ use crate::session;
 
 /// The page and scripts of the game client.
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/game",
-        body: include_str!("../../../web/game.html"),
-    },
-    Asset {
-        path: "/game/",
-        body: include_str!("../../../web/game.html"),
-    },
-    Asset {
-        path: "/game/game.js",
-        body: include_str!("../../../web/game.js"),
-    },
-    Asset {
-        path: "/game/play.js",
-        body: include_str!("../../../web/play.js"),
-    },
+    Asset::new("/game", include_str!("../../../web/game.html")),
+    Asset::new("/game/", include_str!("../../../web/game.html")),
+    Asset::new("/game/game.js", include_str!("../../../web/game.js")),
+    Asset::new("/game/play.js", include_str!("../../../web/play.js")),
 ];
 
 struct App {

@@ -16,6 +16,11 @@ pub struct Asset {
 }
 
 impl Asset {
+    /// An asset served at `path` (for `const` tables of `include_str!`s).
+    pub const fn new(path: &'static str, body: &'static str) -> Asset {
+        Asset { path, body }
+    }
+
     /// The `Content-Type`, from the path's extension (a page otherwise).
     pub fn content_type(&self) -> &'static str {
         let name = self.path.rsplit('/').next().unwrap_or("");

@@ -44,3 +44,29 @@ impl Default for Config {
         }
     }
 }
+
+/// A setting that cannot be used: the key as the TOML file names it, the
+/// value given and what is allowed. Every component that checks its settings
+/// at start (chat, game) reports through this one type, so an operator reads
+/// the same shape whichever was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {key}: {value} is not allowed: {allowed}")]
+pub struct InvalidSetting {
+    /// The key, dotted for tables (`game.tick_hz`, `jwt.secret`).
+    pub key: String,
+    /// The value given (secrets are not repeated).
+    pub value: String,
+    /// What would be accepted.
+    pub allowed: String,
+}
+
+impl InvalidSetting {
+    /// The refusal of `value` for `key`.
+    pub fn new(key: impl Into<String>, value: impl std::fmt::Display, allowed: impl Into<String>) -> InvalidSetting {
+        InvalidSetting {
+            key: key.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}

@@ -28,7 +28,7 @@ mod upgrade;
 mod timers_test;
 
 pub use client::{connect, Connector};
-pub use config::Config;
+pub use config::{Config, InvalidSetting};
 pub use error::Error;
 pub use origin::origin_allowed;
 pub use server::{Acceptor, Negotiated};
