@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use volley_hub::{RoomId, UserId};
+use volley_hub::{RoomId, Seq, UserId};
 use volley_net::{Connector, MaybeTlsStream, Message, WebSocket};
 
 use crate::protocol::{RoomView, ServerMsg, UserView};
@@ -38,7 +38,7 @@ pub struct ChatClient {
 impl ChatClient {
     /// Connect to `url` (ws://host:port/ws), authenticate, and resume the rooms
     /// in `resume` from the given sequence numbers.
-    pub async fn connect(url: &str, login: Login, resume: &HashMap<RoomId, u64>) -> Result<ChatClient, Error> {
+    pub async fn connect(url: &str, login: Login, resume: &HashMap<RoomId, Seq>) -> Result<ChatClient, Error> {
         Self::connect_with(&Connector::default(), url, login, resume).await
     }
 
@@ -47,10 +47,10 @@ impl ChatClient {
         connector: &Connector,
         url: &str,
         login: Login,
-        resume: &HashMap<RoomId, u64>,
+        resume: &HashMap<RoomId, Seq>,
     ) -> Result<ChatClient, Error> {
         let mut ws = connector.connect(url).await?;
-        let resume: HashMap<String, u64> = resume.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let resume: HashMap<String, Seq> = resume.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let auth = match &login {
             Login::Token(token) => json!({ "type": "auth", "token": token, "resume": resume }),
             Login::Guest(name) => json!({ "type": "auth", "guest": name, "resume": resume }),
@@ -148,7 +148,7 @@ impl ChatClient {
     }
 
     /// Post a message and wait for its ack: `(seq, duplicate)`.
-    pub async fn post(&mut self, room: RoomId, id: &str, text: &str) -> Result<(u64, bool), Error> {
+    pub async fn post(&mut self, room: RoomId, id: &str, text: &str) -> Result<(Seq, bool), Error> {
         match self
             .request(json!({ "type": "send", "room": room, "id": id, "text": text }))
             .await?

@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
-use volley_hub::{RoomId, User};
+use volley_hub::{RoomId, Seq, User};
 use volley_net::assets::{self, Asset};
 use volley_net::{Acceptor, Refused, UpgradeState, WebSocketUpgrade};
 
@@ -300,7 +300,7 @@ async fn remove(
 
 #[derive(Deserialize)]
 struct HistoryQuery {
-    before: Option<u64>,
+    before: Option<Seq>,
     limit: Option<u32>,
 }
 

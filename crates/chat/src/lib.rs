@@ -25,4 +25,4 @@ pub use error::Error;
 pub use refusal::{ErrorCode, Refusal};
 pub use server::Server;
 pub use service::Chat;
-pub use volley_hub::{RoomId, UserId};
+pub use volley_hub::{RoomId, Seq, UserId};

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use volley_hub::{MemberRoom, Room, RoomId, StoredMessage, User, UserId};
+use volley_hub::{MemberRoom, Room, RoomId, Seq, StoredMessage, User, UserId};
 
 pub use crate::refusal::ErrorCode;
 use crate::refusal::Refusal;
@@ -25,7 +25,7 @@ pub enum ClientMsg {
         guest: Option<String>,
         /// Last sequence number seen per room id (JSON object keys are strings).
         #[serde(default)]
-        resume: HashMap<String, u64>,
+        resume: HashMap<String, Seq>,
         /// Echoed as `ref` on the reply and on any `error` for this request, to match them up.
         #[serde(default, rename = "ref")]
         reference: Option<Value>,
@@ -48,7 +48,7 @@ pub enum ClientMsg {
         room: RoomId,
         /// Only messages with a smaller `seq`; `None` for the newest page.
         #[serde(default)]
-        before: Option<u64>,
+        before: Option<Seq>,
         /// Page size, clamped to 1-200; 50 when absent.
         #[serde(default)]
         limit: Option<u32>,
@@ -93,7 +93,7 @@ pub enum ClientMsg {
         /// The room the receipt is for; its members get a `receipt`.
         room: RoomId,
         /// The highest seq read; clamped to the last message, and never moves a receipt backwards.
-        seq: u64,
+        seq: Seq,
     },
     /// Application-level round trip (latency display, liveness through proxies).
     Ping {
@@ -172,12 +172,12 @@ pub struct RoomView {
     /// The creator; only they may remove members or invite to a private room.
     pub owner: UserId,
     /// Seq of the newest message, 0 for an empty room: a client behind it has messages to fetch.
-    pub last_seq: u64,
+    pub last_seq: Seq,
     /// How many users belong to the room.
     pub members: u64,
     /// Present for the reader's own rooms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_read: Option<u64>,
+    pub last_read: Option<Seq>,
     /// `last_seq - last_read` on connect, for the reader's own rooms; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unread: Option<u64>,
@@ -206,7 +206,7 @@ impl From<&MemberRoom> for RoomView {
     fn from(m: &MemberRoom) -> Self {
         RoomView {
             last_read: Some(m.last_read),
-            unread: Some(m.room.last_seq.saturating_sub(m.last_read)),
+            unread: Some(m.last_read.until(m.room.last_seq)),
             ..RoomView::from(&m.room)
         }
     }
@@ -218,7 +218,7 @@ pub struct MessageView {
     /// The room it was posted in.
     pub room: RoomId,
     /// Its place in the room: 1, 2, 3... with no gaps; ignore a message at or below the last seen.
-    pub seq: u64,
+    pub seq: Seq,
     /// The sender's idempotency key from `send`, to match it with unacked local messages.
     pub id: String,
     /// The sender.
@@ -289,7 +289,7 @@ pub enum ServerMsg {
         /// The room the message went to.
         room: RoomId,
         /// The seq it is stored under (the original one for a duplicate).
-        seq: u64,
+        seq: Seq,
         /// The client's idempotency key from `send`.
         id: String,
         /// Storage time in milliseconds since the Unix epoch.
@@ -302,7 +302,7 @@ pub enum ServerMsg {
         /// A room named in the auth frame's `resume`.
         room: RoomId,
         /// The last seq replayed; live messages continue after it.
-        seq: u64,
+        seq: Seq,
     },
     /// A page of history, oldest first; `more` when older messages exist.
     History {
@@ -359,7 +359,7 @@ pub enum ServerMsg {
         /// The reader.
         user: UserId,
         /// Their read mark: never moves backwards, clamped to the room's last message.
-        seq: u64,
+        seq: Seq,
     },
     /// A `join`, `leave` or `create_room` request succeeded (the membership
     /// change itself arrives as `room_joined` / `room_left`).
@@ -484,7 +484,7 @@ mod tests {
         let msg = ServerMsg::Ack {
             reference: Some(Value::from("r1")),
             room: RoomId(4),
-            seq: 9,
+            seq: Seq(9),
             id: "c".into(),
             ts: 1,
             duplicate: false,

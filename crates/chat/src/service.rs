@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use volley_hub::{
-    Appended, Event, Hub, NewMessage, Room, RoomId, RoomKind, StoredMessage, Topic, User, UserId, UserKind,
+    Appended, Event, Hub, NewMessage, Room, RoomId, RoomKind, Seq, StoredMessage, Topic, User, UserId, UserKind,
 };
 
 use crate::auth::{self, Auth, Identity};
@@ -336,14 +336,14 @@ impl Chat {
         &self,
         user: UserId,
         room: RoomId,
-        before: Option<u64>,
+        before: Option<Seq>,
         limit: Option<u32>,
     ) -> Result<(Vec<MessageView>, bool), Refusal> {
         self.limit(user, Cost::Request)?;
         self.require_member(user, room).await?;
         let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
         let page = self.hub.store().history(room, before, limit).await?;
-        let more = page.first().is_some_and(|m| m.seq > 1);
+        let more = page.first().is_some_and(|m| m.seq > Seq(1));
         Ok((page.iter().map(MessageView::from).collect(), more))
     }
 
@@ -398,7 +398,7 @@ impl Chat {
     }
 
     /// Record a read receipt and tell the room.
-    pub async fn read(&self, user: &User, room: RoomId, seq: u64) -> Result<u64, Refusal> {
+    pub async fn read(&self, user: &User, room: RoomId, seq: Seq) -> Result<Seq, Refusal> {
         self.limit(user.id, Cost::Request)?;
         let recorded = self.hub.store().set_read(room, user.id, seq).await?;
         self.broadcast(

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-use volley_hub::{Appended, Delivery, RoomId, SubscriberHandle, Topic, User};
+use volley_hub::{Appended, Delivery, RoomId, Seq, SubscriberHandle, Topic, User};
 use volley_net::{CloseCode, Message, WebSocket};
 
 use crate::limits::IpSlot;
@@ -68,7 +68,7 @@ struct Session<'a> {
     user: User,
     sub: SubscriberHandle,
     /// Highest sequence number delivered, per room this connection is in.
-    delivered: HashMap<RoomId, u64>,
+    delivered: HashMap<RoomId, Seq>,
 }
 
 impl<'a> Session<'a> {
@@ -112,7 +112,7 @@ impl<'a> Session<'a> {
     }
 
     /// Subscribe to a room and count this connection as present in it.
-    fn enter(&mut self, room: RoomId, last_seq: u64) {
+    fn enter(&mut self, room: RoomId, last_seq: Seq) {
         self.chat.hub.subscribe(Topic::Room(room), &self.sub);
         self.delivered.insert(room, last_seq);
         if self.chat.hub.presence().arrive(room, self.user.id) {
@@ -142,7 +142,7 @@ impl<'a> Session<'a> {
         &mut self,
         ws: &mut Ws<S>,
         mut rx: mpsc::Receiver<volley_hub::Delivery>,
-        resume: HashMap<String, u64>,
+        resume: HashMap<String, Seq>,
         token: Option<String>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<End, volley_net::Error>
@@ -188,9 +188,9 @@ impl<'a> Session<'a> {
             };
             // A client cannot have seen more than the room had when we
             // subscribed (a mark above it would hide future messages).
-            let snapshot = self.delivered.get(&room).copied().unwrap_or(0);
+            let snapshot = self.delivered.get(&room).copied().unwrap_or_default();
             self.delivered.insert(room, last.min(snapshot));
-            let seq = self.replay(ws, room, u64::MAX).await?;
+            let seq = self.replay(ws, room, Seq(u64::MAX)).await?;
             ws.feed(ServerMsg::CaughtUp { room, seq }.to_message()).await?;
         }
         ws.flush().await?;
@@ -271,16 +271,16 @@ impl<'a> Session<'a> {
 
     /// Send stored messages of `room` after the delivered mark, up to `upto`;
     /// returns the new mark.
-    async fn replay<S>(&mut self, ws: &mut Ws<S>, room: RoomId, upto: u64) -> Result<u64, volley_net::Error>
+    async fn replay<S>(&mut self, ws: &mut Ws<S>, room: RoomId, upto: Seq) -> Result<Seq, volley_net::Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         loop {
-            let after = self.delivered.get(&room).copied().unwrap_or(0);
+            let after = self.delivered.get(&room).copied().unwrap_or_default();
             if after >= upto {
                 return Ok(after);
             }
-            let want = (upto - after).min(u64::from(REPLAY_BATCH)) as u32;
+            let want = after.until(upto).min(u64::from(REPLAY_BATCH)) as u32;
             let page = match self.chat.hub.store().since(room, after, want).await {
                 Ok(page) => page,
                 Err(e) => {
@@ -318,9 +318,9 @@ impl<'a> Session<'a> {
                     if seq <= mark {
                         return Ok(()); // already sent (replay or gap fill)
                     }
-                    if seq > mark + 1 {
+                    if seq > mark.next() {
                         metrics::counter!("volley_gap_fills_total").increment(1);
-                        self.replay(ws, room, seq - 1).await?;
+                        self.replay(ws, room, Seq(seq.0 - 1)).await?;
                     }
                     self.delivered.insert(room, seq);
                 }
@@ -342,8 +342,8 @@ impl<'a> Session<'a> {
                         self.enter(room, r.last_seq);
                         let view = RoomView {
                             online: Some(self.chat.hub.presence().online(room)),
-                            last_read: Some(0),
-                            unread: Some(r.last_seq),
+                            last_read: Some(Seq::ZERO),
+                            unread: Some(r.last_seq.0),
                             ..RoomView::from(&r)
                         };
                         ws.feed(ServerMsg::RoomJoined { room: view }.to_message()).await
@@ -489,7 +489,7 @@ async fn authenticate<S>(
     chat: &Chat,
     ws: &mut Ws<S>,
     ip: std::net::IpAddr,
-) -> Result<Option<(User, HashMap<String, u64>, Option<String>)>, volley_net::Error>
+) -> Result<Option<(User, HashMap<String, Seq>, Option<String>)>, volley_net::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

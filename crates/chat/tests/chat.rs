@@ -9,7 +9,7 @@ use common::*;
 use serde_json::json;
 use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::{ErrorCode, ServerMsg};
-use volley_chat::RoomId;
+use volley_chat::{RoomId, Seq};
 use volley_net::{CloseCode, Connector};
 
 #[tokio::test]
@@ -35,7 +35,7 @@ async fn messages_fan_out_to_every_connection_of_every_member() {
     assert_eq!(alice2.rooms.len(), 1);
 
     let (seq, duplicate) = alice.post(room, "m1", "hello").await.unwrap();
-    assert_eq!((seq, duplicate), (1, false));
+    assert_eq!((seq, duplicate), (Seq(1), false));
     for (who, client) in [("bob", &mut bob), ("alice2", &mut alice2), ("alice", &mut alice)] {
         let m = expect(client, who, |m| match m {
             ServerMsg::Message(m) => Some(m),
@@ -44,7 +44,7 @@ async fn messages_fan_out_to_every_connection_of_every_member() {
         .await;
         assert_eq!(
             (m.seq, m.text.as_str(), m.name.as_str()),
-            (1, "hello", "alice"),
+            (Seq(1), "hello", "alice"),
             "{who}"
         );
     }
@@ -59,21 +59,21 @@ async fn a_retransmitted_id_never_makes_a_second_message() {
     let room = create_room(&mut alice, "r").await;
     let mut bob = guest(&server, "bob").await;
     join(&mut bob, room).await;
-    assert_eq!(alice.post(room, "same", "once").await.unwrap(), (1, false));
-    assert_eq!(alice.post(room, "same", "once").await.unwrap(), (1, true));
+    assert_eq!(alice.post(room, "same", "once").await.unwrap(), (Seq(1), false));
+    assert_eq!(alice.post(room, "same", "once").await.unwrap(), (Seq(1), true));
     // After a reconnect too.
     let token = alice.token.clone().unwrap();
     alice.close().await.unwrap();
     let mut again = ChatClient::connect(&server.url(), Login::Token(token), &HashMap::new())
         .await
         .unwrap();
-    assert_eq!(again.post(room, "same", "once").await.unwrap(), (1, true));
-    assert_eq!(again.post(room, "next", "two").await.unwrap(), (2, false));
+    assert_eq!(again.post(room, "same", "once").await.unwrap(), (Seq(1), true));
+    assert_eq!(again.post(room, "next", "two").await.unwrap(), (Seq(2), false));
     let mut seen = Vec::new();
     while seen.last() != Some(&2) {
         seen.push(
             expect(&mut bob, "message", |m| match m {
-                ServerMsg::Message(m) => Some(m.seq),
+                ServerMsg::Message(m) => Some(m.seq.0),
                 _ => None,
             })
             .await,
@@ -94,22 +94,26 @@ async fn a_retransmitted_id_never_makes_a_second_message() {
     // server) must not hide the messages that come next.
     let bob_token = bob.token.clone().unwrap();
     drop(bob);
-    let mut bob = ChatClient::connect(&server.url(), Login::Token(bob_token), &HashMap::from([(room, 999)]))
-        .await
-        .unwrap();
+    let mut bob = ChatClient::connect(
+        &server.url(),
+        Login::Token(bob_token),
+        &HashMap::from([(room, Seq(999))]),
+    )
+    .await
+    .unwrap();
     let caught_up = expect(&mut bob, "caught_up", |m| match m {
         ServerMsg::CaughtUp { seq, .. } => Some(seq),
         _ => None,
     })
     .await;
-    assert_eq!(caught_up, 2);
-    assert_eq!(again.post(room, "third", "three").await.unwrap(), (3, false));
+    assert_eq!(caught_up, Seq(2));
+    assert_eq!(again.post(room, "third", "three").await.unwrap(), (Seq(3), false));
     let seq = expect(&mut bob, "message 3", |m| match m {
         ServerMsg::Message(m) => Some(m.seq),
         _ => None,
     })
     .await;
-    assert_eq!(seq, 3);
+    assert_eq!(seq, Seq(3));
     server.stop().await;
 }
 
@@ -145,7 +149,7 @@ async fn resume_under_concurrent_sends_has_no_gap_and_no_duplicate() {
         let budget = 37 + (reconnects * 53) % 111;
         for _ in 0..budget {
             match tokio::time::timeout(Duration::from_secs(10), reader.recv()).await {
-                Ok(Ok(Some(ServerMsg::Message(m)))) => seen.push(m.seq),
+                Ok(Ok(Some(ServerMsg::Message(m)))) => seen.push(m.seq.0),
                 Ok(Ok(Some(ServerMsg::CaughtUp { .. }))) => caught_up += 1,
                 Ok(Ok(Some(_))) => {}
                 other => panic!("reader: {other:?}"),
@@ -159,7 +163,7 @@ async fn resume_under_concurrent_sends_has_no_gap_and_no_duplicate() {
         }
         drop(reader);
         reconnects += 1;
-        let resume = HashMap::from([(room, seen.last().copied().unwrap_or(0))]);
+        let resume = HashMap::from([(room, Seq(seen.last().copied().unwrap_or(0)))]);
         reader = ChatClient::connect(&url, Login::Token(token.clone()), &resume)
             .await
             .unwrap();
@@ -203,16 +207,16 @@ async fn messages_and_accounts_survive_a_restart() {
     cfg.addr = "127.0.0.1:0".parse().unwrap();
     let server = start(cfg).await;
     // The same token works (the secret is in the data directory) and resume replays.
-    let mut carol = ChatClient::connect(&server.url(), Login::Token(token), &HashMap::from([(room, 2)]))
+    let mut carol = ChatClient::connect(&server.url(), Login::Token(token), &HashMap::from([(room, Seq(2))]))
         .await
         .unwrap();
-    assert_eq!(carol.rooms[0].last_seq, 5);
+    assert_eq!(carol.rooms[0].last_seq, Seq(5));
     let mut replayed = Vec::new();
     loop {
         match expect(&mut carol, "replay", Some).await {
             ServerMsg::Message(m) => replayed.push(m.text),
             ServerMsg::CaughtUp { seq, .. } => {
-                assert_eq!(seq, 5);
+                assert_eq!(seq, Seq(5));
                 break;
             }
             _ => {}
@@ -278,7 +282,7 @@ async fn presence_typing_and_receipts_reach_the_room() {
         _ => None,
     })
     .await;
-    assert_eq!(seq, 1);
+    assert_eq!(seq, Seq(1));
 
     // A receipt beyond the room's last message is clamped.
     bob.send_json(&json!({ "type": "read", "room": room, "seq": 99 }))
@@ -289,7 +293,7 @@ async fn presence_typing_and_receipts_reach_the_room() {
         _ => None,
     })
     .await;
-    assert_eq!(seq, 1);
+    assert_eq!(seq, Seq(1));
 
     // No more typing events arrived in between: count them now.
     bob.close().await.unwrap();
@@ -382,7 +386,7 @@ async fn bad_requests_get_errors_and_the_connection_stays_usable() {
         alice.request(json!({ "type": "ping" })).await.unwrap(),
         ServerMsg::Pong { .. }
     ));
-    assert_eq!(alice.post(room, "ok", "fine").await.unwrap(), (1, false));
+    assert_eq!(alice.post(room, "ok", "fine").await.unwrap(), (Seq(1), false));
     // A frame beyond the transport limit ends the connection with 1009.
     let huge = "y".repeat(70 * 1024);
     alice
@@ -400,7 +404,7 @@ async fn bad_requests_get_errors_and_the_connection_stays_usable() {
     // The server keeps serving others.
     let mut bob = guest(&server, "bob").await;
     join(&mut bob, room).await;
-    assert_eq!(bob.post(room, "b", "still here").await.unwrap(), (2, false));
+    assert_eq!(bob.post(room, "b", "still here").await.unwrap(), (Seq(2), false));
     server.stop().await;
 }
 
@@ -443,7 +447,7 @@ async fn rate_and_connection_limits_answer_with_error_codes() {
         other => panic!("expected rate_limited, got {other:?}"),
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(alice.post(room, "b3", "after waiting").await.unwrap(), (4, false));
+    assert_eq!(alice.post(room, "b3", "after waiting").await.unwrap(), (Seq(4), false));
     // Other requests that touch the store have their own bucket (burst 40).
     let mut limited = 0;
     for _ in 0..45 {
@@ -510,7 +514,7 @@ async fn a_slow_consumer_is_closed_with_1013_and_resumes_without_loss() {
         let mut last = 0;
         while last < N {
             last = expect(&mut fast, "fast message", |m| match m {
-                ServerMsg::Message(m) => Some(m.seq),
+                ServerMsg::Message(m) => Some(m.seq.0),
                 _ => None,
             })
             .await;
@@ -549,7 +553,7 @@ async fn a_slow_consumer_is_closed_with_1013_and_resumes_without_loss() {
     let mut seen = Vec::new();
     let code = loop {
         match tokio::time::timeout(Duration::from_secs(15), slow.recv()).await {
-            Ok(Ok(Some(ServerMsg::Message(m)))) => seen.push(m.seq),
+            Ok(Ok(Some(ServerMsg::Message(m)))) => seen.push(m.seq.0),
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => break slow.socket().peer_close().map(|c| c.code.0),
             other => panic!("slow reader: {other:?}"),
@@ -562,13 +566,17 @@ async fn a_slow_consumer_is_closed_with_1013_and_resumes_without_loss() {
         seen.len()
     );
     let last = seen.last().copied().unwrap_or(0);
-    let mut slow = ChatClient::connect(&server.url(), Login::Token(slow_token), &HashMap::from([(room, last)]))
-        .await
-        .unwrap();
+    let mut slow = ChatClient::connect(
+        &server.url(),
+        Login::Token(slow_token),
+        &HashMap::from([(room, Seq(last))]),
+    )
+    .await
+    .unwrap();
     // Replay, caught_up, then live messages while the writer goes on.
     while seen.last().copied() != Some(N) {
         if let ServerMsg::Message(m) = expect(&mut slow, "replay and live", Some).await {
-            seen.push(m.seq);
+            seen.push(m.seq.0);
         }
     }
     assert_eq!(seen, (1..=N).collect::<Vec<_>>());

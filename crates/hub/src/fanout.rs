@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 use volley_wire::{Message, PreparedMessage, Utf8Bytes};
 
-use crate::model::{RoomId, UserId};
+use crate::model::{RoomId, Seq, UserId};
 
 /// What a subscription is to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +32,7 @@ pub type ConnId = u64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// The room sequence number for durable messages, for de-duplication.
-    pub seq: Option<u64>,
+    pub seq: Option<Seq>,
     /// True for control events addressed to the connection, not its socket.
     pub control: bool,
     /// The JSON text sent to clients (or read by the connection if `control`).
@@ -67,7 +67,7 @@ pub enum Delivery {
         /// The topic it was published on; a room topic means room-level de-duplication applies.
         topic: Topic,
         /// The room seq of a durable message, so the connection can drop replays and fill gaps.
-        seq: Option<u64>,
+        seq: Option<Seq>,
         /// The encoded WebSocket frame, built once per node and shared by every subscriber.
         frame: Arc<PreparedMessage>,
     },

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::broker::{Broker, MemoryBroker};
 use crate::fanout::{ConnId, Event, Fanout, SubscriberHandle, Topic};
-use crate::model::RoomId;
+use crate::model::{RoomId, Seq};
 use crate::presence::Presence;
 use crate::sequencer::Sequencer;
 use crate::store::Store;
@@ -78,7 +78,7 @@ impl Hub {
 
     /// Publish message `seq` of `room`, after its predecessors (see [`Sequencer`]).
     /// Must be called within a tokio runtime.
-    pub fn publish_message(&self, room: RoomId, seq: u64, event: Event) {
+    pub fn publish_message(&self, room: RoomId, seq: Seq, event: Event) {
         let (ready, held) = self.sequencer.submit(room, seq, event);
         for event in ready {
             self.broker.publish(Topic::Room(room), event);

@@ -22,7 +22,7 @@ pub use broker::{Broker, MemoryBroker};
 pub use error::Error;
 pub use fanout::{ConnId, Delivery, Event, Fanout, Subscriber, SubscriberHandle, Topic};
 pub use hub::Hub;
-pub use model::{Appended, MemberRoom, NewMessage, Room, RoomId, RoomKind, StoredMessage, User, UserId, UserKind};
+pub use model::{Appended, MemberRoom, NewMessage, Room, RoomId, RoomKind, Seq, StoredMessage, User, UserId, UserKind};
 pub use presence::Presence;
 pub use sequencer::Sequencer;
 pub use sqlite::{SqliteStore, Synchronous};

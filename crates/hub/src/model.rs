@@ -12,6 +12,35 @@ pub struct UserId(pub i64);
 #[serde(transparent)]
 pub struct RoomId(pub i64);
 
+/// A message's place in its room, assigned by the store in the transaction
+/// that stores it: 1 for the first message, then strictly increasing with no
+/// gaps. `Seq(0)` means "nothing yet" (an empty room, a reader who has read
+/// nothing). Clients resume from the last one they saw. In JSON, a number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// Before the first message.
+    pub const ZERO: Seq = Seq(0);
+
+    /// The message after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+
+    /// Messages after `self` up to and including `upto` (0 when `upto` is not later).
+    pub fn until(self, upto: Seq) -> u64 {
+        upto.0.saturating_sub(self.0)
+    }
+}
+
+impl std::fmt::Display for Seq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl std::fmt::Display for UserId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
@@ -122,7 +151,7 @@ pub struct Room {
     /// The creator: the only one who may remove members or invite to a private room.
     pub owner: UserId,
     /// Seq of the newest message, 0 while the room is empty; the next append gets `last_seq + 1`.
-    pub last_seq: u64,
+    pub last_seq: Seq,
     /// Number of members when the record was read.
     pub members: u64,
 }
@@ -133,7 +162,7 @@ pub struct MemberRoom {
     /// The room itself.
     pub room: Room,
     /// The member's read mark: never decreases and never exceeds `room.last_seq`.
-    pub last_read: u64,
+    pub last_read: Seq,
 }
 
 /// A message to append; the store assigns `seq` and keeps `ts`.
@@ -159,8 +188,8 @@ pub struct NewMessage {
 pub struct StoredMessage {
     /// The room it belongs to.
     pub room: RoomId,
-    /// The message's place in its room: strictly increasing from 1, no gaps.
-    pub seq: u64,
+    /// The message's place in its room.
+    pub seq: Seq,
     /// The sender's idempotency key; unique per room and sender.
     pub client_id: String,
     /// The sender.

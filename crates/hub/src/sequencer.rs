@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::fanout::Event;
-use crate::model::RoomId;
+use crate::model::{RoomId, Seq};
 
 #[derive(Debug, Default)]
 struct Order {
     /// The next sequence number to publish, once known.
-    next: Option<u64>,
-    held: BTreeMap<u64, Event>,
+    next: Option<Seq>,
+    held: BTreeMap<Seq, Event>,
 }
 
 /// Per-room reordering of published messages.
@@ -38,7 +38,7 @@ impl Sequencer {
 
     /// Offer message `seq` of `room`. Returns the events to publish now, in
     /// order, and whether something is held (the caller flushes it later).
-    pub fn submit(&self, room: RoomId, seq: u64, event: Event) -> (Vec<Event>, bool) {
+    pub fn submit(&self, room: RoomId, seq: Seq, event: Event) -> (Vec<Event>, bool) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let order = rooms.entry(room).or_default();
         let next = *order.next.get_or_insert(seq);
@@ -54,7 +54,7 @@ impl Sequencer {
                 break;
             }
             if let Some(event) = order.held.remove(&first) {
-                order.next = Some(first + 1);
+                order.next = Some(first.next());
                 ready.push(event);
             }
         }
@@ -69,7 +69,7 @@ impl Sequencer {
         };
         let held = std::mem::take(&mut order.held);
         if let Some((&last, _)) = held.last_key_value() {
-            order.next = Some(last + 1);
+            order.next = Some(last.next());
         }
         held.into_values().collect()
     }
@@ -81,23 +81,23 @@ mod tests {
 
     fn ev(seq: u64) -> Event {
         Event {
-            seq: Some(seq),
+            seq: Some(Seq(seq)),
             control: false,
             payload: bytes::Bytes::new(),
         }
     }
 
     fn seqs(events: &[Event]) -> Vec<u64> {
-        events.iter().filter_map(|e| e.seq).collect()
+        events.iter().filter_map(|e| e.seq.map(|s| s.0)).collect()
     }
 
     #[test]
     fn holds_a_message_until_its_predecessor_arrives() {
         let s = Sequencer::new();
-        assert_eq!(seqs(&s.submit(RoomId(1), 1, ev(1)).0), vec![1]);
-        let (ready, held) = s.submit(RoomId(1), 3, ev(3));
+        assert_eq!(seqs(&s.submit(RoomId(1), Seq(1), ev(1)).0), vec![1]);
+        let (ready, held) = s.submit(RoomId(1), Seq(3), ev(3));
         assert!(ready.is_empty() && held);
-        let (ready, held) = s.submit(RoomId(1), 2, ev(2));
+        let (ready, held) = s.submit(RoomId(1), Seq(2), ev(2));
         assert_eq!(seqs(&ready), vec![2, 3]);
         assert!(!held);
     }
@@ -105,12 +105,12 @@ mod tests {
     #[test]
     fn flush_releases_past_a_hole() {
         let s = Sequencer::new();
-        s.submit(RoomId(7), 10, ev(10));
-        s.submit(RoomId(7), 12, ev(12));
-        s.submit(RoomId(7), 13, ev(13));
+        s.submit(RoomId(7), Seq(10), ev(10));
+        s.submit(RoomId(7), Seq(12), ev(12));
+        s.submit(RoomId(7), Seq(13), ev(13));
         assert_eq!(seqs(&s.flush(RoomId(7))), vec![12, 13]);
         // 11 shows up late: released at once, receivers de-duplicate.
-        assert_eq!(seqs(&s.submit(RoomId(7), 11, ev(11)).0), vec![11]);
-        assert_eq!(seqs(&s.submit(RoomId(7), 14, ev(14)).0), vec![14]);
+        assert_eq!(seqs(&s.submit(RoomId(7), Seq(11), ev(11)).0), vec![11]);
+        assert_eq!(seqs(&s.submit(RoomId(7), Seq(14), ev(14)).0), vec![14]);
     }
 }

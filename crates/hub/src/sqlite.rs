@@ -16,7 +16,9 @@ use rusqlite::types::{FromSql, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, ToSql};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::model::{Appended, MemberRoom, NewMessage, Room, RoomId, RoomKind, StoredMessage, User, UserId, UserKind};
+use crate::model::{
+    Appended, MemberRoom, NewMessage, Room, RoomId, RoomKind, Seq, StoredMessage, User, UserId, UserKind,
+};
 use crate::{Error, Store};
 
 /// How hard SQLite works to survive a power cut (PRAGMA synchronous).
@@ -69,6 +71,20 @@ macro_rules! sql_id {
 }
 
 sql_id!(UserId, RoomId);
+
+/// Sequence numbers are SQLite integers: beyond `i64::MAX` a client's mark
+/// is clamped (no room gets there), and a negative stored value reads as 0.
+impl ToSql for Seq {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.0.min(i64::MAX as u64) as i64))
+    }
+}
+
+impl FromSql for Seq {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        i64::column_result(value).map(|v| Seq(v.max(0) as u64))
+    }
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users(
@@ -281,7 +297,7 @@ fn room_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Room> {
         name: row.get(1)?,
         kind: RoomKind::parse(&row.get::<_, String>(2)?),
         owner: row.get(3)?,
-        last_seq: row.get::<_, i64>(4)? as u64,
+        last_seq: row.get(4)?,
         members: row.get::<_, i64>(5)? as u64,
     })
 }
@@ -291,7 +307,7 @@ const MESSAGE_COLUMNS: &str = "m.room, m.seq, m.client_id, m.user, u.name, m.tex
 fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     Ok(StoredMessage {
         room: row.get(0)?,
-        seq: row.get::<_, i64>(1)? as u64,
+        seq: row.get(1)?,
         client_id: row.get(2)?,
         user: row.get(3)?,
         user_name: row.get(4)?,
@@ -421,7 +437,7 @@ impl Store for SqliteStore {
             let rows = stmt.query_map([user], |row| {
                 Ok(MemberRoom {
                     room: room_row(row)?,
-                    last_read: row.get::<_, i64>(6)? as u64,
+                    last_read: row.get(6)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -502,7 +518,7 @@ impl Store for SqliteStore {
             let existing = c
                 .prepare_cached("SELECT seq, text, ts FROM messages WHERE room = ?1 AND user = ?2 AND client_id = ?3")?
                 .query_row(params![m.room, m.user, m.client_id], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                    Ok((r.get::<_, Seq>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
                 })
                 .optional()?;
             if let Some((seq, text, ts)) = existing {
@@ -516,7 +532,7 @@ impl Store for SqliteStore {
                     ts,
                 }));
             }
-            let seq: i64 = c
+            let seq: Seq = c
                 .prepare_cached("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq")?
                 .query_row([m.room], |r| r.get(0))
                 .optional()?
@@ -527,7 +543,7 @@ impl Store for SqliteStore {
             .execute(params![m.room, seq, m.user, m.client_id, m.text, m.ts])?;
             Ok(Appended::New(StoredMessage {
                 room: m.room,
-                seq: seq as u64,
+                seq,
                 client_id: m.client_id,
                 user: m.user,
                 user_name: m.user_name,
@@ -538,8 +554,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn history(&self, room: RoomId, before: Option<u64>, limit: u32) -> Result<Vec<StoredMessage>, Error> {
-        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+    async fn history(&self, room: RoomId, before: Option<Seq>, limit: u32) -> Result<Vec<StoredMessage>, Error> {
+        let before = before.unwrap_or(Seq(u64::MAX));
         self.read(move |c| {
             let sql = format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user \
@@ -554,8 +570,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn since(&self, room: RoomId, after: u64, limit: u32) -> Result<Vec<StoredMessage>, Error> {
-        let after = after.min(i64::MAX as u64) as i64;
+    async fn since(&self, room: RoomId, after: Seq, limit: u32) -> Result<Vec<StoredMessage>, Error> {
         self.read(move |c| {
             let sql = format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user \
@@ -568,17 +583,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_read(&self, room: RoomId, user: UserId, seq: u64) -> Result<u64, Error> {
-        let seq = seq.min(i64::MAX as u64) as i64;
+    async fn set_read(&self, room: RoomId, user: UserId, seq: Seq) -> Result<Seq, Error> {
         self.write(move |c| {
-            let value: Option<i64> = c
+            let value: Option<Seq> = c
                 .prepare_cached(
                     "UPDATE members SET last_read = MAX(last_read, MIN(?3, (SELECT last_seq FROM rooms WHERE id = ?1))) \
                      WHERE room = ?1 AND user = ?2 RETURNING last_read",
                 )?
                 .query_row(params![room, user, seq], |r| r.get(0))
                 .optional()?;
-            value.map(|v| v as u64).ok_or(Error::NotFound("membership"))
+            value.ok_or(Error::NotFound("membership"))
         })
         .await
     }

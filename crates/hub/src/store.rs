@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 
-use crate::model::{Appended, MemberRoom, NewMessage, Room, RoomId, RoomKind, StoredMessage, User, UserId, UserKind};
+use crate::model::{
+    Appended, MemberRoom, NewMessage, Room, RoomId, RoomKind, Seq, StoredMessage, User, UserId, UserKind,
+};
 use crate::Error;
 
 /// Durable state behind the chat handlers.
@@ -43,12 +45,12 @@ pub trait Store: Send + Sync + 'static {
     /// Append a message durably (see the trait docs).
     async fn append(&self, message: NewMessage) -> Result<Appended, Error>;
     /// Up to `limit` messages before `before` (or the newest), oldest first.
-    async fn history(&self, room: RoomId, before: Option<u64>, limit: u32) -> Result<Vec<StoredMessage>, Error>;
+    async fn history(&self, room: RoomId, before: Option<Seq>, limit: u32) -> Result<Vec<StoredMessage>, Error>;
     /// Up to `limit` messages after `after`, oldest first: the resume query.
-    async fn since(&self, room: RoomId, after: u64, limit: u32) -> Result<Vec<StoredMessage>, Error>;
+    async fn since(&self, room: RoomId, after: Seq, limit: u32) -> Result<Vec<StoredMessage>, Error>;
     /// Record that `user` has read `room` up to `seq` (never moves backwards);
     /// returns the recorded value.
-    async fn set_read(&self, room: RoomId, user: UserId, seq: u64) -> Result<u64, Error>;
+    async fn set_read(&self, room: RoomId, user: UserId, seq: Seq) -> Result<Seq, Error>;
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), Error>;
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use volley_hub::{Appended, NewMessage, RoomId, RoomKind, SqliteStore, Store, Synchronous, UserId, UserKind};
+use volley_hub::{Appended, NewMessage, RoomId, RoomKind, Seq, SqliteStore, Store, Synchronous, UserId, UserKind};
 
 fn message(room: RoomId, user: UserId, id: &str) -> NewMessage {
     NewMessage {
@@ -50,13 +50,13 @@ async fn concurrent_appends_get_gap_free_sequence_numbers() {
         all.extend(seqs);
     }
     all.sort_unstable();
-    assert_eq!(all, (1..=800).collect::<Vec<u64>>());
+    assert_eq!(all, (1..=800).map(Seq).collect::<Vec<_>>());
     // A retransmission returns the stored message.
     match store.append(message(room.id, user.id, "3-7")).await.unwrap() {
         Appended::Duplicate(m) => assert_eq!(m.text, "text of 3-7"),
         other => panic!("expected a duplicate, got {other:?}"),
     }
-    assert_eq!(store.room(room.id).await.unwrap().unwrap().last_seq, 800);
+    assert_eq!(store.room(room.id).await.unwrap().unwrap().last_seq, Seq(800));
 }
 
 #[tokio::test]
@@ -76,22 +76,26 @@ async fn history_receipts_and_reopen() {
         for i in 0..10 {
             store.append(message(room.id, user.id, &i.to_string())).await.unwrap();
         }
-        assert_eq!(store.set_read(room.id, user.id, 4).await.unwrap(), 4);
-        assert_eq!(store.set_read(room.id, user.id, 2).await.unwrap(), 4, "never backwards");
+        assert_eq!(store.set_read(room.id, user.id, Seq(4)).await.unwrap(), Seq(4));
         assert_eq!(
-            store.set_read(room.id, user.id, 99).await.unwrap(),
-            10,
+            store.set_read(room.id, user.id, Seq(2)).await.unwrap(),
+            Seq(4),
+            "never backwards"
+        );
+        assert_eq!(
+            store.set_read(room.id, user.id, Seq(99)).await.unwrap(),
+            Seq(10),
             "clamped to the last message"
         );
         (user.id, room.id)
     };
     let store = SqliteStore::open(dir.path(), Synchronous::Full).unwrap();
-    let page = store.history(room_id, Some(8), 3).await.unwrap();
-    assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![5, 6, 7]);
-    let since = store.since(room_id, 8, 100).await.unwrap();
-    assert_eq!(since.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![9, 10]);
+    let page = store.history(room_id, Some(Seq(8)), 3).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![5, 6, 7]);
+    let since = store.since(room_id, Seq(8), 100).await.unwrap();
+    assert_eq!(since.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![9, 10]);
     let rooms = store.rooms_of(user_id).await.unwrap();
-    assert_eq!((rooms[0].room.last_seq, rooms[0].last_read), (10, 10));
+    assert_eq!((rooms[0].room.last_seq, rooms[0].last_read), (Seq(10), Seq(10)));
     assert!(
         store.search_public("r", 10).await.unwrap().is_empty(),
         "private rooms are not listed"
