@@ -3,9 +3,11 @@
 
 A module is a file under src/ (src/a/mod.rs and src/a.rs are module `a`,
 src/a/b.rs is `a::b`). An edge a -> b exists when a's code names
-`crate::b...` (in a `use` or in a path) or `super::...` resolving to b.
-A reference to a parent module (`crate::a` from `a::b`) does not count:
-children naturally see their parent. Exits 1 and prints each cycle found.
+`crate::b...` (in a `use` or in a path) or `super::...` resolving to b,
+following `pub use` re-exports to the module that defines the name (so
+`crate::Error` from lib.rs's `pub use error::Error` is an edge to `error`).
+A module's `pub use` of its own children is its public face, not an
+import. Exits 1 and prints each cycle found.
 """
 import os
 import re
@@ -66,7 +68,17 @@ def paths_in_use_tree(tree):
     return [p for part in parts if part for p in paths_in_use_tree(prefix + part)]
 
 
-def resolve(path, here, mods):
+def use_statements(text):
+    """Yield (is_pub, path) for every path a `use` statement names."""
+    for m in re.finditer(r"(\bpub(?:\([^)]*\))?\s+)?\buse\s+([^;]+);", text):
+        for path in paths_in_use_tree(m.group(2)):
+            path = re.sub(r"\s+as\s+\w+$", "", path)
+            yield bool(m.group(1)), path
+
+
+def resolve(path, here, mods, reexports, depth=0):
+    """The module a `crate::`/`super::`/`self::` path lands in, following
+    `pub use` re-exports (so `crate::Error` is the module defining Error)."""
     segs = [s for s in path.split("::") if s]
     if not segs:
         return None
@@ -80,34 +92,50 @@ def resolve(path, here, mods):
         base, segs = list(here), segs[1:]
     else:
         return None
-    best = None
     cur = list(base)
-    if tuple(cur) in mods:
-        best = tuple(cur)
     for s in segs:
-        cur.append(s)
-        if tuple(cur) in mods:
-            best = tuple(cur)
-        else:
-            break
-    return best
+        if tuple(cur + [s]) in mods:
+            cur.append(s)
+            continue
+        target = reexports.get((tuple(cur), s))
+        if target is not None and depth < 8:
+            return resolve(target, tuple(cur), mods, reexports, depth + 1) or tuple(cur)
+        break
+    return tuple(cur) if tuple(cur) in mods else None
 
 
 def edges(mods):
-    graph = {m: set() for m in mods}
+    texts = {}
     for mod, path in mods.items():
         text = strip_tests(open(path, encoding="utf-8").read())
-        text = re.sub(r"//[^\n]*", "", text)
-        refs = []
-        for m in re.finditer(r"\buse\s+([^;]+);", text):
-            refs += paths_in_use_tree(m.group(1))
-        refs += re.findall(r"\b((?:crate|super)(?:::\w+)+)", text)
+        texts[mod] = re.sub(r"//[^\n]*", "", text)
+    # (module, name) -> the path it re-exports, from `pub use` lines.
+    reexports = {}
+    for mod, text in texts.items():
+        for is_pub, path in use_statements(text):
+            if not is_pub:
+                continue
+            leaf = path.split("::")[-1]
+            if leaf in ("*", "self"):
+                continue
+            full = path
+            if not path.startswith(("crate::", "super::", "self::")):
+                # `pub use child::Name;` is relative to this module.
+                full = "crate::" + "::".join(list(mod) + [path]) if path.split("::")[0] in {m[len(mod)] for m in mods if len(m) > len(mod) and m[: len(mod)] == mod} else None
+            if full:
+                reexports[(mod, leaf)] = full
+    graph = {m: set() for m in mods}
+    for mod, text in texts.items():
+        refs = [p for is_pub, p in use_statements(text) if not is_pub]
+        body = re.sub(r"\bpub(?:\([^)]*\))?\s+use\s+[^;]+;", "", text)
+        body = re.sub(r"\buse\s+[^;]+;", "", body)
+        refs += re.findall(r"\b((?:crate|super|self)(?:::\w+)+)", body)
         for r in refs:
-            target = resolve(r, mod, mods)
+            target = resolve(r, mod, mods, reexports)
             if target is None or target == mod:
                 continue
-            # A child naming its parent (or any ancestor) is not a cycle-maker.
-            if mod[: len(target)] == target:
+            # A module's own children are its declarations, not imports.
+            if target[: len(mod)] == mod:
                 continue
             graph[mod].add(target)
     return graph

@@ -54,7 +54,7 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Load keys: the configured secret, or the one in the data directory
     /// (created on first start), and the external verification key if any.
-    pub fn new(config: &ChatConfig) -> Result<Auth, Error> {
+    pub(crate) fn new(config: &ChatConfig) -> Result<Auth, Error> {
         // `ChatConfig::validate` has checked the secret's length and that
         // each algorithm has its key.
         let secret = match &config.token_secret {

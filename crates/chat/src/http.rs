@@ -131,7 +131,12 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let Some(ip_slot) = app.chat.limits.connect_ip(peer.ip()) else {
-        return Refused::new(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address").into_response();
+        return Refused::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address",
+            "ip_limit",
+        )
+        .into_response();
     };
     // Non-browser clients may authenticate in the upgrade request itself.
     let user = match bearer(&headers) {

@@ -141,7 +141,7 @@ impl IntoResponse for Refusal {
         let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut body = json!({ "error": { "code": self.code, "message": self.message } });
         if let Some(wait) = self.retry_after {
-            body["error"]["retry_after_ms"] = json!(wait.as_millis() as u64);
+            body["error"]["retry_after_ms"] = json!(wait.as_millis().max(1) as u64);
         }
         (status, Json(body)).into_response()
     }

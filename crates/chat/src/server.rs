@@ -66,16 +66,24 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Open the store in the data directory and bind the address.
+    /// Check the settings, then open the store in the data directory and
+    /// bind the address: a bad setting touches neither disk nor port.
     pub async fn bind(config: ChatConfig) -> Result<Server, Error> {
+        config.validate()?;
         let store = SqliteStore::open(&config.data_dir, config.sqlite_sync)?;
         let hub = Hub::embedded(Arc::new(store));
         let listener = TcpListener::bind(config.addr).await?;
-        Server::with_hub(hub, config, listener)
+        Server::assemble(hub, config, listener)
     }
 
     /// A server over any hub (other stores and brokers) on a bound listener.
     pub fn with_hub(hub: Hub, config: ChatConfig, listener: TcpListener) -> Result<Server, Error> {
+        config.validate()?;
+        Server::assemble(hub, config, listener)
+    }
+
+    /// The server around settings already validated.
+    fn assemble(hub: Hub, config: ChatConfig, listener: TcpListener) -> Result<Server, Error> {
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let mut transport = volley_net::Config::default();
         transport.protocol.max_frame_size = config.max_frame_bytes;
@@ -94,7 +102,7 @@ impl Server {
         acceptor = acceptor
             .allow_origins(config.allowed_origins.clone())
             .closing(shutdown.clone());
-        let chat = Arc::new(Chat::new(hub, config)?);
+        let chat = Arc::new(Chat::with_valid(hub, config)?);
         let app = Arc::new(App {
             chat,
             acceptor,

@@ -46,6 +46,11 @@ impl Chat {
     /// A service over `hub` with these settings.
     pub fn new(hub: Hub, config: ChatConfig) -> Result<Chat, crate::Error> {
         config.validate()?;
+        Chat::with_valid(hub, config)
+    }
+
+    /// [`Chat::new`] for settings the caller has validated.
+    pub(crate) fn with_valid(hub: Hub, config: ChatConfig) -> Result<Chat, crate::Error> {
         let auth = Auth::new(&config)?;
         let limits = Arc::new(
             Limits::new(

@@ -503,13 +503,11 @@ where
         }
         Ok(frame) => frame?,
     };
-    let refuse =
-        |code: ErrorCode, message: String, reference| ServerMsg::from(Refusal::new(code, message).to(reference));
     let Some(Message::Text(text)) = first else {
         if first.is_none() {
             return Ok(None);
         }
-        ws.send(refuse(ErrorCode::AuthRequired, "the first message must be auth".into(), None).to_message())
+        ws.send(ServerMsg::from(Refusal::new(ErrorCode::AuthRequired, "the first message must be auth")).to_message())
             .await?;
         ws.close(CloseCode::POLICY_VIOLATION, "authentication required").await?;
         return Ok(None);
@@ -522,14 +520,15 @@ where
             reference,
         }) => (token, guest, resume, reference),
         Ok(_) => {
-            ws.send(refuse(ErrorCode::AuthRequired, "the first message must be auth".into(), None).to_message())
-                .await?;
+            ws.send(
+                ServerMsg::from(Refusal::new(ErrorCode::AuthRequired, "the first message must be auth")).to_message(),
+            )
+            .await?;
             ws.close(CloseCode::POLICY_VIOLATION, "authentication required").await?;
             return Ok(None);
         }
         Err(rejected) => {
-            ws.send(refuse(rejected.code, rejected.message, rejected.reference).to_message())
-                .await?;
+            ws.send(ServerMsg::from(rejected).to_message()).await?;
             ws.close(CloseCode::POLICY_VIOLATION, "authentication required").await?;
             return Ok(None);
         }
@@ -549,7 +548,7 @@ where
         Ok((user, token)) => Ok(Some((user, resume, token))),
         Err(fail) => {
             metrics::counter!("volley_auth_failures_total").increment(1);
-            ws.send(refuse(fail.code, fail.message, reference).to_message()).await?;
+            ws.send(ServerMsg::from(fail.to(reference)).to_message()).await?;
             ws.close(CloseCode::POLICY_VIOLATION, "authentication failed").await?;
             Ok(None)
         }

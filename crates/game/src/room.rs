@@ -872,6 +872,32 @@ mod tests {
     }
 
     #[test]
+    fn a_room_that_empties_waits_again_from_when_it_emptied() {
+        let (mut room, shared, closes) = room(config());
+        let joined = join(&mut room, &shared, "ann", None).unwrap();
+        for _ in 0..50 {
+            room.tick().unwrap();
+        }
+        // She leaves for good: detached, then the grace (2 s: 20 ticks after the
+        // tick that took the detach) expires.
+        let command = Command::Detach {
+            key: joined.key,
+            attach: joined.attach,
+        };
+        shared.commands.try_send(command).unwrap();
+        for _ in 0..21 {
+            room.tick().unwrap();
+        }
+        assert_eq!(shared.humans.load(Ordering::Acquire), 0);
+        // Empty from here: 30 ticks more (not counted from the room's opening).
+        for _ in 0..29 {
+            assert!(room.tick().is_some());
+        }
+        assert_eq!(closes.0.load(Ordering::Acquire), 0);
+        assert!(room.tick().is_none());
+    }
+
+    #[test]
     fn a_room_with_someone_in_it_stays_open() {
         let (mut room, shared, closes) = room(config());
         let _joined = join(&mut room, &shared, "ann", None).unwrap();

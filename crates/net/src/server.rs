@@ -253,7 +253,13 @@ impl Acceptor {
         version: Version,
         headers: &HeaderMap,
     ) -> Result<handshake::Validated, HandshakeError> {
-        let validated = handshake::validate_head(method, version, headers)?;
+        self.check_origin_of(headers)?;
+        handshake::validate_head(method, version, headers)
+    }
+
+    /// The origin policy first: a foreign page learns only that it is not
+    /// allowed (403), whatever else is wrong with its request.
+    fn check_origin_of(&self, headers: &HeaderMap) -> Result<(), HandshakeError> {
         let refused = |reason| HandshakeError::Rejected { status: 403, reason };
         match &self.origins {
             OriginPolicy::Any => {}
@@ -265,7 +271,7 @@ impl Acceptor {
             }
             OriginPolicy::List(allowed) => origin_allowed(headers, allowed).map_err(refused)?,
         }
-        Ok(validated)
+        Ok(())
     }
 }
 

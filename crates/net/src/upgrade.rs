@@ -6,9 +6,11 @@
 //! negotiation) and refuses a bad request with its HTTP status before the
 //! handler runs. The handler adds its own checks (authentication, limits),
 //! then answers with [`WebSocketUpgrade::on_upgrade`], which hands the
-//! upgraded stream to our [`WebSocket`]. Handlers never see the transport:
-//! hyper hands over an HTTP/1.1 upgrade and an HTTP/2 extended CONNECT as the
-//! same [`hyper::upgrade::Upgraded`].
+//! upgraded stream to our [`WebSocket`]. Handlers never see the transport.
+//! Today that is an HTTP/1.1 upgrade (GET, 101); HTTP/2 extended CONNECT
+//! (RFC 8441: CONNECT with `:protocol`, answered 200) is a hyper
+//! [`hyper::upgrade::Upgraded`] too, and is meant to plug in here, in the
+//! checks and the answer, without handlers changing.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -91,10 +93,13 @@ where
             .acceptor()
             .negotiate_head(&parts.method, parts.version, &parts.headers)
             .map_err(Refused::from)?;
-        let on_upgrade = parts
-            .extensions
-            .remove::<OnUpgrade>()
-            .ok_or_else(|| Refused::new(StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded"))?;
+        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or_else(|| {
+            Refused::new(
+                StatusCode::UPGRADE_REQUIRED,
+                "this connection cannot be upgraded",
+                "handshake",
+            )
+        })?;
         Ok(WebSocketUpgrade { negotiated, on_upgrade })
     }
 }
@@ -108,14 +113,18 @@ where
 pub struct Refused {
     status: StatusCode,
     reason: String,
+    label: &'static str,
 }
 
 impl Refused {
-    /// A refusal with this status and reason.
-    pub fn new(status: StatusCode, reason: impl Into<String>) -> Refused {
+    /// A refusal with this status and reason, counted under `label` in
+    /// `volley_handshake_rejected_total{reason}` (`origin`, `ip_limit`,
+    /// `shutdown` and `handshake` are volley's own).
+    pub fn new(status: StatusCode, reason: impl Into<String>, label: &'static str) -> Refused {
         Refused {
             status,
             reason: reason.into(),
+            label,
         }
     }
 
@@ -128,31 +137,27 @@ impl Refused {
     pub fn reason(&self) -> &str {
         &self.reason
     }
-
-    fn metric_label(&self) -> &'static str {
-        match self.status.as_u16() {
-            403 => "origin",
-            429 => "limit",
-            503 => "shutdown",
-            _ => "handshake",
-        }
-    }
 }
 
 impl From<HandshakeError> for Refused {
     fn from(error: HandshakeError) -> Refused {
         let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let label = match status.as_u16() {
+            403 => "origin",
+            503 => "shutdown",
+            _ => "handshake",
+        };
         let reason = match error {
             HandshakeError::Rejected { reason, .. } => reason,
             other => other.to_string(),
         };
-        Refused { status, reason }
+        Refused { status, reason, label }
     }
 }
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        metrics::counter!("volley_handshake_rejected_total", "reason" => self.metric_label()).increment(1);
+        metrics::counter!("volley_handshake_rejected_total", "reason" => self.label).increment(1);
         let mut response = (self.status, self.reason + "\n").into_response();
         let headers = response.headers_mut();
         headers.insert(

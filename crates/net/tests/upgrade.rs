@@ -106,6 +106,14 @@ async fn refusals_carry_their_status_before_the_handler_runs() {
         "the reason names the origin: {foreign}"
     );
 
+    // The origin is judged first: a foreign page learns nothing else.
+    let foreign_and_bad = raw(
+        addr,
+        &upgrade_head("Origin: https://evil.example\r\n").replace("Version: 13", "Version: 8"),
+    )
+    .await;
+    assert!(foreign_and_bad.starts_with("HTTP/1.1 403"), "{foreign_and_bad}");
+
     let listed = raw(addr, &upgrade_head("Origin: https://good.example\r\n")).await;
     assert!(listed.starts_with("HTTP/1.1 101"), "{listed}");
     let same = raw(addr, &upgrade_head("Origin: http://127.0.0.1\r\n")).await;

@@ -19,7 +19,7 @@ use volley_hub::Synchronous;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// Print the merged settings (file, environment and flags, validated) as
-    /// TOML, with secrets hidden, and exit.
+    /// TOML, without secrets, and exit.
     #[arg(long)]
     pub(crate) print_config: bool,
     /// TOML file with any of the settings (see docs/deploy.md).
@@ -170,19 +170,26 @@ impl ServeConfig {
         }
     }
 
-    /// The settings as a TOML file would hold them, secrets hidden.
+    /// The settings as a TOML file would hold them, without the secrets:
+    /// their keys are named in a comment, never given a value, so the output
+    /// saved as a file cannot carry a known placeholder as a real secret.
     pub(crate) fn to_toml(&self) -> anyhow::Result<String> {
-        let hidden = || Some("(hidden)".to_owned());
         let mut shown = ServeConfig {
             chat: self.chat.clone(),
             game: self.game.clone(),
         };
-        if shown.chat.token_secret.is_some() {
-            shown.chat.token_secret = hidden();
+        let mut left_out = Vec::new();
+        if shown.chat.token_secret.take().is_some() {
+            left_out.push("token_secret");
         }
-        if shown.chat.jwt.secret.is_some() {
-            shown.chat.jwt.secret = hidden();
+        if shown.chat.jwt.secret.take().is_some() {
+            left_out.push("jwt.secret");
         }
-        Ok(toml::to_string(&shown)?)
+        let mut text = String::new();
+        if !left_out.is_empty() {
+            text.push_str(&format!("# set but not shown: {}\n", left_out.join(", ")));
+        }
+        text.push_str(&toml::to_string(&shown)?);
+        Ok(text)
     }
 }

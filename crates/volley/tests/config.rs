@@ -70,6 +70,11 @@ fn secrets_are_hidden_when_printed() {
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("algorithm = \"HS256\""), "{shown}");
     assert!(!shown.contains("a-very-secret-shared-key"), "{shown}");
+    assert!(shown.contains("# set but not shown: jwt.secret"), "{shown}");
+    assert!(
+        !shown.contains("secret ="),
+        "no placeholder a saved copy would use: {shown}"
+    );
 }
 
 /// Flags, environment, and the words the error must hold.
@@ -126,5 +131,9 @@ fn a_bad_value_fails_the_start_naming_the_key() {
             assert!(shown.contains(word), "{args:?} {env:?}: {word:?} not in {shown}");
         }
         assert!(!shown.contains("listening") && !shown.contains("open http"), "{shown}");
+        assert!(
+            !Path::new(data).exists(),
+            "{args:?} {env:?}: a refused start wrote the data directory"
+        );
     }
 }

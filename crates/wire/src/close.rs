@@ -120,6 +120,19 @@ impl CloseFrame {
     }
 }
 
+/// Each protocol violation maps to its close code here, beside the codes,
+/// so the error type needs to know nothing about close frames.
+impl Error {
+    /// The close code to fail the connection with (RFC 6455 section 7.4.1).
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Error::FrameTooBig { .. } | Error::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Error::InvalidUtf8 | Error::BadDeflate => CloseCode::INVALID_PAYLOAD,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,8 @@
-use crate::close::CloseCode;
-
 /// Everything that can go wrong while speaking the protocol.
 ///
 /// Each protocol violation maps to the close code RFC 6455 names for it
-/// ([`Error::close_code`]), so a transport can fail the connection with the
-/// right code without knowing the rules itself.
+/// ([`Error::close_code`], defined beside the codes), so a transport can
+/// fail the connection with the right code without knowing the rules itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -69,15 +67,4 @@ pub enum Error {
     /// The application tried to send after the close handshake began.
     #[error("the connection is closing; no more messages can be sent")]
     SendAfterClose,
-}
-
-impl Error {
-    /// The close code to fail the connection with (RFC 6455 section 7.4.1).
-    pub fn close_code(&self) -> CloseCode {
-        match self {
-            Error::FrameTooBig { .. } | Error::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
-            Error::InvalidUtf8 | Error::BadDeflate => CloseCode::INVALID_PAYLOAD,
-            _ => CloseCode::PROTOCOL_ERROR,
-        }
-    }
 }

@@ -121,6 +121,10 @@ pub(crate) async fn history_and_receipts(store: &dyn Store) -> (UserId, RoomId) 
         store.set_read(room.id, UserId(user.id.0 + 1000), Seq(1)).await,
         Err(volley_hub::Error::NotFound(_))
     ));
+    // Marks beyond what SQL integers hold (a client's `read` or resume) clamp.
+    assert_eq!(store.set_read(room.id, user.id, Seq(u64::MAX)).await.unwrap(), Seq(10));
+    assert!(store.since(room.id, Seq(u64::MAX), 10).await.unwrap().is_empty());
+    assert_eq!(store.history(room.id, Some(Seq(u64::MAX)), 2).await.unwrap().len(), 2);
     (user.id, room.id)
 }
 
