@@ -13,6 +13,16 @@ use volley_hub::Synchronous;
 pub struct ChatConfig {
     /// Where to listen.
     pub addr: SocketAddr,
+    /// This node's name in a cluster (`/health`, the `x-volley-node` header,
+    /// logs); empty means `HOST:PORT` of the listening address.
+    pub node_id: String,
+    /// The durable store: unset is SQLite in `data_dir`.
+    pub store: Option<StoreUrl>,
+    /// What carries events between nodes.
+    pub broker: BrokerUrl,
+    /// How often each served room is checked against the store for messages
+    /// the broker lost (a quiet room's last message), in milliseconds.
+    pub catch_up_ms: u64,
     /// Directory for the SQLite database and the token secret.
     pub data_dir: PathBuf,
     /// `full` (an acked message survives power loss) or `normal` (survives a process crash).
@@ -78,6 +88,104 @@ pub struct ExternalJwt {
     pub audience: Option<String>,
 }
 
+/// Where the durable store lives: `sqlite:DIR` (one node) or
+/// `postgres://USER@HOST:PORT/DB` (shared by every node).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum StoreUrl {
+    /// SQLite in this directory (with the token secret beside it).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string.
+    Postgres(String),
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<StoreUrl, String> {
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("sqlite: needs a directory (sqlite:volley-data)".into());
+            }
+            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(s.to_owned()));
+        }
+        Err(format!("{s:?} is not sqlite:DIR or postgres://USER@HOST:PORT/DB"))
+    }
+}
+
+impl TryFrom<String> for StoreUrl {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<StoreUrl, String> {
+        s.parse()
+    }
+}
+
+impl From<StoreUrl> for String {
+    fn from(url: StoreUrl) -> String {
+        match url {
+            StoreUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
+            StoreUrl::Postgres(url) => url,
+        }
+    }
+}
+
+/// What carries events between nodes: `memory` (this node only) or
+/// `redis://HOST:PORT`, several separated by commas to shard rooms over
+/// several Redis servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum BrokerUrl {
+    /// In-process: one node.
+    #[default]
+    Memory,
+    /// Redis pub/sub, one URL per shard.
+    Redis(Vec<String>),
+}
+
+impl std::str::FromStr for BrokerUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BrokerUrl, String> {
+        if s == "memory" {
+            return Ok(BrokerUrl::Memory);
+        }
+        let urls: Vec<String> = s.split(',').map(|u| u.trim().to_owned()).collect();
+        if urls
+            .iter()
+            .all(|u| u.starts_with("redis://") && u.len() > "redis://".len())
+        {
+            return Ok(BrokerUrl::Redis(urls));
+        }
+        if s.starts_with("nats://") {
+            return Err("the NATS broker is not built yet: use memory or redis://HOST:PORT".into());
+        }
+        Err(format!(
+            "{s:?} is not memory or redis://HOST:PORT[,redis://HOST:PORT...]"
+        ))
+    }
+}
+
+impl TryFrom<String> for BrokerUrl {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<BrokerUrl, String> {
+        s.parse()
+    }
+}
+
+impl From<BrokerUrl> for String {
+    fn from(url: BrokerUrl) -> String {
+        match url {
+            BrokerUrl::Memory => "memory".into(),
+            BrokerUrl::Redis(urls) => urls.join(","),
+        }
+    }
+}
+
 /// The signature algorithms accepted for external tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum JwtAlgorithm {
@@ -106,6 +214,10 @@ impl Default for ChatConfig {
     fn default() -> Self {
         ChatConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            node_id: String::new(),
+            store: None,
+            broker: BrokerUrl::Memory,
+            catch_up_ms: 3_000,
             data_dir: PathBuf::from("volley-data"),
             sqlite_sync: Synchronous::Full,
             allowed_origins: Vec::new(),
@@ -142,6 +254,9 @@ impl ChatConfig {
         if self.max_text_bytes == 0 || self.max_text_bytes > self.max_frame_bytes {
             let allowed = format!("1 to max_frame_bytes ({})", self.max_frame_bytes);
             return bad("max_text_bytes", &self.max_text_bytes, &allowed);
+        }
+        if self.catch_up_ms < 100 {
+            return bad("catch_up_ms", &self.catch_up_ms, "at least 100");
         }
         if self.outbound_queue == 0 {
             return bad("outbound_queue", &0, "at least 1");

@@ -85,6 +85,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
+        .route("/health", get(health))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/register", post(register))
@@ -104,6 +105,35 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// The node's state for load balancers and people: its id, the store (a
+/// query) and the broker; 503 while either is down or the node is stopping.
+async fn health(State(app): AppState) -> Response {
+    let store = match app.chat.hub().store().ping().await {
+        Ok(()) => json!("ok"),
+        Err(e) => json!(format!("error: {e}")),
+    };
+    let broker = if app.chat.hub().broker().connected() {
+        "ok"
+    } else {
+        "disconnected"
+    };
+    let stopping = *app.shutdown.borrow();
+    let healthy = store == json!("ok") && broker == "ok" && !stopping;
+    let body = json!({
+        "node": app.chat.config.node_id,
+        "status": if healthy { "ok" } else if stopping { "stopping" } else { "degraded" },
+        "store": store,
+        "broker": broker,
+        "sessions": app.sessions.live(),
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn readyz(State(app): AppState) -> Response {

@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod batch;
+mod catch_up;
 pub mod client;
 pub mod config;
 mod error;
@@ -20,7 +21,7 @@ mod server;
 mod service;
 mod session;
 
-pub use config::{ChatConfig, ExternalJwt, JwtAlgorithm};
+pub use config::{BrokerUrl, ChatConfig, ExternalJwt, JwtAlgorithm, StoreUrl};
 pub use error::Error;
 pub use refusal::{ErrorCode, Refusal};
 pub use server::Server;

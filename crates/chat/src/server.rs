@@ -8,10 +8,10 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use volley_hub::{Hub, SqliteStore};
+use volley_hub::{Broker, Fanout, Hub, MemoryBroker, PgStore, RedisBroker, SqliteStore, Store};
 use volley_net::{Acceptor, DeflateConfig};
 
-use crate::config::ChatConfig;
+use crate::config::{BrokerUrl, ChatConfig, StoreUrl};
 use crate::http::{router, App, Sessions};
 use crate::service::Chat;
 use crate::Error;
@@ -68,11 +68,38 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Check the settings, then open the store in the data directory and
     /// bind the address: a bad setting touches neither disk nor port.
-    pub async fn bind(config: ChatConfig) -> Result<Server, Error> {
+    pub async fn bind(mut config: ChatConfig) -> Result<Server, Error> {
         config.validate()?;
-        let store = SqliteStore::open(&config.data_dir, config.sqlite_sync)?;
-        let hub = Hub::embedded(Arc::new(store));
+        let store: Arc<dyn Store> = match config.store.clone() {
+            None => Arc::new(SqliteStore::open(&config.data_dir, config.sqlite_sync)?),
+            Some(StoreUrl::Sqlite(dir)) => {
+                config.data_dir = dir;
+                Arc::new(SqliteStore::open(&config.data_dir, config.sqlite_sync)?)
+            }
+            Some(StoreUrl::Postgres(url)) => {
+                let store = PgStore::connect(&url).await?;
+                if config.token_secret.is_none() {
+                    // Every node signs and checks tokens with the same
+                    // secret: the first node to start chooses it.
+                    let proposed: String = (0..48)
+                        .map(|_| char::from(b'a' + rand::random_range(0..26u8)))
+                        .collect();
+                    config.token_secret = Some(store.shared_setting("token_secret", &proposed).await?);
+                }
+                Arc::new(store)
+            }
+        };
+        let fanout = Arc::new(Fanout::new());
+        let broker: Arc<dyn Broker> = match &config.broker {
+            BrokerUrl::Memory => Arc::new(MemoryBroker::new(fanout.clone())),
+            BrokerUrl::Redis(urls) => Arc::new(RedisBroker::connect(urls, fanout.clone()).await?),
+        };
+        let hub = Hub::new(store, broker, fanout);
         let listener = TcpListener::bind(config.addr).await?;
+        if config.node_id.is_empty() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            config.node_id = format!("{}:{}", host.trim(), listener.local_addr()?.port());
+        }
         Server::assemble(hub, config, listener)
     }
 
@@ -102,7 +129,11 @@ impl Server {
         acceptor = acceptor
             .allow_origins(config.allowed_origins.clone())
             .closing(shutdown.clone());
+        let catch_up = Duration::from_millis(config.catch_up_ms);
         let chat = Arc::new(Chat::with_valid(hub, config)?);
+        if chat.hub().broker().reconnections().is_some() {
+            tokio::spawn(crate::catch_up::run(Arc::downgrade(&chat), catch_up));
+        }
         let app = Arc::new(App {
             chat,
             acceptor,
@@ -161,6 +192,19 @@ impl Server {
         if let Some(extra) = extra {
             routes = routes.merge(extra);
         }
+        // Every answer names the node that gave it (the WebSocket handshake
+        // included), so a client or a proxy test can tell where it landed.
+        let node = http::HeaderValue::from_str(&app.chat.config.node_id)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unnamed"));
+        let routes = routes.layer(axum::middleware::map_response(
+            move |mut response: axum::response::Response| {
+                let node = node.clone();
+                async move {
+                    response.headers_mut().insert("x-volley-node", node);
+                    response
+                }
+            },
+        ));
         let service = routes.into_make_service_with_connect_info::<SocketAddr>();
         // Small frames must not wait for Nagle's algorithm (40 ms with delayed ACKs).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

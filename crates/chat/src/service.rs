@@ -16,6 +16,15 @@ use crate::limits::{Cost, Limits};
 use crate::protocol::{Control, ErrorCode, MessageView, RoomView, ServerMsg};
 use crate::refusal::Refusal;
 
+/// A stored message as the event every receiver gets: encoded once.
+pub(crate) fn message_event(stored: &StoredMessage) -> Event {
+    Event {
+        seq: Some(stored.seq),
+        control: false,
+        payload: ServerMsg::Message(MessageView::from(stored)).encode(),
+    }
+}
+
 /// Most messages in one history page.
 pub(crate) const MAX_PAGE: u32 = 200;
 
@@ -390,16 +399,7 @@ impl Chat {
     }
 
     fn publish_message(&self, stored: &StoredMessage) {
-        let payload = ServerMsg::Message(MessageView::from(stored)).encode();
-        self.hub.publish_message(
-            stored.room,
-            stored.seq,
-            Event {
-                seq: Some(stored.seq),
-                control: false,
-                payload,
-            },
-        );
+        self.hub.publish_message(stored.room, stored.seq, message_event(stored));
     }
 
     /// Record a read receipt and tell the room.

@@ -114,6 +114,7 @@ impl<'a> Session<'a> {
     /// Subscribe to a room and count this connection as present in it.
     fn enter(&mut self, room: RoomId, last_seq: Seq) {
         self.chat.hub.subscribe(Topic::Room(room), &self.sub);
+        self.chat.hub.note_position(room, last_seq);
         self.delivered.insert(room, last_seq);
         if self.chat.hub.presence().arrive(room, self.user.id) {
             self.chat.presence_changed(room, &self.user, true);

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
@@ -146,6 +146,9 @@ impl Subscriber {
 #[derive(Debug, Default)]
 pub struct Fanout {
     topics: RwLock<HashMap<Topic, Vec<SubscriberHandle>>>,
+    /// The highest seq this node has handed out per room it serves: where a
+    /// catch-up from the store starts when the broker may have lost events.
+    positions: Mutex<HashMap<RoomId, Seq>>,
 }
 
 impl Fanout {
@@ -178,9 +181,41 @@ impl Fanout {
         subs.swap_remove(pos);
         if subs.is_empty() {
             topics.remove(&topic);
+            if let Topic::Room(room) = topic {
+                self.positions().remove(&room);
+            }
             return true;
         }
         false
+    }
+
+    fn positions(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Seq>> {
+        self.positions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A floor for the room's position: what a subscriber has already read
+    /// from the store (messages up to it need no catch-up). Never lowers it.
+    pub fn note_position(&self, room: RoomId, seq: Seq) {
+        let mut positions = self.positions();
+        let known = positions.entry(room).or_insert(seq);
+        *known = (*known).max(seq);
+    }
+
+    /// Rooms with subscribers on this node, and the last seq handed out in
+    /// each (`None` before anything is known).
+    pub fn served_rooms(&self) -> Vec<(RoomId, Option<Seq>)> {
+        let rooms: Vec<RoomId> = {
+            let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+            topics
+                .keys()
+                .filter_map(|t| match t {
+                    Topic::Room(r) => Some(*r),
+                    Topic::User(_) => None,
+                })
+                .collect()
+        };
+        let positions = self.positions();
+        rooms.into_iter().map(|r| (r, positions.get(&r).copied())).collect()
     }
 
     /// Subscribers of `topic` on this node.
@@ -196,6 +231,9 @@ impl Fanout {
         let Some(subs) = topics.get(&topic) else {
             return 0;
         };
+        if let (Topic::Room(room), Some(seq)) = (topic, event.seq) {
+            self.note_position(room, seq);
+        }
         let delivery = if event.control {
             Delivery::Control {
                 topic,

@@ -98,4 +98,26 @@ impl Hub {
     pub fn publish(&self, topic: Topic, event: Event) {
         self.broker.publish(topic, event);
     }
+
+    /// Hand an event to this node's subscribers only (a catch-up from the
+    /// store: the other nodes catch up on their own).
+    pub fn deliver_local(&self, topic: Topic, event: Event) -> usize {
+        self.fanout.deliver(topic, event)
+    }
+
+    /// A subscriber has read `room` from the store up to `seq` (see
+    /// [`Fanout::note_position`]).
+    pub fn note_position(&self, room: RoomId, seq: Seq) {
+        self.fanout.note_position(room, seq);
+    }
+
+    /// Rooms this node serves and the last seq it handed out in each.
+    pub fn served_rooms(&self) -> Vec<(RoomId, Option<Seq>)> {
+        self.fanout.served_rooms()
+    }
+
+    /// The broker, for its health and reconnections.
+    pub fn broker(&self) -> &dyn Broker {
+        &*self.broker
+    }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use volley_chat::{ChatConfig, JwtAlgorithm};
+use volley_chat::{BrokerUrl, ChatConfig, JwtAlgorithm, StoreUrl};
 use volley_game::GameConfig;
 use volley_hub::Synchronous;
 
@@ -28,6 +28,15 @@ pub(crate) struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "VOLLEY_ADDR")]
     pub(crate) addr: Option<SocketAddr>,
+    /// This node's name in a cluster [default: HOST:PORT].
+    #[arg(long, env = "VOLLEY_NODE_ID")]
+    pub(crate) node_id: Option<String>,
+    /// Durable store: sqlite:DIR or postgres://USER@HOST:PORT/DB [default: SQLite in --data-dir].
+    #[arg(long, env = "VOLLEY_STORE")]
+    pub(crate) store: Option<StoreUrl>,
+    /// Between nodes: memory (one node) or redis://HOST:PORT, comma-separated to shard [default: memory].
+    #[arg(long, env = "VOLLEY_BROKER")]
+    pub(crate) broker: Option<BrokerUrl>,
     /// Directory for the database and the token secret [default: ./volley-data].
     #[arg(long, env = "VOLLEY_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
@@ -143,6 +152,8 @@ impl ServeConfig {
         );
         set!(chat:
             addr => addr,
+            node_id => node_id,
+            broker => broker,
             data_dir => data_dir,
             sqlite_sync => sqlite_sync,
             messages_per_sec => messages_per_sec,
@@ -158,6 +169,9 @@ impl ServeConfig {
         }
         if args.no_guests {
             chat.guests = false;
+        }
+        if let Some(store) = args.store {
+            chat.store = Some(store);
         }
         if let Some(algorithm) = args.jwt_algorithm {
             chat.jwt.algorithm = Some(algorithm);
