@@ -156,8 +156,11 @@ export class VolleyChat extends EventTarget {
   #transmit(p) {
     if (!this.ws || this.state !== "open") return;
     this.#request({ type: "send", room: p.room, id: p.id, text: p.text }).then(p.resolve, (err) => {
-      // Transport failures keep the message queued; refusals end it.
-      if (err.code) {
+      // Transport failures keep the message queued; so does an unavailable
+      // store (sent again, same id, after its hint); other refusals end it.
+      if (err.code === "unavailable") {
+        setTimeout(() => this.outbox.has(p.id) && this.#transmit(p), err.retry_after_ms || 1000);
+      } else if (err.code) {
         this.outbox.delete(p.id);
         p.reject(err);
       }

@@ -38,7 +38,11 @@ pub enum ErrorCode {
     TooManyConnections,
     /// Guest accounts are turned off on this server (HTTP 403).
     GuestsDisabled,
-    /// The store failed; retrying later may succeed (HTTP 500).
+    /// The store is unreachable or failed the request; nothing was stored,
+    /// and the same request (same message id) may be sent again after
+    /// `retry_after_ms` (HTTP 503).
+    Unavailable,
+    /// Something failed that retrying will not fix (HTTP 500).
     Internal,
 }
 
@@ -58,6 +62,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::GuestsDisabled => "guests_disabled",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -72,6 +77,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::NameTaken => 409,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
+            ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -123,6 +129,9 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
+/// When a client should try again after a storage failure.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 impl From<volley_hub::Error> for Refusal {
     fn from(e: volley_hub::Error) -> Refusal {
         match e {
@@ -130,7 +139,9 @@ impl From<volley_hub::Error> for Refusal {
             volley_hub::Error::NotFound(what) => Refusal::new(ErrorCode::NotFound, format!("{what} not found")),
             other => {
                 tracing::error!(error = %other, "store failure");
-                Refusal::new(ErrorCode::Internal, "storage failure, try again")
+                // Storage failures are mostly outages (a restarting database,
+                // a lost connection): tell the client to send it again.
+                Refusal::new(ErrorCode::Unavailable, "the store is unavailable; send it again").retry_after(STORE_RETRY)
             }
         }
     }

@@ -182,3 +182,52 @@ async fn a_broker_restart_loses_nothing_and_doubles_nothing() {
         "nothing was filled from the store: {metrics}"
     );
 }
+
+/// PostgreSQL stopped: a send gets `unavailable` with a retry hint and no
+/// acknowledgement, the connections stay open, and once the database is back
+/// the same message (same id) is stored once and reaches the other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_refuses_sends_retryably_and_recovers() {
+    let (mut pg, redis) = (Postgres::start().unwrap(), Redis::start().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let a = node("node-a", &pg, &redis, dir.path()).await;
+    let b = node("node-b", &pg, &redis, dir.path()).await;
+    let mut alice = guest(&a, "alice").await;
+    let mut bob = guest(&b, "bob").await;
+    let room = create_room(&mut alice, "outage").await;
+    join(&mut bob, room).await;
+    alice.post(room, "before", "stored").await.unwrap();
+
+    pg.stop().unwrap();
+    match alice.post(room, "during", "waits for the database").await {
+        Err(volley_chat::Error::Refused(refusal)) => {
+            assert_eq!(refusal.code, volley_chat::ErrorCode::Unavailable, "{refusal:?}");
+            assert!(refusal.retry_after.is_some(), "a retry hint: {refusal:?}");
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    // The connection is still there and answers.
+    let pong = alice.request(serde_json::json!({ "type": "ping" })).await.unwrap();
+    assert!(matches!(pong, ServerMsg::Pong { .. }), "{pong:?}");
+    let (status, health) = http(a.addr, "GET", "/health", None, None).await;
+    assert_eq!(status, 503, "{health}");
+
+    pg.resume().unwrap();
+    let mut stored = None;
+    for _ in 0..50 {
+        match alice.post(room, "during", "waits for the database").await {
+            Ok(ack) => {
+                stored = Some(ack);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert_eq!(stored, Some((Seq(2), false)), "stored once, under the next seq");
+    assert_eq!(
+        alice.post(room, "during", "waits for the database").await.unwrap(),
+        (Seq(2), true),
+        "a later retry is the same message"
+    );
+    assert_eq!(messages(&mut bob, room, 2).await, [1, 2]);
+}
