@@ -191,7 +191,7 @@ async fn bot(mut client: GameClient, period: Duration, window_start: Instant, wi
                     break;
                 }
                 turns += 1;
-                if turns % 60 == 0 {
+                if turns.is_multiple_of(60) {
                     let angle: f32 = rand::rng().random_range(0.0..std::f32::consts::TAU);
                     heading = ((angle.cos() * 200.0) as i16, (angle.sin() * 200.0) as i16);
                 }

@@ -133,9 +133,9 @@ impl From<StoreUrl> for String {
     }
 }
 
-/// What carries events between nodes: `memory` (this node only) or
-/// `redis://HOST:PORT`, several separated by commas to shard rooms over
-/// several Redis servers.
+/// What carries events between nodes: `memory` (this node only),
+/// `redis://HOST:PORT` (several separated by commas shard rooms over several
+/// Redis servers) or `nats://HOST:PORT`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum BrokerUrl {
@@ -144,6 +144,8 @@ pub enum BrokerUrl {
     Memory,
     /// Redis pub/sub, one URL per shard.
     Redis(Vec<String>),
+    /// NATS core publish/subscribe.
+    Nats(String),
 }
 
 impl std::str::FromStr for BrokerUrl {
@@ -160,11 +162,11 @@ impl std::str::FromStr for BrokerUrl {
         {
             return Ok(BrokerUrl::Redis(urls));
         }
-        if s.starts_with("nats://") {
-            return Err("the NATS broker is not built yet: use memory or redis://HOST:PORT".into());
+        if s.starts_with("nats://") && s.len() > "nats://".len() && !s.contains(',') {
+            return Ok(BrokerUrl::Nats(s.to_owned()));
         }
         Err(format!(
-            "{s:?} is not memory or redis://HOST:PORT[,redis://HOST:PORT...]"
+            "{s:?} is not memory, redis://HOST:PORT[,redis://HOST:PORT...] or nats://HOST:PORT"
         ))
     }
 }
@@ -182,6 +184,7 @@ impl From<BrokerUrl> for String {
         match url {
             BrokerUrl::Memory => "memory".into(),
             BrokerUrl::Redis(urls) => urls.join(","),
+            BrokerUrl::Nats(url) => url,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use volley_hub::{Broker, Fanout, Hub, MemoryBroker, PgStore, RedisBroker, SqliteStore, Store};
+use volley_hub::{Broker, Fanout, Hub, MemoryBroker, NatsBroker, PgStore, RedisBroker, SqliteStore, Store};
 use volley_net::{Acceptor, DeflateConfig};
 
 use crate::config::{BrokerUrl, ChatConfig, StoreUrl};
@@ -93,6 +93,7 @@ impl Server {
         let broker: Arc<dyn Broker> = match &config.broker {
             BrokerUrl::Memory => Arc::new(MemoryBroker::new(fanout.clone())),
             BrokerUrl::Redis(urls) => Arc::new(RedisBroker::connect(urls, fanout.clone()).await?),
+            BrokerUrl::Nats(url) => Arc::new(NatsBroker::connect(url, fanout.clone()).await?),
         };
         let hub = Hub::new(store, broker, fanout);
         let listener = TcpListener::bind(config.addr).await?;

@@ -1,6 +1,7 @@
-//! Chat on several nodes over a real PostgreSQL and a real Redis (started by
-//! `volley_testkit` on free ports): members on different nodes talk, resume
-//! on any node, share tokens, and lose nothing when the broker dies.
+//! Chat on several nodes over a real PostgreSQL and a real broker, Redis and
+//! NATS each (started by `volley_testkit` on free ports): members on
+//! different nodes talk, resume on any node, share tokens, and lose nothing
+//! when the broker or the database dies.
 
 mod common;
 
@@ -11,13 +12,55 @@ use common::{create_room, expect, guest, http, join, start, Running};
 use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::ServerMsg;
 use volley_chat::{BrokerUrl, RoomId, Seq, StoreUrl};
-use volley_testkit::{Postgres, Redis};
+use volley_testkit::{Nats, Postgres, Redis};
 
-async fn node(name: &str, pg: &Postgres, redis: &Redis, dir: &std::path::Path) -> Running {
+/// The broker under test, killed and restarted by the fault scenarios.
+enum BrokerServer {
+    Redis(Redis),
+    Nats(Nats),
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Redis,
+    Nats,
+}
+
+impl BrokerServer {
+    fn start(kind: Kind) -> BrokerServer {
+        match kind {
+            Kind::Redis => BrokerServer::Redis(Redis::start().unwrap()),
+            Kind::Nats => BrokerServer::Nats(Nats::start().unwrap()),
+        }
+    }
+
+    fn url(&self) -> BrokerUrl {
+        match self {
+            BrokerServer::Redis(r) => BrokerUrl::Redis(vec![r.url()]),
+            BrokerServer::Nats(n) => BrokerUrl::Nats(n.url()),
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            BrokerServer::Redis(r) => r.kill(),
+            BrokerServer::Nats(n) => n.kill(),
+        }
+    }
+
+    fn resume(&mut self) {
+        match self {
+            BrokerServer::Redis(r) => r.resume().unwrap(),
+            BrokerServer::Nats(n) => n.resume().unwrap(),
+        }
+    }
+}
+
+async fn node(name: &str, pg: &Postgres, broker: &BrokerServer, dir: &std::path::Path) -> Running {
     let mut config = common::config(dir);
     config.node_id = name.into();
     config.store = Some(StoreUrl::Postgres(pg.url()));
-    config.broker = BrokerUrl::Redis(vec![redis.url()]);
+    config.broker = broker.url();
     config.catch_up_ms = 500;
     config.max_connections_per_ip = 0;
     start(config).await
@@ -38,11 +81,20 @@ async fn messages(client: &mut ChatClient, room: RoomId, n: usize) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_on_two_nodes_chat_resume_anywhere_and_share_tokens() {
-    let (pg, redis) = (Postgres::start().unwrap(), Redis::start().unwrap());
+async fn members_on_two_nodes_chat_resume_anywhere_and_share_tokens_over_redis() {
+    members_on_two_nodes_chat_resume_anywhere_and_share_tokens(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_two_nodes_chat_resume_anywhere_and_share_tokens_over_nats() {
+    members_on_two_nodes_chat_resume_anywhere_and_share_tokens(Kind::Nats).await;
+}
+
+async fn members_on_two_nodes_chat_resume_anywhere_and_share_tokens(kind: Kind) {
+    let (pg, broker) = (Postgres::start().unwrap(), BrokerServer::start(kind));
     let dir = tempfile::tempdir().unwrap();
-    let a = node("node-a", &pg, &redis, dir.path()).await;
-    let b = node("node-b", &pg, &redis, dir.path()).await;
+    let a = node("node-a", &pg, &broker, dir.path()).await;
+    let b = node("node-b", &pg, &broker, dir.path()).await;
 
     let mut alice = guest(&a, "alice").await;
     let mut bob = guest(&b, "bob").await;
@@ -104,9 +156,9 @@ async fn members_on_two_nodes_chat_resume_anywhere_and_share_tokens() {
 /// The handshake names the node that answered.
 #[tokio::test]
 async fn every_answer_names_its_node() {
-    let (pg, redis) = (Postgres::start().unwrap(), Redis::start().unwrap());
+    let (pg, broker) = (Postgres::start().unwrap(), BrokerServer::start(Kind::Redis));
     let dir = tempfile::tempdir().unwrap();
-    let a = node("node-a", &pg, &redis, dir.path()).await;
+    let a = node("node-a", &pg, &broker, dir.path()).await;
     let mut ws = tokio::net::TcpStream::connect(a.addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     ws.write_all(
@@ -127,12 +179,21 @@ async fn every_answer_names_its_node() {
 /// other node receives every one exactly once, in order, once the broker is
 /// back (the node and the connection fill gaps from the store).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_restart_loses_nothing_and_doubles_nothing() {
+async fn a_redis_restart_loses_nothing_and_doubles_nothing() {
+    a_broker_restart_loses_nothing_and_doubles_nothing(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_loses_nothing_and_doubles_nothing() {
+    a_broker_restart_loses_nothing_and_doubles_nothing(Kind::Nats).await;
+}
+
+async fn a_broker_restart_loses_nothing_and_doubles_nothing(kind: Kind) {
     const N: u64 = 120;
-    let (pg, mut redis) = (Postgres::start().unwrap(), Redis::start().unwrap());
+    let (pg, mut broker) = (Postgres::start().unwrap(), BrokerServer::start(kind));
     let dir = tempfile::tempdir().unwrap();
-    let a = node("node-a", &pg, &redis, dir.path()).await;
-    let b = node("node-b", &pg, &redis, dir.path()).await;
+    let a = node("node-a", &pg, &broker, dir.path()).await;
+    let b = node("node-b", &pg, &broker, dir.path()).await;
     let mut alice = guest(&a, "alice").await;
     let mut bob = guest(&b, "bob").await;
     let room = create_room(&mut alice, "restart").await;
@@ -151,10 +212,10 @@ async fn a_broker_restart_loses_nothing_and_doubles_nothing() {
     });
     for i in 1..=N {
         if i == N / 3 {
-            redis.kill();
+            broker.kill();
         }
         if i == 2 * N / 3 {
-            redis.resume().unwrap();
+            broker.resume();
         }
         let (seq, duplicate) = alice.post(room, &format!("m{i}"), "keeps coming").await.unwrap();
         assert_eq!(
@@ -176,7 +237,16 @@ async fn a_broker_restart_loses_nothing_and_doubles_nothing() {
             .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
             .sum()
     };
-    assert!(total("volley_broker_disconnects_total") >= 1.0, "{metrics}");
+    let label = match kind {
+        Kind::Redis => "broker=\"redis\"",
+        Kind::Nats => "broker=\"nats\"",
+    };
+    let disconnects: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("volley_broker_disconnects_total") && l.contains(label))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum();
+    assert!(disconnects >= 1.0, "{label}: {metrics}");
     assert!(
         total("volley_gap_fills_total") >= 1.0,
         "nothing was filled from the store: {metrics}"
@@ -187,11 +257,20 @@ async fn a_broker_restart_loses_nothing_and_doubles_nothing() {
 /// acknowledgement, the connections stay open, and once the database is back
 /// the same message (same id) is stored once and reaches the other node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_refuses_sends_retryably_and_recovers() {
-    let (mut pg, redis) = (Postgres::start().unwrap(), Redis::start().unwrap());
+async fn a_database_outage_refuses_sends_retryably_and_recovers_over_redis() {
+    a_database_outage_refuses_sends_retryably_and_recovers(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_refuses_sends_retryably_and_recovers_over_nats() {
+    a_database_outage_refuses_sends_retryably_and_recovers(Kind::Nats).await;
+}
+
+async fn a_database_outage_refuses_sends_retryably_and_recovers(kind: Kind) {
+    let (mut pg, broker) = (Postgres::start().unwrap(), BrokerServer::start(kind));
     let dir = tempfile::tempdir().unwrap();
-    let a = node("node-a", &pg, &redis, dir.path()).await;
-    let b = node("node-b", &pg, &redis, dir.path()).await;
+    let a = node("node-a", &pg, &broker, dir.path()).await;
+    let b = node("node-b", &pg, &broker, dir.path()).await;
     let mut alice = guest(&a, "alice").await;
     let mut bob = guest(&b, "bob").await;
     let room = create_room(&mut alice, "outage").await;

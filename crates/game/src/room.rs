@@ -214,13 +214,13 @@ impl Room {
         self.drain_commands();
         self.world.step();
         let tick = self.world.tick() - 1;
-        if tick % self.config.tick_hz == 0 {
+        if tick.is_multiple_of(self.config.tick_hz) {
             self.balance_bots();
         }
         self.expire_detached(tick);
         let simulated = Instant::now();
         self.encode_snapshots(tick);
-        self.publish_room_frames(tick % self.config.tick_hz == 0);
+        self.publish_room_frames(tick.is_multiple_of(self.config.tick_hz));
         let encoded = Instant::now();
         self.report();
         if self.should_close() {
@@ -508,7 +508,7 @@ impl Room {
     /// Roster when it changed (at most every few ticks), leaderboard once a
     /// second: one frame per room, shared by every connection.
     fn publish_room_frames(&mut self, leaderboard: bool) {
-        if self.roster_dirty && (leaderboard || self.world.tick() % 5 == 0) {
+        if self.roster_dirty && (leaderboard || self.world.tick().is_multiple_of(5)) {
             self.roster_dirty = false;
             let list = self
                 .world

@@ -34,7 +34,7 @@ pub(crate) struct ServeArgs {
     /// Durable store: sqlite:DIR or postgres://USER@HOST:PORT/DB [default: SQLite in --data-dir].
     #[arg(long, env = "VOLLEY_STORE")]
     pub(crate) store: Option<StoreUrl>,
-    /// Between nodes: memory (one node) or redis://HOST:PORT, comma-separated to shard [default: memory].
+    /// Between nodes: memory (one node), redis://HOST:PORT (comma-separated to shard) or nats://HOST:PORT [default: memory].
     #[arg(long, env = "VOLLEY_BROKER")]
     pub(crate) broker: Option<BrokerUrl>,
     /// Directory for the database and the token secret [default: ./volley-data].
