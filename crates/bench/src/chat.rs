@@ -282,17 +282,21 @@ impl Scenario for Chat {
     }
 }
 
+/// Client `i` connects to the `i`-th of the target's URLs (comma-separated,
+/// in turn), so a room's members spread over every node of a cluster.
 async fn connect(target: &Target, i: usize) -> Result<ChatClient, Error> {
+    let urls: Vec<&str> = target.url.split(',').map(str::trim).collect();
+    let url = urls[i % urls.len()];
     ChatClient::connect_with(
         &target.connector,
-        &target.url,
+        url,
         Login::Guest(format!("bot{i}")),
         &HashMap::new(),
     )
     .await
     .map_err(|e| match e {
         volley_chat::Error::Transport(source) => Error::Connect {
-            url: target.url.clone(),
+            url: url.to_owned(),
             source,
         },
         other => Error::Chat(other.to_string()),

@@ -16,7 +16,7 @@ pub(crate) struct BenchArgs {
 
 #[derive(Debug, clap::Args)]
 struct Common {
-    /// Server under test [default: ws://127.0.0.1:9001/, for chat ws://127.0.0.1:8080/ws].
+    /// Server under test [default: ws://127.0.0.1:9001/, for chat ws://127.0.0.1:8080/ws]; for chat, several comma-separated (a cluster): client i uses the i-th in turn.
     #[arg(long)]
     url: Option<String>,
     /// Extra CA certificate (PEM) to trust for wss://.
