@@ -287,20 +287,15 @@ impl Scenario for Chat {
 async fn connect(target: &Target, i: usize) -> Result<ChatClient, Error> {
     let urls: Vec<&str> = target.url.split(',').map(str::trim).collect();
     let url = urls[i % urls.len()];
-    ChatClient::connect_with(
-        &target.connector,
-        url,
-        Login::Guest(format!("bot{i}")),
-        &HashMap::new(),
-    )
-    .await
-    .map_err(|e| match e {
-        volley_chat::Error::Transport(source) => Error::Connect {
-            url: url.to_owned(),
-            source,
-        },
-        other => Error::Chat(other.to_string()),
-    })
+    ChatClient::connect_with(&target.connector, url, Login::Guest(format!("bot{i}")), &HashMap::new())
+        .await
+        .map_err(|e| match e {
+            volley_chat::Error::Transport(source) => Error::Connect {
+                url: url.to_owned(),
+                source,
+            },
+            other => Error::Chat(other.to_string()),
+        })
 }
 
 /// What a client task needs besides its socket and channels.

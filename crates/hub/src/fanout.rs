@@ -201,6 +201,11 @@ impl Fanout {
         *known = (*known).max(seq);
     }
 
+    /// The last seq of `room` this node has handed out (or noted).
+    pub fn position(&self, room: RoomId) -> Option<Seq> {
+        self.positions().get(&room).copied()
+    }
+
     /// Rooms with subscribers on this node, and the last seq handed out in
     /// each (`None` before anything is known).
     pub fn served_rooms(&self) -> Vec<(RoomId, Option<Seq>)> {

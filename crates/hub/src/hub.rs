@@ -21,6 +21,8 @@ pub struct Hub {
 
 /// How long a message may wait for its predecessor before it is published anyway.
 const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+/// How often a held message checks whether its predecessor has been seen.
+const WATCH: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,14 +81,30 @@ impl Hub {
     /// Publish message `seq` of `room`, after its predecessors (see [`Sequencer`]).
     /// Must be called within a tokio runtime.
     pub fn publish_message(&self, room: RoomId, seq: Seq, event: Event) {
-        let (ready, held) = self.sequencer.submit(room, seq, event);
+        let (mut ready, held) = self.sequencer.submit(room, seq, event);
+        if held {
+            // The predecessor may be another node's, already seen here.
+            if let Some(seen) = self.fanout.position(room) {
+                ready.extend(self.sequencer.observe(room, seen));
+            }
+        }
         for event in ready {
             self.broker.publish(Topic::Room(room), event);
         }
-        if held {
+        if held && self.sequencer.holds(room) {
             let hub = self.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(HOLD).await;
+                let deadline = tokio::time::Instant::now() + HOLD;
+                // Watch for the predecessor arriving from another node (a
+                // millisecond or so) rather than always waiting the hold out.
+                while tokio::time::Instant::now() < deadline && hub.sequencer.holds(room) {
+                    tokio::time::sleep(WATCH).await;
+                    if let Some(seen) = hub.fanout.position(room) {
+                        for event in hub.sequencer.observe(room, seen) {
+                            hub.broker.publish(Topic::Room(room), event);
+                        }
+                    }
+                }
                 for event in hub.sequencer.flush(room) {
                     hub.broker.publish(Topic::Room(room), event);
                 }

@@ -183,6 +183,31 @@ pub struct NewMessage {
     pub ts: i64,
 }
 
+impl NewMessage {
+    /// The message as stored under `seq`.
+    pub fn stored(self, seq: Seq) -> StoredMessage {
+        StoredMessage {
+            room: self.room,
+            seq,
+            client_id: self.client_id,
+            user: self.user,
+            user_name: self.user_name,
+            text: self.text,
+            ts: self.ts,
+        }
+    }
+
+    /// The earlier copy of this message (same room, sender and client id),
+    /// with what was stored then: its seq, text and time.
+    pub fn duplicate_of(self, seq: Seq, text: String, ts: i64) -> StoredMessage {
+        StoredMessage {
+            text,
+            ts,
+            ..self.stored(seq)
+        }
+    }
+}
+
 /// A message as stored, with its place in the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {

@@ -436,15 +436,11 @@ impl Store for PgStore {
         if let Some(row) = tx.query_opt(&existing, &[&m.room.0, &m.user.0, &m.client_id]).await? {
             // Dropping the transaction rolls the increment back: no gap.
             tx.rollback().await?;
-            return Ok(Appended::Duplicate(StoredMessage {
-                room: m.room,
-                seq: seq_of(row.get(0)),
-                client_id: m.client_id,
-                user: m.user,
-                user_name: m.user_name,
-                text: row.get(1),
-                ts: row.get(2),
-            }));
+            return Ok(Appended::Duplicate(m.duplicate_of(
+                seq_of(row.get(0)),
+                row.get(1),
+                row.get(2),
+            )));
         }
         let insert = tx
             .prepare_cached(
@@ -457,15 +453,7 @@ impl Store for PgStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(Appended::New(StoredMessage {
-            room: m.room,
-            seq,
-            client_id: m.client_id,
-            user: m.user,
-            user_name: m.user_name,
-            text: m.text,
-            ts: m.ts,
-        }))
+        Ok(Appended::New(m.stored(seq)))
     }
 
     async fn history(&self, room: RoomId, before: Option<Seq>, limit: u32) -> Result<Vec<StoredMessage>, Error> {

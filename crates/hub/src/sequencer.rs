@@ -7,6 +7,12 @@
 //! arrives ahead of its predecessor until the predecessor is published, or for
 //! a short while at most (a sender that died between append and publish must
 //! not stall its room; the receivers' gap fill covers that case).
+//!
+//! On several nodes a room's messages are appended by every node, so the
+//! predecessor of this node's message is often another node's. What the node
+//! has seen of the room (its own and other nodes' messages arriving from the
+//! broker) is fed in with [`Sequencer::observe`]: a message whose
+//! predecessor was seen goes out at once instead of waiting out the hold.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -61,6 +67,35 @@ impl Sequencer {
         (ready, !order.held.is_empty())
     }
 
+    /// Messages up to `seen` of `room` have been published (by any node):
+    /// returns what that releases, in order.
+    pub fn observe(&self, room: RoomId, seen: Seq) -> Vec<Event> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(order) = rooms.get_mut(&room) else {
+            return Vec::new();
+        };
+        if order.next.is_some_and(|next| next > seen) {
+            return Vec::new();
+        }
+        order.next = Some(seen.next());
+        let mut ready = Vec::new();
+        while let Some(entry) = order.held.first_entry() {
+            if order.next.is_some_and(|next| *entry.key() > next) {
+                break;
+            }
+            let seq = *entry.key();
+            ready.push(entry.remove());
+            order.next = Some(seq.next().max(order.next.unwrap_or(seq)));
+        }
+        ready
+    }
+
+    /// Whether anything is held for `room`.
+    pub fn holds(&self, room: RoomId) -> bool {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.get(&room).is_some_and(|o| !o.held.is_empty())
+    }
+
     /// Release everything held for `room`, in order, skipping the gaps.
     pub fn flush(&self, room: RoomId) -> Vec<Event> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,5 +147,21 @@ mod tests {
         // 11 shows up late: released at once, receivers de-duplicate.
         assert_eq!(seqs(&s.submit(RoomId(7), Seq(11), ev(11)).0), vec![11]);
         assert_eq!(seqs(&s.submit(RoomId(7), Seq(14), ev(14)).0), vec![14]);
+    }
+
+    #[test]
+    fn what_other_nodes_published_releases_what_waits_for_it() {
+        let s = Sequencer::new();
+        let room = RoomId(3);
+        assert_eq!(seqs(&s.submit(room, Seq(5), ev(5)).0), vec![5]);
+        // 6 and 7 are another node's; ours is 8.
+        let (ready, held) = s.submit(room, Seq(8), ev(8));
+        assert!(ready.is_empty() && held);
+        assert!(s.observe(room, Seq(6)).is_empty(), "7 is still missing");
+        assert!(s.holds(room));
+        assert_eq!(seqs(&s.observe(room, Seq(7))), vec![8]);
+        assert!(!s.holds(room));
+        assert!(s.observe(room, Seq(7)).is_empty(), "seeing the past changes nothing");
+        assert_eq!(seqs(&s.submit(room, Seq(9), ev(9)).0), vec![9]);
     }
 }

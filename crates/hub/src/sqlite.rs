@@ -522,15 +522,7 @@ impl Store for SqliteStore {
                 })
                 .optional()?;
             if let Some((seq, text, ts)) = existing {
-                return Ok(Appended::Duplicate(StoredMessage {
-                    room: m.room,
-                    seq,
-                    client_id: m.client_id,
-                    user: m.user,
-                    user_name: m.user_name,
-                    text,
-                    ts,
-                }));
+                return Ok(Appended::Duplicate(m.duplicate_of(seq, text, ts)));
             }
             let seq: Seq = c
                 .prepare_cached("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq")?
@@ -541,15 +533,7 @@ impl Store for SqliteStore {
                 "INSERT INTO messages(room, seq, user, client_id, text, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![m.room, seq, m.user, m.client_id, m.text, m.ts])?;
-            Ok(Appended::New(StoredMessage {
-                room: m.room,
-                seq,
-                client_id: m.client_id,
-                user: m.user,
-                user_name: m.user_name,
-                text: m.text,
-                ts: m.ts,
-            }))
+            Ok(Appended::New(m.stored(seq)))
         })
         .await
     }

@@ -227,135 +227,150 @@ fn postgres_bin() -> Result<PathBuf, Error> {
     versions.pop().map(|(_, bin)| bin).ok_or_else(missing)
 }
 
-/// A Redis server with persistence off (`--save ''`), on a free port.
+/// A server process started from a command: its directory, its port, and
+/// the child while it runs (killed with SIGKILL when dropped).
 #[derive(Debug)]
-pub struct Redis {
+struct Spawned {
+    name: &'static str,
+    command: fn(&Path, u16) -> Result<Command, Error>,
     child: Option<Child>,
     dir: TempDir,
     port: u16,
 }
 
-impl Redis {
-    /// Start one; returns once it accepts connections.
-    pub fn start() -> Result<Redis, Error> {
+impl Spawned {
+    fn start(name: &'static str, command: fn(&Path, u16) -> Result<Command, Error>) -> Result<Spawned, Error> {
         let dir = tempfile::Builder::new()
-            .prefix("volley-redis-")
+            .prefix(&format!("volley-{name}-"))
             .tempdir()
             .map_err(|e| fail(format!("temporary directory: {e}")))?;
         let port = free_port().map_err(|e| fail(format!("free port: {e}")))?;
-        let mut redis = Redis { child: None, dir, port };
-        redis.resume()?;
-        Ok(redis)
+        let mut spawned = Spawned {
+            name,
+            command,
+            child: None,
+            dir,
+            port,
+        };
+        spawned.resume()?;
+        Ok(spawned)
     }
 
-    /// `redis://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Start it again after [`kill`](Self::kill), on the same port (empty).
-    pub fn resume(&mut self) -> Result<(), Error> {
-        let bin = find("redis-server", &["/usr/bin/redis-server"], "redis-server")?;
-        let child = Command::new(bin)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
+    fn resume(&mut self) -> Result<(), Error> {
+        let child = (self.command)(self.dir.path(), self.port)?
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| fail(format!("redis-server: {e}")))?;
+            .map_err(|e| fail(format!("{}: {e}", self.name)))?;
         self.child = Some(child);
-        wait_listening(self.port, Duration::from_secs(10), "redis-server")
+        wait_listening(self.port, Duration::from_secs(10), self.name)
     }
 
-    /// Kill it with SIGKILL.
-    pub fn kill(&mut self) {
+    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             kill(&mut child);
         }
     }
 
-    /// Its pid, while running.
-    pub fn pid(&self) -> Option<u32> {
+    fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 }
 
-impl Drop for Redis {
+impl Drop for Spawned {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Redis server with persistence off (`--save ''`), on a free port.
+#[derive(Debug)]
+pub struct Redis(Spawned);
+
+impl Redis {
+    /// Start one; returns once it accepts connections.
+    pub fn start() -> Result<Redis, Error> {
+        Spawned::start("redis-server", |dir, port| {
+            let mut command = Command::new(find("redis-server", &["/usr/bin/redis-server"], "redis-server")?);
+            command
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(dir);
+            Ok(command)
+        })
+        .map(Redis)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.0.port)
+    }
+
+    /// Start it again after [`kill`](Self::kill), on the same port (empty).
+    pub fn resume(&mut self) -> Result<(), Error> {
+        self.0.resume()
+    }
+
+    /// Kill it with SIGKILL.
+    pub fn kill(&mut self) {
+        self.0.kill();
+    }
+
+    /// Its pid, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.pid()
     }
 }
 
 /// A NATS server with JetStream, storing in its temporary directory.
 #[derive(Debug)]
-pub struct Nats {
-    child: Option<Child>,
-    dir: TempDir,
-    port: u16,
-}
+pub struct Nats(Spawned);
 
 impl Nats {
     /// Start one; returns once it accepts connections.
     pub fn start() -> Result<Nats, Error> {
-        let dir = tempfile::Builder::new()
-            .prefix("volley-nats-")
-            .tempdir()
-            .map_err(|e| fail(format!("temporary directory: {e}")))?;
-        let port = free_port().map_err(|e| fail(format!("free port: {e}")))?;
-        let mut nats = Nats { child: None, dir, port };
-        nats.resume()?;
-        Ok(nats)
+        Spawned::start("nats-server", |dir, port| {
+            let bin = find(
+                "nats-server",
+                &["/usr/sbin/nats-server", "/usr/bin/nats-server"],
+                "nats-server",
+            )?;
+            let mut command = Command::new(bin);
+            command
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(dir);
+            Ok(command)
+        })
+        .map(Nats)
     }
 
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.0.port)
     }
 
     /// Start it again after [`kill`](Self::kill), on the same port.
     pub fn resume(&mut self) -> Result<(), Error> {
-        let bin = find(
-            "nats-server",
-            &["/usr/sbin/nats-server", "/usr/bin/nats-server"],
-            "nats-server",
-        )?;
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| fail(format!("nats-server: {e}")))?;
-        self.child = Some(child);
-        wait_listening(self.port, Duration::from_secs(10), "nats-server")
+        self.0.resume()
     }
 
     /// Kill it with SIGKILL.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill(&mut child);
-        }
+        self.0.kill();
     }
 
     /// Its pid, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.pid()
     }
 }
 
@@ -380,7 +395,7 @@ mod tests {
     #[test]
     fn redis_starts_answers_and_is_gone_after_kill() {
         let mut redis = Redis::start().unwrap();
-        let port = redis.port;
+        let port = redis.0.port;
         assert!(answers(port, b"PING\r\n", b"+PONG"));
         redis.kill();
         assert!(!answers(port, b"PING\r\n", b"+PONG"));
@@ -391,7 +406,7 @@ mod tests {
     #[test]
     fn nats_starts_and_greets() {
         let nats = Nats::start().unwrap();
-        assert!(answers(nats.port, b"", b"INFO"));
+        assert!(answers(nats.0.port, b"", b"INFO"));
     }
 
     #[test]
