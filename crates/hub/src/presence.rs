@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use crate::model::{RoomId, UserId};
 
-/// Connection counts per (room, user).
+/// Connection counts per (room, user). `volley_presence_online` gauges the
+/// (room, user) pairs online on this node.
 #[derive(Debug, Default)]
 pub struct Presence {
     rooms: Mutex<HashMap<RoomId, HashMap<UserId, u32>>>,
@@ -23,6 +24,9 @@ impl Presence {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let count = rooms.entry(room).or_default().entry(user).or_insert(0);
         *count += 1;
+        if *count == 1 {
+            metrics::gauge!("volley_presence_online").increment(1.0);
+        }
         *count == 1
     }
 
@@ -40,6 +44,7 @@ impl Presence {
             return false;
         }
         users.remove(&user);
+        metrics::gauge!("volley_presence_online").decrement(1.0);
         if users.is_empty() {
             rooms.remove(&room);
         }

@@ -199,6 +199,17 @@ impl ServeConfig {
         if shown.chat.jwt.secret.take().is_some() {
             left_out.push("jwt.secret");
         }
+        if let Some(volley_chat::StoreUrl::Postgres(url)) = &mut shown.chat.store {
+            // postgres://USER:PASSWORD@HOST: keep the user, drop the password.
+            if let Some((before, after)) = url.split_once('@') {
+                if let Some((scheme_user, _password)) = before.rsplit_once(':') {
+                    if scheme_user.contains("://") {
+                        *url = format!("{scheme_user}@{after}");
+                        left_out.push("the store URL's password");
+                    }
+                }
+            }
+        }
         let mut text = String::new();
         if !left_out.is_empty() {
             text.push_str(&format!("# set but not shown: {}\n", left_out.join(", ")));

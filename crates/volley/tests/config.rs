@@ -75,6 +75,20 @@ fn secrets_are_hidden_when_printed() {
         !shown.contains("secret ="),
         "no placeholder a saved copy would use: {shown}"
     );
+    let out = volley(
+        &[
+            "serve",
+            "--store",
+            "postgres://volley:hunter22@db:5432/chat",
+            "--print-config",
+        ],
+        &[],
+        dir.path(),
+    );
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("store = \"postgres://volley@db:5432/chat\""), "{shown}");
+    assert!(!shown.contains("hunter22"), "{shown}");
 }
 
 /// Flags, environment, and the words the error must hold.

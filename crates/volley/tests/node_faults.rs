@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::ServerMsg;
 use volley_chat::RoomId;
-use volley_testkit::{free_port, Postgres, Redis};
+use volley_testkit::{free_port, Nats, Postgres, Redis};
 
 /// A `volley serve` process, killed (-9) when dropped.
 struct Node {
@@ -21,11 +21,11 @@ struct Node {
 }
 
 impl Node {
-    fn start(name: &str, pg: &Postgres, redis: &Redis, dir: &std::path::Path) -> Node {
+    fn start(name: &str, pg: &Postgres, broker: &str, dir: &std::path::Path) -> Node {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
         let child = Command::new(env!("CARGO_BIN_EXE_volley"))
             .args(["serve", "--addr", &addr.to_string(), "--node-id", name])
-            .args(["--store", &pg.url(), "--broker", &redis.url()])
+            .args(["--store", &pg.url(), "--broker", broker])
             .args(["--max-connections-per-ip", "0", "--account-attempts-per-sec", "0"])
             .args(["--messages-per-sec", "1000", "--message-burst", "1000"])
             .arg("--data-dir")
@@ -85,11 +85,22 @@ async fn expect_joined(client: &mut ChatClient, name: &str) -> RoomId {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_with_9_loses_no_acknowledged_message() {
-    let (pg, redis) = (Postgres::start().unwrap(), Redis::start().unwrap());
+async fn a_node_killed_with_9_loses_no_acknowledged_message_over_redis() {
+    let redis = Redis::start().unwrap();
+    a_node_killed_with_9_loses_no_acknowledged_message(&redis.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_9_loses_no_acknowledged_message_over_nats() {
+    let nats = Nats::start().unwrap();
+    a_node_killed_with_9_loses_no_acknowledged_message(&nats.url()).await;
+}
+
+async fn a_node_killed_with_9_loses_no_acknowledged_message(broker: &str) {
+    let pg = Postgres::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Node::start("node-a", &pg, &redis, dir.path());
-    let b = Node::start("node-b", &pg, &redis, dir.path());
+    let mut a = Node::start("node-a", &pg, broker, dir.path());
+    let b = Node::start("node-b", &pg, broker, dir.path());
 
     let mut alice = ChatClient::connect(&a.url(), Login::Guest("alice".into()), &HashMap::new())
         .await
