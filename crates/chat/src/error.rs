@@ -8,6 +8,16 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Hub(#[from] volley_hub::Error),
+    /// The store or the broker could not be reached at start.
+    #[error("connecting to {what}: {source}")]
+    Connect {
+        /// Which: "the PostgreSQL store", "the Redis broker"... (no URL:
+        /// it may hold a password).
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: volley_hub::Error,
+    },
     /// Binding, reading the secret or serving failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -48,6 +48,11 @@ fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Name a start-up connection failure by what was being reached.
+fn connecting(what: &'static str) -> impl FnOnce(volley_hub::Error) -> Error {
+    move |source| Error::Connect { what, source }
+}
+
 /// A bound, not yet serving chat server.
 pub struct Server {
     listener: TcpListener,
@@ -77,7 +82,9 @@ impl Server {
                 Arc::new(SqliteStore::open(&config.data_dir, config.sqlite_sync)?)
             }
             Some(StoreUrl::Postgres(url)) => {
-                let store = PgStore::connect(&url).await?;
+                let store = PgStore::connect(&url)
+                    .await
+                    .map_err(connecting("the PostgreSQL store"))?;
                 if config.token_secret.is_none() {
                     // Every node signs and checks tokens with the same
                     // secret: the first node to start chooses it.
@@ -92,8 +99,16 @@ impl Server {
         let fanout = Arc::new(Fanout::new());
         let broker: Arc<dyn Broker> = match &config.broker {
             BrokerUrl::Memory => Arc::new(MemoryBroker::new(fanout.clone())),
-            BrokerUrl::Redis(urls) => Arc::new(RedisBroker::connect(urls, fanout.clone()).await?),
-            BrokerUrl::Nats(url) => Arc::new(NatsBroker::connect(url, fanout.clone()).await?),
+            BrokerUrl::Redis(urls) => Arc::new(
+                RedisBroker::connect(urls, fanout.clone())
+                    .await
+                    .map_err(connecting("the Redis broker"))?,
+            ),
+            BrokerUrl::Nats(url) => Arc::new(
+                NatsBroker::connect(url, fanout.clone())
+                    .await
+                    .map_err(connecting("the NATS broker"))?,
+            ),
         };
         let hub = Hub::new(store, broker, fanout);
         let listener = TcpListener::bind(config.addr).await?;
