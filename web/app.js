@@ -10,7 +10,8 @@ let oldest = null; // lowest seq shown in the current room
 let more = false; // older history exists
 let loadingOlder = false;
 const shown = new Set(); // seqs rendered for the current room
-const online = new Map(); // room id -> Set of user ids
+const online = new Map(); // room id -> Set of user ids (rooms small enough for the list)
+const onlineCount = new Map(); // room id -> how many are online (every room)
 const typingTimers = new Map(); // user id -> {name, timer}
 let lastTypingSent = 0;
 
@@ -66,7 +67,7 @@ function start(token) {
   });
   chat.addEventListener("ready", (e) => {
     $("me").textContent = e.detail.user.name;
-    for (const r of e.detail.rooms) online.set(r.id, new Set(r.online || []));
+    for (const r of e.detail.rooms) noteOnline(r);
     renderRooms();
     const saved = Number(localStorage.getItem("volley.room"));
     if (current === null && saved && chat.rooms.has(saved)) selectRoom(saved);
@@ -85,7 +86,7 @@ function start(token) {
     clearTyping(m.user);
   });
   chat.addEventListener("room_joined", (e) => {
-    online.set(e.detail.id, new Set(e.detail.online || []));
+    noteOnline(e.detail);
     renderRooms();
   });
   chat.addEventListener("room_left", (e) => {
@@ -93,13 +94,15 @@ function start(token) {
     renderRooms();
   });
   chat.addEventListener("presence", (e) => {
-    const { room, changes } = e.detail;
+    // Big rooms (over the server's presence_list_max) send the count alone.
+    const { room, changes, online: count } = e.detail;
     const set = online.get(room) || new Set();
     for (const c of changes) {
       if (c.online) set.add(c.user);
       else set.delete(c.user);
     }
     online.set(room, set);
+    onlineCount.set(room, count ?? set.size);
     renderOnline();
   });
   chat.addEventListener("typing", (e) => {
@@ -126,8 +129,13 @@ function renderTyping() {
   $("typing").textContent = names.length ? `${names.join(", ")} ${names.length > 1 ? "are" : "is"} typing…` : "";
 }
 
+function noteOnline(room) {
+  online.set(room.id, new Set(room.online || []));
+  onlineCount.set(room.id, room.online_count ?? (room.online || []).length);
+}
+
 function renderOnline() {
-  const n = current === null ? 0 : (online.get(current) || new Set()).size;
+  const n = current === null ? 0 : onlineCount.get(current) ?? 0;
   $("online").textContent = current === null ? "" : `${n} online`;
 }
 

@@ -4,12 +4,17 @@
 //! joining a room is 12.5 million deliveries. Batched per room over a short
 //! interval, with only the last change per user kept, a join storm costs one
 //! frame per member per interval.
+//!
+//! Membership changes are facts of the store and go through the broker to
+//! every node. Presence changes are each node's own view of the cluster
+//! (see `volley_hub::Presence`), so each node tells only its own clients.
+//! Rooms with more than `presence_list_max` users online get the count alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use volley_hub::{Event, Hub, RoomId, Topic, User, UserId};
+use volley_hub::{Change, Event, Hub, RoomId, Topic, User, UserId};
 
 use crate::protocol::{MemberChange, PresenceChange, ServerMsg, UserView};
 
@@ -24,26 +29,28 @@ struct Pending {
 pub(crate) struct Batcher {
     hub: Hub,
     interval: Duration,
+    list_max: usize,
     rooms: Mutex<HashMap<RoomId, Pending>>,
 }
 
 impl Batcher {
-    pub(crate) fn new(hub: Hub, interval: Duration) -> Arc<Batcher> {
+    pub(crate) fn new(hub: Hub, interval: Duration, list_max: usize) -> Arc<Batcher> {
         Arc::new(Batcher {
             hub,
             interval,
+            list_max,
             rooms: Mutex::new(HashMap::new()),
         })
     }
 
-    pub(crate) fn presence(self: &Arc<Self>, room: RoomId, user: &User, online: bool) {
-        self.add(room, |p| {
+    pub(crate) fn presence(self: &Arc<Self>, change: Change) {
+        self.add(change.room, |p| {
             p.presence.insert(
-                user.id,
+                change.user,
                 PresenceChange {
-                    user: user.id,
-                    name: user.name.clone(),
-                    online,
+                    user: change.user,
+                    name: change.name.to_string(),
+                    online: change.online,
                 },
             );
         });
@@ -81,19 +88,23 @@ impl Batcher {
         let Some(pending) = self.rooms.lock().unwrap_or_else(|e| e.into_inner()).remove(&room) else {
             return;
         };
-        let mut messages = Vec::with_capacity(2);
         if !pending.members.is_empty() {
             let mut changes: Vec<MemberChange> = pending.members.into_values().collect();
             changes.sort_by_key(|c| c.user.id);
-            messages.push(ServerMsg::Members { room, changes });
+            let msg = ServerMsg::Members { room, changes };
+            self.hub.publish(Topic::Room(room), Event::ephemeral(msg.encode()));
         }
         if !pending.presence.is_empty() {
-            let mut changes: Vec<PresenceChange> = pending.presence.into_values().collect();
+            let online = self.hub.presence().online_count(room);
+            let mut changes: Vec<PresenceChange> = if online > self.list_max {
+                Vec::new()
+            } else {
+                pending.presence.into_values().collect()
+            };
             changes.sort_by_key(|c| c.user);
-            messages.push(ServerMsg::Presence { room, changes });
-        }
-        for msg in messages {
-            self.hub.publish(Topic::Room(room), Event::ephemeral(msg.encode()));
+            let msg = ServerMsg::Presence { room, changes, online };
+            self.hub
+                .deliver_local(Topic::Room(room), Event::ephemeral(msg.encode()));
         }
     }
 }

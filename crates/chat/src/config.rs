@@ -23,6 +23,14 @@ pub struct ChatConfig {
     /// How often each served room is checked against the store for messages
     /// the broker lost (a quiet room's last message), in milliseconds.
     pub catch_up_ms: u64,
+    /// With a network broker: a node not heard from for this long is taken
+    /// for dead and its users shown offline on the others, in milliseconds.
+    /// Nodes send a heartbeat every quarter of it.
+    pub presence_ttl_ms: u64,
+    /// Rooms with more users online than this get a count instead of the
+    /// list of who is online (in `ready`, `room_joined` and `presence`
+    /// frames); the list is one request away (`GET /api/rooms/{id}/online`).
+    pub presence_list_max: usize,
     /// Directory for the SQLite database and the token secret.
     pub data_dir: PathBuf,
     /// `full` (an acked message survives power loss) or `normal` (survives a process crash).
@@ -221,6 +229,8 @@ impl Default for ChatConfig {
             store: None,
             broker: BrokerUrl::Memory,
             catch_up_ms: 3_000,
+            presence_ttl_ms: 8_000,
+            presence_list_max: 200,
             data_dir: PathBuf::from("volley-data"),
             sqlite_sync: Synchronous::Full,
             allowed_origins: Vec::new(),
@@ -260,6 +270,9 @@ impl ChatConfig {
         }
         if self.catch_up_ms < 100 {
             return bad("catch_up_ms", &self.catch_up_ms, "at least 100");
+        }
+        if !(1_000..=600_000).contains(&self.presence_ttl_ms) {
+            return bad("presence_ttl_ms", &self.presence_ttl_ms, "1000 to 600000");
         }
         if self.outbound_queue == 0 {
             return bad("outbound_queue", &0, "at least 1");

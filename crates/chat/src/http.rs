@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
-use volley_hub::{RoomId, Seq, User};
+use volley_hub::{RoomId, Seq, User, UserId};
 use volley_net::assets::{self, Asset};
 use volley_net::{Acceptor, Refused, UpgradeState, WebSocketUpgrade};
 
@@ -97,6 +97,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/rooms/{id}/leave", post(leave))
         .route("/api/rooms/{id}/members", get(members).post(invite))
         .route("/api/rooms/{id}/members/{name}", delete(remove))
+        .route("/api/rooms/{id}/online", get(online))
         .route("/api/rooms/{id}/messages", get(history))
         .route("/api/direct", post(direct))
         .with_state(app)
@@ -127,6 +128,7 @@ async fn health(State(app): AppState) -> Response {
         "store": store,
         "broker": broker,
         "sessions": app.sessions.live(),
+        "peers": app.chat.hub().presence().peers(),
     });
     let status = if healthy {
         StatusCode::OK
@@ -299,12 +301,41 @@ async fn members(State(app): AppState, headers: HeaderMap, Path(id): Path<RoomId
         return Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {id}")));
     }
     let members = app.chat.hub().store().members(id).await?;
-    let online = app.chat.hub().presence().online(id);
+    let online: std::collections::HashSet<_> = app.chat.hub().presence().online(id).into_iter().collect();
     let list: Vec<_> = members
         .iter()
         .map(|m| json!({ "id": m.id, "name": m.name, "guest": UserView::from(m).guest, "online": online.contains(&m.id) }))
         .collect();
     Ok(Json(json!({ "members": list })).into_response())
+}
+
+#[derive(Deserialize)]
+struct OnlinePage {
+    after: Option<UserId>,
+    limit: Option<usize>,
+}
+
+/// Who is online in a room, a page at a time (for rooms too big for the
+/// list in `ready`): ids above `after`, at most `limit` (default and most 1000).
+async fn online(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(id): Path<RoomId>,
+    Query(page): Query<OnlinePage>,
+) -> Result<Response, Refusal> {
+    let user = user_of(&app, &headers).await?;
+    if !app.chat.hub().store().is_member(id, user.id).await? {
+        return Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {id}")));
+    }
+    let presence = app.chat.hub().presence();
+    let limit = page.limit.unwrap_or(1000).clamp(1, 1000);
+    let users = presence.online_page(id, page.after, limit);
+    let next = if users.len() == limit {
+        users.last().copied()
+    } else {
+        None
+    };
+    Ok(Json(json!({ "online": users, "count": presence.online_count(id), "next": next })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -151,12 +151,13 @@ impl Limits {
         })
     }
 
-    /// Take a connection slot for `user`, or `None` when they have too many.
-    pub fn connect_user(self: &Arc<Self>, user: UserId) -> Option<UserSlot> {
+    /// Take a connection slot for `user`, who has `elsewhere` connections on
+    /// other nodes, or `None` when they have too many in all.
+    pub fn connect_user(self: &Arc<Self>, user: UserId, elsewhere: u32) -> Option<UserSlot> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         self.sweep(&mut users);
         let state = users.entry(user).or_insert_with(|| self.fresh());
-        if state.connections >= self.per_user {
+        if state.connections + elsewhere >= self.per_user {
             return None;
         }
         state.connections += 1;
@@ -166,16 +167,20 @@ impl Limits {
         })
     }
 
-    /// Take a token for a request of `user`; `Err` carries how long until one
-    /// is available.
-    pub fn take(&self, user: UserId, cost: Cost) -> Result<(), Duration> {
+    /// Take a token for a request of `user`, whose limit is shared by
+    /// `share` nodes (this node allows `1/share` of the rate and burst);
+    /// `Err` carries how long until one is available.
+    pub fn take(&self, user: UserId, cost: Cost, share: u32) -> Result<(), Duration> {
+        let share = f64::from(share.max(1));
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         self.sweep(&mut users);
         let state = users.entry(user).or_insert_with(|| self.fresh());
-        match cost {
-            Cost::Message => state.messages.take(self.rate, self.burst),
-            Cost::Request => state.requests.take(REQUESTS_PER_SEC, REQUEST_BURST),
-        }
+        let (bucket, rate, burst) = match cost {
+            Cost::Message => (&mut state.messages, self.rate, self.burst),
+            Cost::Request => (&mut state.requests, REQUESTS_PER_SEC, REQUEST_BURST),
+        };
+        // A share's burst stays at least one message, so a user on many nodes can still talk.
+        bucket.take(rate / share, (burst / share).max(1.0))
     }
 
     /// Whether a typing event of `user` in `room` may go out now (at most one per interval).
@@ -255,11 +260,11 @@ mod tests {
     #[test]
     fn bucket_allows_burst_then_refuses_with_a_wait() {
         let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2)));
-        let _slot = limits.connect_user(UserId(7)).unwrap();
+        let _slot = limits.connect_user(UserId(7), 0).unwrap();
         for _ in 0..3 {
-            assert!(limits.take(UserId(7), Cost::Message).is_ok());
+            assert!(limits.take(UserId(7), Cost::Message, 1).is_ok());
         }
-        let wait = limits.take(UserId(7), Cost::Message).unwrap_err();
+        let wait = limits.take(UserId(7), Cost::Message, 1).unwrap_err();
         assert!(wait > Duration::from_millis(500) && wait <= Duration::from_secs(1));
     }
 
@@ -279,11 +284,11 @@ mod tests {
     #[test]
     fn slots_are_given_back() {
         let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2)));
-        let a = limits.connect_user(UserId(1)).unwrap();
-        let _b = limits.connect_user(UserId(1)).unwrap();
-        assert!(limits.connect_user(UserId(1)).is_none());
+        let a = limits.connect_user(UserId(1), 0).unwrap();
+        let _b = limits.connect_user(UserId(1), 0).unwrap();
+        assert!(limits.connect_user(UserId(1), 0).is_none());
         drop(a);
-        assert!(limits.connect_user(UserId(1)).is_some());
+        assert!(limits.connect_user(UserId(1), 0).is_some());
         let ip: IpAddr = [127, 0, 0, 1].into();
         let slot = limits.connect_ip(ip).unwrap();
         assert!(limits.connect_ip(ip).is_none());
@@ -294,7 +299,7 @@ mod tests {
     #[test]
     fn typing_is_throttled_per_room() {
         let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(60)));
-        let _slot = limits.connect_user(UserId(1)).unwrap();
+        let _slot = limits.connect_user(UserId(1), 0).unwrap();
         assert!(limits.typing(UserId(1), RoomId(10)));
         assert!(!limits.typing(UserId(1), RoomId(10)));
         assert!(limits.typing(UserId(1), RoomId(11)));

@@ -181,9 +181,13 @@ pub struct RoomView {
     /// `last_seq - last_read` on connect, for the reader's own rooms; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unread: Option<u64>,
-    /// Users online in the room, in the `ready` frame and `room_joined`.
+    /// Users online in the room, in the `ready` frame and `room_joined`;
+    /// absent when more than `presence_list_max` are (ask `GET /api/rooms/{id}/online`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<Vec<UserId>>,
+    /// How many users are online in the room, in `ready` and `room_joined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_count: Option<usize>,
 }
 
 impl From<&Room> for RoomView {
@@ -198,6 +202,7 @@ impl From<&Room> for RoomView {
             last_read: None,
             unread: None,
             online: None,
+            online_count: None,
         }
     }
 }
@@ -338,8 +343,12 @@ pub enum ServerMsg {
     Presence {
         /// The room the users belong to.
         room: RoomId,
-        /// One entry per user whose presence changed in the batch.
+        /// One entry per user whose presence changed in the batch; empty in
+        /// rooms with more than `presence_list_max` users online.
         changes: Vec<PresenceChange>,
+        /// How many users are online in the room now.
+        #[serde(default)]
+        online: usize,
     },
     /// A member is typing; show it for `ttl_ms` unless renewed.
     Typing {

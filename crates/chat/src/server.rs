@@ -112,10 +112,6 @@ impl Server {
         };
         let hub = Hub::new(store, broker, fanout);
         let listener = TcpListener::bind(config.addr).await?;
-        if config.node_id.is_empty() {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            config.node_id = format!("{}:{}", host.trim(), listener.local_addr()?.port());
-        }
         Server::assemble(hub, config, listener)
     }
 
@@ -126,7 +122,12 @@ impl Server {
     }
 
     /// The server around settings already validated.
-    fn assemble(hub: Hub, config: ChatConfig, listener: TcpListener) -> Result<Server, Error> {
+    fn assemble(hub: Hub, mut config: ChatConfig, listener: TcpListener) -> Result<Server, Error> {
+        if config.node_id.is_empty() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            config.node_id = format!("{}:{}", host.trim(), listener.local_addr()?.port());
+        }
+        hub.join_cluster(&config.node_id, Duration::from_millis(config.presence_ttl_ms));
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let mut transport = volley_net::Config::default();
         transport.protocol.max_frame_size = config.max_frame_bytes;
@@ -249,6 +250,10 @@ impl Server {
                 "connections still open after the grace period"
             );
         }
+        // Best effort: the others forget this node now instead of after the
+        // presence TTL, if the goodbye leaves before the process does.
+        app.chat.hub().leave_cluster();
+        tokio::time::sleep(Duration::from_millis(50)).await;
         Ok(())
     }
 }

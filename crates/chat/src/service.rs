@@ -71,7 +71,19 @@ impl Chat {
             )
             .with_account_rate(config.account_attempts_per_sec),
         );
-        let batcher = Batcher::new(hub.clone(), Duration::from_millis(config.presence_batch_ms));
+        let batcher = Batcher::new(
+            hub.clone(),
+            Duration::from_millis(config.presence_batch_ms),
+            config.presence_list_max,
+        );
+        let listener = Arc::downgrade(&batcher);
+        hub.presence().set_listener(Box::new(move |changes| {
+            if let Some(batcher) = listener.upgrade() {
+                for change in changes {
+                    batcher.presence(change);
+                }
+            }
+        }));
         Ok(Chat {
             hub,
             auth,
@@ -81,9 +93,12 @@ impl Chat {
         })
     }
 
-    /// Charge a request to the user's bucket.
+    /// Charge a request to the user's bucket. A user connected to several
+    /// nodes gets an even share of the rate on each, so the cluster as a
+    /// whole holds the limit without asking the others.
     pub(crate) fn limit(&self, user: UserId, cost: Cost) -> Result<(), Refusal> {
-        self.limits.take(user, cost).map_err(|wait| {
+        let share = self.hub.presence().nodes_of(user).max(1);
+        self.limits.take(user, cost, share).map_err(|wait| {
             metrics::counter!("volley_rate_limited_total").increment(1);
             let message = match cost {
                 Cost::Message => "too many messages, slow down",
@@ -99,6 +114,18 @@ impl Chat {
             metrics::counter!("volley_rate_limited_total").increment(1);
             Refusal::new(ErrorCode::RateLimited, "too many account attempts from this address").retry_after(wait)
         })
+    }
+
+    /// `view` with who is online: the count always, the list up to
+    /// `presence_list_max` users.
+    pub(crate) fn with_online(&self, mut view: RoomView) -> RoomView {
+        let presence = self.hub.presence();
+        let count = presence.online_count(view.id);
+        view.online_count = Some(count);
+        if count <= self.config.presence_list_max {
+            view.online = Some(presence.online(view.id));
+        }
+        view
     }
 
     /// The hub (store and fan-out).
@@ -199,11 +226,6 @@ impl Chat {
 
     fn member_event(&self, room: RoomId, user: &User, joined: bool) {
         self.batcher.member(room, user, joined);
-    }
-
-    /// A user came online or went offline in a room (batched).
-    pub(crate) fn presence_changed(&self, room: RoomId, user: &User, online: bool) {
-        self.batcher.presence(room, user, online);
     }
 
     /// Publish an ephemeral (not stored) event to a room.

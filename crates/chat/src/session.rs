@@ -89,7 +89,8 @@ impl<'a> Session<'a> {
                 None => return Ok(End::Closed),
             },
         };
-        let Some(_user_slot) = chat.limits.connect_user(user.id) else {
+        let elsewhere = chat.hub.presence().connections_elsewhere(user.id);
+        let Some(_user_slot) = chat.limits.connect_user(user.id, elsewhere) else {
             let msg = format!(
                 "{} already has {} connections",
                 user.name, chat.config.max_connections_per_user
@@ -106,6 +107,7 @@ impl<'a> Session<'a> {
             sub,
             delivered: HashMap::new(),
         };
+        session.chat.hub.presence().connect(session.user.id, &session.user.name);
         let result = session.serve(ws, rx, resume, token, &mut shutdown).await;
         session.finish();
         result
@@ -116,9 +118,7 @@ impl<'a> Session<'a> {
         self.chat.hub.subscribe(Topic::Room(room), &self.sub);
         self.chat.hub.note_position(room, last_seq);
         self.delivered.insert(room, last_seq);
-        if self.chat.hub.presence().arrive(room, self.user.id) {
-            self.chat.presence_changed(room, &self.user, true);
-        }
+        self.chat.hub.presence().arrive(room, self.user.id, &self.user.name);
     }
 
     fn exit(&mut self, room: RoomId) {
@@ -126,9 +126,7 @@ impl<'a> Session<'a> {
             return;
         }
         self.chat.hub.unsubscribe(Topic::Room(room), self.sub.id());
-        if self.chat.hub.presence().depart(room, self.user.id) {
-            self.chat.presence_changed(room, &self.user, false);
-        }
+        self.chat.hub.presence().depart(room, self.user.id, &self.user.name);
     }
 
     fn finish(&mut self) {
@@ -137,6 +135,7 @@ impl<'a> Session<'a> {
             self.exit(room);
         }
         self.chat.hub.unsubscribe(Topic::User(self.user.id), self.sub.id());
+        self.chat.hub.presence().disconnect(self.user.id);
     }
 
     async fn serve<S>(
@@ -164,13 +163,7 @@ impl<'a> Session<'a> {
         for r in &rooms {
             self.enter(r.room.id, r.room.last_seq);
         }
-        let views = rooms
-            .iter()
-            .map(|r| RoomView {
-                online: Some(self.chat.hub.presence().online(r.room.id)),
-                ..RoomView::from(r)
-            })
-            .collect();
+        let views = rooms.iter().map(|r| self.chat.with_online(RoomView::from(r))).collect();
         ws.send(
             ServerMsg::Ready {
                 user: (&self.user).into(),
@@ -341,12 +334,11 @@ impl<'a> Session<'a> {
                             return Ok(());
                         };
                         self.enter(room, r.last_seq);
-                        let view = RoomView {
-                            online: Some(self.chat.hub.presence().online(room)),
+                        let view = self.chat.with_online(RoomView {
                             last_read: Some(Seq::ZERO),
                             unread: Some(r.last_seq.0),
                             ..RoomView::from(&r)
-                        };
+                        });
                         ws.feed(ServerMsg::RoomJoined { room: view }.to_message()).await
                     }
                     Control::Left { room } => {

@@ -57,13 +57,50 @@ impl BrokerServer {
 }
 
 async fn node(name: &str, pg: &Postgres, broker: &BrokerServer, dir: &std::path::Path) -> Running {
+    node_with(name, pg, broker, dir, |_| {}).await
+}
+
+async fn node_with(
+    name: &str,
+    pg: &Postgres,
+    broker: &BrokerServer,
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut volley_chat::ChatConfig),
+) -> Running {
     let mut config = common::config(dir);
+    tweak(&mut config);
     config.node_id = name.into();
     config.store = Some(StoreUrl::Postgres(pg.url()));
     config.broker = broker.url();
     config.catch_up_ms = 500;
     config.max_connections_per_ip = 0;
     start(config).await
+}
+
+/// Who node `addr` says is online in `room`, polled until `done` holds (10 s at most).
+async fn online_until(
+    addr: std::net::SocketAddr,
+    token: &str,
+    room: RoomId,
+    done: impl Fn(&[i64]) -> bool,
+) -> Vec<i64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http(addr, "GET", &format!("/api/rooms/{room}/online"), Some(token), None).await;
+        assert_eq!(status, 200, "{body}");
+        let ids: Vec<i64> = body["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(serde_json::Value::as_i64)
+            .collect();
+        assert_eq!(body["count"].as_u64(), Some(ids.len() as u64), "{body}");
+        if done(&ids) {
+            return ids;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node {addr} still says {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The seqs of the next `n` messages of `room`, skipping other frames.
@@ -151,6 +188,95 @@ async fn members_on_two_nodes_chat_resume_anywhere_and_share_tokens(kind: Kind) 
             (Some("ok"), Some("ok"))
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_per_user_limits_span_nodes_over_redis() {
+    presence_and_per_user_limits_span_nodes(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_per_user_limits_span_nodes_over_nats() {
+    presence_and_per_user_limits_span_nodes(Kind::Nats).await;
+}
+
+/// Members on two nodes see each other online; a user with a device on each
+/// node stays online until both are gone; the per-user connection cap counts
+/// connections on every node.
+async fn presence_and_per_user_limits_span_nodes(kind: Kind) {
+    let (pg, broker) = (Postgres::start().unwrap(), BrokerServer::start(kind));
+    let dir = tempfile::tempdir().unwrap();
+    let cap = |c: &mut volley_chat::ChatConfig| c.max_connections_per_user = 2;
+    let a = node_with("node-a", &pg, &broker, dir.path(), cap).await;
+    let b = node_with("node-b", &pg, &broker, dir.path(), cap).await;
+
+    let mut alice = guest(&a, "alice").await;
+    let (alice_id, alice_token) = (alice.user.id, alice.token.clone().unwrap());
+    let room = create_room(&mut alice, "presence").await;
+    let mut bob = guest(&b, "bob").await;
+    let (bob_id, bob_token) = (bob.user.id, bob.token.clone().unwrap());
+    join(&mut bob, room).await;
+
+    // Each node learns who is online on the other.
+    let both = |ids: &[i64]| ids.contains(&alice_id.0) && ids.contains(&bob_id.0);
+    online_until(b.addr, &bob_token, room, both).await;
+    online_until(a.addr, &alice_token, room, both).await;
+    expect(&mut alice, "bob online, as node a sees it", |m| match m {
+        ServerMsg::Presence { changes, .. } if changes.iter().any(|c| c.user == bob_id && c.online) => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // A second device on node b: two connections in all, the cap.
+    let alice2 = ChatClient::connect(&b.url(), Login::Token(alice_token.clone()), &HashMap::new())
+        .await
+        .expect("a second connection is within the cap");
+    // A third anywhere is refused, though node a itself holds only one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match ChatClient::connect(&a.url(), Login::Token(alice_token.clone()), &HashMap::new()).await {
+            Err(e) => {
+                assert!(e.to_string().contains("connections"), "{e}");
+                break;
+            }
+            Ok(extra) => {
+                // Node b's count has not reached node a yet (a delta is 50 ms away).
+                extra.close().await.unwrap();
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the cap never counted node b's connection"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    // Alice's device on node a leaves: she is still online through node b.
+    alice.close().await.unwrap();
+    let quiet = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(frame) = tokio::time::timeout_at(quiet, bob.recv()).await {
+        if let Some(ServerMsg::Presence { changes, .. }) = frame.unwrap() {
+            assert!(
+                !changes.iter().any(|c| c.user == alice_id && !c.online),
+                "alice went offline though her device on node b is connected: {changes:?}"
+            );
+        }
+    }
+    online_until(a.addr, &bob_token, room, |ids| ids.contains(&alice_id.0)).await;
+
+    // Her last device leaves: offline on both nodes.
+    alice2.close().await.unwrap();
+    expect(&mut bob, "alice offline", |m| match m {
+        ServerMsg::Presence { changes, online, .. } if changes.iter().any(|c| c.user == alice_id && !c.online) => {
+            Some(online)
+        }
+        _ => None,
+    })
+    .await;
+    online_until(a.addr, &bob_token, room, |ids| ids == [bob_id.0]).await;
+    online_until(b.addr, &bob_token, room, |ids| ids == [bob_id.0]).await;
+    let (_, health) = http(a.addr, "GET", "/health", None, None).await;
+    assert_eq!(health["peers"], 1, "{health}");
 }
 
 /// The handshake names the node that answered.

@@ -30,6 +30,11 @@ pub trait Broker: Send + Sync + 'static {
     fn connected(&self) -> bool {
         true
     }
+    /// Whether other nodes are on the other side (false for the in-process
+    /// broker: there is no cluster to tell about presence).
+    fn spans_nodes(&self) -> bool {
+        true
+    }
 }
 
 /// The name of a topic on a broker: `volley.r.{room}` or `volley.u.{user}`
@@ -38,11 +43,15 @@ pub(crate) fn channel(topic: Topic) -> String {
     match topic {
         Topic::Room(RoomId(id)) => format!("volley.r.{id}"),
         Topic::User(UserId(id)) => format!("volley.u.{id}"),
+        Topic::Cluster => "volley.cluster".to_owned(),
     }
 }
 
 /// The topic a broker channel names; `None` for a name that is not ours.
 pub(crate) fn topic_of(channel: &str) -> Option<Topic> {
+    if channel == "volley.cluster" {
+        return Some(Topic::Cluster);
+    }
     let rest = channel.strip_prefix("volley.")?;
     let (kind, id) = rest.split_once('.')?;
     let id: i64 = id.parse().ok()?;
@@ -102,6 +111,7 @@ pub(crate) fn shard_of(topic: Topic, shards: usize) -> usize {
     let (tag, id) = match topic {
         Topic::Room(RoomId(id)) => (1u64, id),
         Topic::User(UserId(id)) => (2u64, id),
+        Topic::Cluster => (3u64, 0),
     };
     // splitmix64 of the id and its kind, then the jump.
     let mut key = (id as u64) ^ tag.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -136,6 +146,10 @@ impl Broker for MemoryBroker {
     }
 
     fn interest(&self, _topic: Topic, _on: bool) {}
+
+    fn spans_nodes(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +181,7 @@ mod tests {
 
     #[test]
     fn channels_name_topics_both_ways() {
-        for topic in [Topic::Room(RoomId(42)), Topic::User(UserId(7))] {
+        for topic in [Topic::Room(RoomId(42)), Topic::User(UserId(7)), Topic::Cluster] {
             assert_eq!(topic_of(&channel(topic)), Some(topic));
         }
         assert_eq!(topic_of("volley.x.1"), None);

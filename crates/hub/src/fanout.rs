@@ -23,6 +23,8 @@ pub enum Topic {
     Room(RoomId),
     /// Events for one user's connections: membership changes.
     User(UserId),
+    /// Between nodes themselves: the presence exchange.
+    Cluster,
 }
 
 /// A connection's id on this node.
@@ -215,7 +217,7 @@ impl Fanout {
                 .keys()
                 .filter_map(|t| match t {
                     Topic::Room(r) => Some(*r),
-                    Topic::User(_) => None,
+                    Topic::User(_) | Topic::Cluster => None,
                 })
                 .collect()
         };

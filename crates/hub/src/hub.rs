@@ -17,6 +17,17 @@ pub struct Hub {
     fanout: Arc<Fanout>,
     presence: Arc<Presence>,
     sequencer: Arc<Sequencer>,
+    /// This node's name and epoch in the presence exchange, once joined.
+    identity: Arc<std::sync::OnceLock<(String, u64)>>,
+}
+
+/// A number that differs between two lives of one node (the clock in
+/// nanoseconds, mixed with the process id).
+fn rand_epoch() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40)
 }
 
 /// How long a message may wait for its predecessor before it is published anyway.
@@ -46,6 +57,7 @@ impl Hub {
             fanout,
             presence: Arc::new(Presence::new()),
             sequencer: Arc::new(Sequencer::new()),
+            identity: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -54,9 +66,39 @@ impl Hub {
         &*self.store
     }
 
-    /// Who is online on this node.
+    /// Who is online, on this node and (once [`Hub::join_cluster`] ran) on the others.
     pub fn presence(&self) -> &Presence {
         &self.presence
+    }
+
+    /// Share presence with the other nodes on the broker as `node`, forgetting
+    /// a node silent for `ttl`. Does nothing on the in-process broker. Must be
+    /// called within a tokio runtime, before the first connection.
+    pub fn join_cluster(&self, node: &str, ttl: std::time::Duration) {
+        if !self.broker.spans_nodes() {
+            return;
+        }
+        let epoch = rand_epoch();
+        {
+            let mut state = self.presence.state();
+            state.shared = true;
+        }
+        let _ = self.identity.set((node.to_owned(), epoch));
+        tokio::spawn(crate::presence_sync::run(
+            self.clone(),
+            self.presence.clone(),
+            node.to_owned(),
+            epoch,
+            ttl,
+        ));
+    }
+
+    /// Tell the other nodes this one is stopping, so its users go offline
+    /// there now rather than after the presence TTL.
+    pub fn leave_cluster(&self) {
+        if let Some((node, epoch)) = self.identity.get() {
+            crate::presence_sync::bye(self, node, *epoch);
+        }
     }
 
     /// Local subscribers of a topic.

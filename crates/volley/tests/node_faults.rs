@@ -2,7 +2,9 @@
 //! processes over a real PostgreSQL and Redis: its clients reconnect to the
 //! other node and resume; no acknowledged message is lost; a send whose
 //! answer died with the node, sent again with the same id, is stored once;
-//! the member on the surviving node sees every message once, in order.
+//! the member on the surviving node sees every message once, in order; the
+//! users left on the dead node go offline there within 10 s, and a user who
+//! moved to the surviving node never shows offline.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,6 +76,19 @@ impl Drop for Node {
     }
 }
 
+/// A GET with a bearer token over a plain socket: status and body.
+fn http_get(addr: SocketAddr, path: &str, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
 async fn expect_joined(client: &mut ChatClient, name: &str) -> RoomId {
     loop {
         match tokio::time::timeout(Duration::from_secs(10), client.recv()).await {
@@ -114,27 +129,62 @@ async fn a_node_killed_with_9_loses_no_acknowledged_message(broker: &str) {
     let mut bob = ChatClient::connect(&b.url(), Login::Guest("bob".into()), &HashMap::new())
         .await
         .unwrap();
+    let bob_token = bob.token.clone().unwrap();
     bob.send_json(&serde_json::json!({ "type": "join", "room": room }))
         .await
         .unwrap();
     expect_joined(&mut bob, "fault").await;
+    // Carol stays on node a and dies with it.
+    let mut carol = ChatClient::connect(&a.url(), Login::Guest("carol".into()), &HashMap::new())
+        .await
+        .unwrap();
+    let carol_id = carol.user.id;
+    carol
+        .send_json(&serde_json::json!({ "type": "join", "room": room }))
+        .await
+        .unwrap();
+    expect_joined(&mut carol, "fault").await;
 
     let reader = tokio::spawn(async move {
         let mut seen: Vec<(u64, String)> = Vec::new();
+        let mut presence: Vec<(Instant, String, bool)> = Vec::new();
+        let mut last = false;
         loop {
             match tokio::time::timeout(Duration::from_secs(30), bob.recv()).await {
                 Ok(Ok(Some(ServerMsg::Message(m)))) => {
-                    let done = m.id == "last";
+                    last |= m.id == "last";
                     seen.push((m.seq.0, m.id));
-                    if done {
-                        return seen;
+                }
+                Ok(Ok(Some(ServerMsg::Presence { changes, .. }))) => {
+                    for c in changes {
+                        presence.push((Instant::now(), c.name, c.online));
                     }
                 }
                 Ok(Ok(Some(_))) => {}
                 other => panic!("bob: {other:?} after {seen:?}"),
             }
+            let carol_gone = presence.iter().any(|(_, name, online)| name == "carol" && !online);
+            if last && carol_gone {
+                return (seen, presence);
+            }
         }
     });
+    // Bob sees carol arrive before anything dies.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http_get(b.addr, &format!("/api/rooms/{room}/online"), &bob_token);
+        assert_eq!(status, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if body["online"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(carol_id.0))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node b never saw carol online: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let mut acked = Vec::new();
     for i in 0..30 {
@@ -147,6 +197,7 @@ async fn a_node_killed_with_9_loses_no_acknowledged_message(broker: &str) {
         .await
         .unwrap();
     a.kill();
+    let killed = Instant::now();
 
     // Alice reconnects to the surviving node and resumes from what she saw.
     let last_acked = acked.last().map(|(s, _)| *s).unwrap();
@@ -165,7 +216,22 @@ async fn a_node_killed_with_9_loses_no_acknowledged_message(broker: &str) {
     }
     acked.push((alice.post(room, "last", "the end").await.unwrap().0, "last".into()));
 
-    let seen = reader.await.unwrap();
+    let (seen, presence) = reader.await.unwrap();
+    let carol_off = presence
+        .iter()
+        .find(|(_, name, online)| name == "carol" && !online)
+        .map(|(at, _, _)| at.duration_since(killed))
+        .unwrap();
+    assert!(
+        carol_off < Duration::from_secs(10),
+        "carol shown offline {carol_off:?} after her node died"
+    );
+    assert!(
+        !presence
+            .iter()
+            .any(|(at, name, online)| name == "alice" && !online && *at > killed),
+        "alice moved to node b and must not flicker offline: {presence:?}"
+    );
     let seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         seqs,

@@ -1,0 +1,302 @@
+//! Keeping every node's [`Presence`] replica of the others current, over the
+//! broker's `volley.cluster` channel.
+//!
+//! Each node publishes its own changes as numbered deltas (every 50 ms when
+//! there are any), a heartbeat with its current number every TTL/4, and its
+//! whole table, in parts, when another node asks. A receiver that sees a
+//! number it did not expect (a delta lost in a broker outage, a node it has
+//! never heard of) asks that node for its table; a node it has not heard from
+//! for the TTL is forgotten and its users go offline. A restarted node gets a
+//! new epoch, so nothing of its previous life lingers. The whole exchange is
+//! one broker message per node per interval, never one per key, so it costs
+//! the same over Redis, NATS or any broker that carries events.
+//!
+//! While this node's own broker link is down it hears nobody; that is not
+//! the others' fault, so their clocks are held until the link returns.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::fanout::{Delivery, Event, Subscriber, SubscriberHandle, Topic};
+use crate::hub::Hub;
+use crate::presence::{Op, Presence, Remote, SyncUser};
+
+/// How often local changes go out as a delta.
+const FLUSH: Duration = Duration::from_millis(50);
+/// How often silent nodes are looked for.
+const CHECK: Duration = Duration::from_millis(250);
+/// A node asks another for its table at most this often.
+const ASK_EVERY: Duration = Duration::from_secs(1);
+/// A node sends its table at most this often, however many ask.
+const SYNC_EVERY: Duration = Duration::from_millis(500);
+/// Entries (users and their rooms) per part of a table: one part stays well
+/// under NATS's default 1 MiB message limit.
+const PART: usize = 16_384;
+/// Queue between the broker and this task.
+const QUEUE: usize = 16_384;
+
+/// What nodes tell each other; `n` is the sender, `e` its epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Wire {
+    /// A node started with an empty table: forget its previous life, send it yours.
+    Hello { n: String, e: u64 },
+    /// Changes since the previous delta; `v` counts deltas.
+    Delta { n: String, e: u64, v: u64, c: Vec<Op> },
+    /// Still here, at delta `v`.
+    Beat { n: String, e: u64, v: u64 },
+    /// Part `part` of `parts` of the whole table as of delta `v`.
+    Sync {
+        n: String,
+        e: u64,
+        v: u64,
+        part: u32,
+        parts: u32,
+        u: Vec<SyncUser>,
+    },
+    /// `n` asks `of` (everyone when absent) for its table.
+    Want { n: String, of: Option<String> },
+    /// A node stopping cleanly: forget it now rather than after the TTL.
+    Bye { n: String, e: u64 },
+}
+
+impl Wire {
+    fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// This node's side of the exchange.
+struct Sync {
+    hub: Hub,
+    presence: Arc<Presence>,
+    node: String,
+    epoch: u64,
+    ttl: Duration,
+    version: u64,
+    sync_due: bool,
+    synced_at: Option<Instant>,
+}
+
+/// Publish a clean goodbye, so the other nodes drop this one at once.
+pub(crate) fn bye(hub: &Hub, node: &str, epoch: u64) {
+    publish(
+        hub,
+        &Wire::Bye {
+            n: node.to_owned(),
+            e: epoch,
+        },
+    );
+}
+
+fn publish(hub: &Hub, wire: &Wire) {
+    metrics::counter!("volley_presence_sent_total").increment(1);
+    hub.publish(Topic::Cluster, Event::control(wire.encode()));
+}
+
+fn subscribe(hub: &Hub) -> (SubscriberHandle, mpsc::Receiver<Delivery>) {
+    let (sub, rx) = Subscriber::new(QUEUE);
+    hub.subscribe(Topic::Cluster, &sub);
+    (sub, rx)
+}
+
+/// Run the exchange for as long as the process does.
+pub(crate) async fn run(hub: Hub, presence: Arc<Presence>, node: String, epoch: u64, ttl: Duration) {
+    let (mut sub, mut rx) = subscribe(&hub);
+    let mut me = Sync {
+        hub,
+        presence,
+        node,
+        epoch,
+        ttl,
+        version: 0,
+        sync_due: false,
+        synced_at: None,
+    };
+    publish(
+        &me.hub,
+        &Wire::Hello {
+            n: me.node.clone(),
+            e: me.epoch,
+        },
+    );
+    let mut flush = tokio::time::interval(FLUSH);
+    let mut beat = tokio::time::interval((ttl / 4).max(Duration::from_millis(100)));
+    let mut check = tokio::time::interval(CHECK);
+    for timer in [&mut flush, &mut beat, &mut check] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            delivery = rx.recv() => match delivery {
+                Some(Delivery::Control { payload, .. }) => me.receive(&payload),
+                Some(Delivery::Frame { .. }) => {}
+                None => return,
+            },
+            () = sub.kicked() => {
+                // Fell behind: what was dropped is unknown, so ask everyone.
+                me.hub.unsubscribe(Topic::Cluster, sub.id());
+                (sub, rx) = subscribe(&me.hub);
+                publish(&me.hub, &Wire::Want { n: me.node.clone(), of: None });
+            }
+            _ = flush.tick() => me.flush(),
+            _ = beat.tick() => {
+                publish(&me.hub, &Wire::Beat { n: me.node.clone(), e: me.epoch, v: me.version });
+            }
+            _ = check.tick() => me.expire(),
+        }
+    }
+}
+
+impl Sync {
+    /// Publish pending local changes, then the table if someone asked.
+    fn flush(&mut self) {
+        let mut state = self.presence.state();
+        if !state.outbox.is_empty() {
+            self.version += 1;
+            let ops = std::mem::take(&mut state.outbox);
+            publish(
+                &self.hub,
+                &Wire::Delta {
+                    n: self.node.clone(),
+                    e: self.epoch,
+                    v: self.version,
+                    c: ops,
+                },
+            );
+        }
+        if self.sync_due && self.synced_at.is_none_or(|at| at.elapsed() >= SYNC_EVERY) {
+            self.sync_due = false;
+            self.synced_at = Some(Instant::now());
+            let parts = state.table(PART);
+            let count = parts.len() as u32;
+            metrics::counter!("volley_presence_syncs_total").increment(1);
+            for (i, users) in parts.into_iter().enumerate() {
+                publish(
+                    &self.hub,
+                    &Wire::Sync {
+                        n: self.node.clone(),
+                        e: self.epoch,
+                        v: self.version,
+                        part: i as u32,
+                        parts: count,
+                        u: users,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Forget nodes silent for the TTL; hold everyone's clock while our own link is down.
+    fn expire(&mut self) {
+        let mut changes = Vec::new();
+        {
+            let mut state = self.presence.state();
+            if !self.hub.broker().connected() {
+                let now = Instant::now();
+                state.nodes.values_mut().for_each(|r| r.heard = now);
+                return;
+            }
+            for node in state.silent(self.ttl) {
+                tracing::info!(%node, ttl = ?self.ttl, "node silent for the presence TTL; its users are offline");
+                metrics::counter!("volley_presence_expired_total").increment(1);
+                state.forget(&node, &mut changes);
+            }
+            metrics::gauge!("volley_presence_peers").set(state.nodes.len() as f64);
+        }
+        self.presence.emit(changes);
+    }
+
+    fn receive(&mut self, payload: &[u8]) {
+        let Ok(wire) = serde_json::from_slice::<Wire>(payload) else {
+            metrics::counter!("volley_broker_foreign_total", "broker" => "cluster").increment(1);
+            return;
+        };
+        let mut changes = Vec::new();
+        let mut ask = HashSet::new();
+        {
+            let mut state = self.presence.state();
+            let now = Instant::now();
+            match wire {
+                Wire::Hello { n, .. } | Wire::Delta { n, .. } | Wire::Beat { n, .. } | Wire::Sync { n, .. }
+                    if n == self.node =>
+                {
+                    return; // our own, back from the broker
+                }
+                Wire::Want { n, .. } | Wire::Bye { n, .. } if n == self.node => return,
+                Wire::Hello { n, e } => {
+                    state.forget(&n, &mut changes);
+                    state.nodes.insert(n, Remote::new(e, true));
+                    self.sync_due = true;
+                }
+                Wire::Bye { n, e } => {
+                    if state.nodes.get(&n).is_some_and(|r| r.epoch == e) {
+                        state.forget(&n, &mut changes);
+                    }
+                }
+                Wire::Want { of, .. } => {
+                    if of.is_none() || of.as_deref() == Some(self.node.as_str()) {
+                        self.sync_due = true;
+                    }
+                }
+                Wire::Beat { n, e, v } => {
+                    let remote = state.renew(&n, e, &mut changes);
+                    remote.heard = now;
+                    if !remote.synced || remote.version != v {
+                        ask.insert(n);
+                    }
+                }
+                Wire::Delta { n, e, v, c } => {
+                    let remote = state.renew(&n, e, &mut changes);
+                    remote.heard = now;
+                    if !remote.synced || v > remote.version + 1 {
+                        remote.synced = false;
+                        ask.insert(n);
+                    } else if v == remote.version + 1 {
+                        remote.version = v;
+                        for op in c {
+                            state.apply(&n, op, &mut changes);
+                        }
+                    }
+                }
+                Wire::Sync {
+                    n,
+                    e,
+                    v,
+                    part,
+                    parts,
+                    u,
+                } => {
+                    if state.add_part(&n, (e, v, part, parts), u, &mut changes) {
+                        metrics::counter!("volley_presence_tables_applied_total").increment(1);
+                    }
+                }
+            }
+            ask.retain(|n| {
+                let Some(remote) = state.nodes.get_mut(n) else {
+                    return false;
+                };
+                if remote.asked.is_some_and(|at| at.elapsed() < ASK_EVERY) {
+                    return false;
+                }
+                remote.asked = Some(now);
+                true
+            });
+        }
+        for n in ask {
+            publish(
+                &self.hub,
+                &Wire::Want {
+                    n: self.node.clone(),
+                    of: Some(n),
+                },
+            );
+        }
+        self.presence.emit(changes);
+    }
+}
