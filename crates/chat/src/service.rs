@@ -220,8 +220,16 @@ impl Chat {
         Ok(user)
     }
 
+    /// Tell every connection of `user` on every node. This node's own
+    /// connections get it directly too, so a join made here takes effect here
+    /// while the broker is down; the controls are idempotent, so the copy
+    /// that comes back through the broker changes nothing.
     fn control(&self, user: UserId, control: Control) {
-        self.hub.publish(Topic::User(user), Event::control(control.encode()));
+        let event = Event::control(control.encode());
+        if self.hub.broker().spans_nodes() {
+            self.hub.deliver_local(Topic::User(user), event.clone());
+        }
+        self.hub.publish(Topic::User(user), event);
     }
 
     fn member_event(&self, room: RoomId, user: &User, joined: bool) {

@@ -326,6 +326,73 @@ async fn presence_typing_and_receipts_reach_the_room() {
     server.stop().await;
 }
 
+/// Past `presence_list_max` users online, rooms carry a count and no list
+/// (in `ready` and in `presence` frames); the list comes a page at a time.
+#[tokio::test]
+async fn big_rooms_get_a_count_and_pages_instead_of_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.presence_list_max = 2;
+    let server = start(cfg).await;
+    let mut owner = guest(&server, "owner").await;
+    let room = create_room(&mut owner, "big").await;
+    let mut others = Vec::new();
+    for name in ["u1", "u2", "u3"] {
+        let mut c = guest(&server, name).await;
+        join(&mut c, room).await;
+        others.push(c);
+    }
+    // Owner sees a count-only presence frame once the room is past the list size.
+    let count = expect(&mut owner, "a count-only presence frame", |m| match m {
+        ServerMsg::Presence { changes, online, .. } if changes.is_empty() => Some(online),
+        _ => None,
+    })
+    .await;
+    assert!(count > 2, "{count}");
+    let token = others[0].token.clone().unwrap();
+    let again = ChatClient::connect(&server.url(), Login::Token(token.clone()), &HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(again.rooms[0].online, None, "no list past presence_list_max");
+    assert_eq!(again.rooms[0].online_count, Some(4));
+    // Pages of two, in id order, cover everyone once.
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, body) = http(
+            server.addr,
+            "GET",
+            &format!("/api/rooms/{room}/online?limit=2{after}"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["count"], 4);
+        all.extend(body["online"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()));
+        match body["next"].as_i64() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<i64> = others.iter().map(|c| c.user.id.0).collect();
+    expected.push(owner.user.id.0);
+    expected.sort_unstable();
+    assert_eq!(all, expected);
+    // Not a member: the same answer as for a room that does not exist.
+    let outsider = guest(&server, "outsider").await;
+    let (status, _) = http(
+        server.addr,
+        "GET",
+        &format!("/api/rooms/{room}/online"),
+        outsider.token.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn bad_requests_get_errors_and_the_connection_stays_usable() {
     let dir = tempfile::tempdir().unwrap();

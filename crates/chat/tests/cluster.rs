@@ -328,6 +328,9 @@ async fn a_broker_restart_loses_nothing_and_doubles_nothing(kind: Kind) {
     let room = create_room(&mut alice, "restart").await;
     join(&mut bob, room).await;
     join(&mut carol, room).await;
+    let alice_token = alice.token.clone().unwrap();
+    let (alice_id, carol_id) = (alice.user.id.0, carol.user.id.0);
+    let mut dave = None;
 
     let reader = tokio::spawn(async move {
         let mut seen = Vec::new();
@@ -343,6 +346,13 @@ async fn a_broker_restart_loses_nothing_and_doubles_nothing(kind: Kind) {
     for i in 1..=N {
         if i == N / 3 {
             broker.kill();
+        }
+        if i == N / 2 {
+            // Dave comes online on node c while the broker is down: the
+            // other nodes learn it once it is back.
+            let mut d = guest(&c, "dave").await;
+            join(&mut d, room).await;
+            dave = Some(d);
         }
         if i == 2 * N / 3 {
             broker.resume();
@@ -360,6 +370,15 @@ async fn a_broker_restart_loses_nothing_and_doubles_nothing(kind: Kind) {
     }
     let seen = reader.await.unwrap();
     assert_eq!(seen, (1..=N).collect::<Vec<_>>(), "every message once, in order");
+    // Bob's connection ended with the reader; the other three are online everywhere.
+    let dave_id = dave.as_ref().unwrap().user.id.0;
+    let expected = [alice_id, carol_id, dave_id];
+    for server in [&a, &b, &c] {
+        online_until(server.addr, &alice_token, room, |ids| {
+            expected.iter().all(|u| ids.contains(u))
+        })
+        .await;
+    }
     // The fault bit: connections were lost and messages came from the store.
     let metrics = http(b.addr, "GET", "/metrics", None, None).await.1;
     let metrics = metrics.as_str().unwrap_or_default().to_owned();

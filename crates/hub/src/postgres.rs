@@ -106,7 +106,15 @@ impl PgStore {
     /// Connect to `url` (`postgres://USER@HOST:PORT/DB`) and run the
     /// migrations this database has not seen.
     pub async fn connect(url: &str) -> Result<PgStore, Error> {
-        let config: tokio_postgres::Config = url.parse()?;
+        let mut config: tokio_postgres::Config = url.parse()?;
+        // A node stopped mid-transaction (SIGSTOP, a long GC pause in a VM)
+        // would hold its room's row lock and stall every node's sends to that
+        // room; the server aborts such a transaction after 5 s instead.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout=5000",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim());
         let manager = Manager::from_config(
             config,
             NoTls,

@@ -4,7 +4,8 @@
 //! answer died with the node, sent again with the same id, is stored once;
 //! the member on the surviving node sees every message once, in order; the
 //! users left on the dead node go offline there within 10 s, and a user who
-//! moved to the surviving node never shows offline.
+//! moved to the surviving node never shows offline. A node stopped with
+//! SIGSTOP slows nobody else, and its members get everything once it resumes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::ServerMsg;
 use volley_chat::RoomId;
-use volley_testkit::{free_port, Nats, Postgres, Redis};
+use volley_testkit::{free_port, signal, Nats, Postgres, Redis};
 
 /// A `volley serve` process, killed (-9) when dropped.
 struct Node {
@@ -251,4 +252,89 @@ async fn a_node_killed_with_9_loses_no_acknowledged_message(broker: &str) {
         "stored once: {ids:?}"
     );
     assert_eq!(seen.len(), acked.len(), "nothing but what was sent: {ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_slows_nobody_over_redis() {
+    let redis = Redis::start().unwrap();
+    a_stopped_node_slows_nobody(&redis.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_slows_nobody_over_nats() {
+    let nats = Nats::start().unwrap();
+    a_stopped_node_slows_nobody(&nats.url()).await;
+}
+
+/// Node a is stopped (SIGSTOP) for three seconds while bob on node b keeps
+/// sending: bob's acknowledgements and dave's deliveries on node b stay fast,
+/// and alice on node a gets every message once, in order, after SIGCONT.
+async fn a_stopped_node_slows_nobody(broker: &str) {
+    const N: usize = 60;
+    let pg = Postgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start("node-a", &pg, broker, dir.path());
+    let b = Node::start("node-b", &pg, broker, dir.path());
+    let guest = |url: String, name: &'static str| async move {
+        ChatClient::connect(&url, Login::Guest(name.into()), &HashMap::new())
+            .await
+            .unwrap()
+    };
+    let mut bob = guest(b.url(), "bob").await;
+    bob.send_json(&serde_json::json!({ "type": "create_room", "name": "pause" }))
+        .await
+        .unwrap();
+    let room = expect_joined(&mut bob, "pause").await;
+    let mut members = Vec::new();
+    for (url, name) in [(a.url(), "alice"), (b.url(), "dave")] {
+        let mut c = guest(url, name).await;
+        c.send_json(&serde_json::json!({ "type": "join", "room": room }))
+            .await
+            .unwrap();
+        expect_joined(&mut c, "pause").await;
+        members.push(c);
+    }
+    let mut dave = members.pop().unwrap();
+    let mut alice = members.pop().unwrap();
+
+    signal(a.child.id(), "STOP").unwrap();
+    let stopped = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..N {
+        let sent = Instant::now();
+        bob.post(room, &format!("m{i}"), "while node a sleeps").await.unwrap();
+        slowest = slowest.max(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dave_seqs = read_messages(&mut dave, N, Duration::from_secs(5)).await;
+    let dave_done = stopped.elapsed();
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(stopped.elapsed()));
+    signal(a.child.id(), "CONT").unwrap();
+    let alice_seqs = read_messages(&mut alice, N, Duration::from_secs(15)).await;
+
+    let expected: Vec<u64> = (1..=N as u64).collect();
+    assert_eq!(dave_seqs, expected, "dave on node b: every message once, in order");
+    assert_eq!(alice_seqs, expected, "alice on the stopped node, after it resumed");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a send took {slowest:?} while node a was stopped"
+    );
+    assert!(
+        dave_done < Duration::from_secs(3),
+        "node b delivered while node a was still stopped ({dave_done:?})"
+    );
+}
+
+/// The seqs of the next `n` messages, skipping other frames; fails after `within`.
+async fn read_messages(client: &mut ChatClient, n: usize, within: Duration) -> Vec<u64> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        match tokio::time::timeout_at(deadline, client.recv()).await {
+            Ok(Ok(Some(ServerMsg::Message(m)))) => seqs.push(m.seq.0),
+            Ok(Ok(Some(_))) => {}
+            other => panic!("after {seqs:?}: {other:?}"),
+        }
+    }
+    seqs
 }
