@@ -84,12 +84,25 @@ for entry in "${SETUPS[@]}"; do
       urls+=("ws://127.0.0.1:$port/ws")
     done
     url=$(IFS=,; echo "${urls[*]}")
+    # CPU of the nodes, the broker and PostgreSQL every half second, so the
+    # costs below cover the measured window only, not the set-up of the clients.
+    (while :; do
+      echo "$(date +%s.%N) $(ticks_of "${node_pids[@]}") $(if [ -n "$broker_pid" ]; then ticks_of "$broker_pid"; else echo 0; fi) $(ticks_of $(pg_pids))"
+      sleep 0.5
+    done) >"$work/samples" 2>/dev/null &
+    sampler=$!
     cpu_before=$(ticks_of "${node_pids[@]}")
     broker_before=$(if [ -n "$broker_pid" ]; then ticks_of "$broker_pid"; else echo 0; fi)
     pg_before=$(ticks_of $(pg_pids))
     echo "round $round: $name at $rate/s"
     report=$("$VOLLEY" bench chat --url "$url" -n "$CLIENTS" -r "$ROOMS" -p "$rate" -d "$DURATION" --warmup 3 \
       --connect-concurrency 128 --json) || report=null
+    ended=$(date +%s.%N)
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+    # The last DURATION seconds before the generator finished: its window.
+    window=$(awk -v end="$ended" -v d="$DURATION" -v t="$(getconf CLK_TCK)" '
+      $1 <= end - d { n0=$2; b0=$3; p0=$4; t0=$1 } { n1=$2; b1=$3; p1=$4; t1=$1 }
+      END { printf "{\"secs\":%.2f,\"node_cpu_s\":%.3f,\"broker_cpu_s\":%.3f,\"pg_cpu_s\":%.3f}", t1-t0, (n1-n0)/t, (b1-b0)/t, (p1-p0)/t }' "$work/samples")
     cpu_after=$(ticks_of "${node_pids[@]}")
     broker_after=$(if [ -n "$broker_pid" ]; then ticks_of "$broker_pid"; else echo 0; fi)
     pg_after=$(ticks_of $(pg_pids))
@@ -101,9 +114,9 @@ for entry in "${SETUPS[@]}"; do
     stop_postgres
     ticks=$(getconf CLK_TCK)
     secs() { printf '%.3f' "$(echo "($2-$1)/$ticks" | bc -l)"; }
-    printf '{"round":%s,"name":"%s","rate":%s,"members":%s,"node_cpu_s":%s,"broker_cpu_s":%s,"pg_cpu_s":%s,"node1_published":%s,"node1_messages":%s,"report":%s}\n' \
+    printf '{"round":%s,"name":"%s","rate":%s,"members":%s,"node_cpu_s":%s,"broker_cpu_s":%s,"pg_cpu_s":%s,"window":%s,"node1_published":%s,"node1_messages":%s,"report":%s}\n' \
       "$round" "$name" "$rate" "$((CLIENTS / ROOMS))" "$(secs "$cpu_before" "$cpu_after")" "$(secs "$broker_before" "$broker_after")" \
-      "$(secs "$pg_before" "$pg_after")" "$published" "$messages" "$report" >>"$OUT/results.jsonl"
+      "$(secs "$pg_before" "$pg_after")" "$window" "$published" "$messages" "$report" >>"$OUT/results.jsonl"
   done
 done
 done
@@ -116,7 +129,7 @@ groups = defaultdict(list)
 for r in rows:
     groups[(r["name"], r["rate"])].append(r)
 med = lambda xs: statistics.median(xs) if xs else float("nan")
-print("| setup | publish rate | rounds | deliveries/s | delivered | p50 ms | p99 ms | ack p99 ms | node CPU µs/delivery | broker CPU µs/message | PostgreSQL CPU µs/message | broker msgs per stored msg (node 1) | errors |")
+print("| setup | publish rate | rounds | deliveries/s | delivered | p50 ms | p99 ms | ack p99 ms | node CPU µs/delivery (window) | broker CPU µs/message (window) | PostgreSQL CPU µs/message (window) | broker msgs per stored msg (node 1) | errors |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 best = {}
 for (name, rate), rs in groups.items():
@@ -127,7 +140,9 @@ for (name, rate), rs in groups.items():
     def m(f):
         return med([f(r) for r in ok])
     ops = m(lambda r: r["report"]["ops"])
-    msgs = lambda r: max(r["report"]["ops"] / r["members"], 1)
+    # CPU seconds per second in the measured window, over deliveries per second there.
+    win = lambda r, k: r["window"][k] / max(r["window"]["secs"], 0.1)
+    per_sec = lambda r: max(r["report"]["ops_per_sec"], 1)
     p99 = m(lambda r: (r["report"].get("latency") or {}).get("p99_us", 0) / 1000)
     delivered = m(lambda r: (r["report"].get("extra") or {}).get("delivery_ratio", 0))
     dps = m(lambda r: r["report"]["ops_per_sec"])
@@ -137,9 +152,9 @@ for (name, rate), rs in groups.items():
     print(f"| {name} | {rate}/s | {len(ok)} | {dps:,.0f} | {delivered*100:.1f}% "
           f"| {m(lambda r: (r['report'].get('latency') or {}).get('p50_us', 0)/1000):.1f} | {p99:.1f} "
           f"| {m(lambda r: (r['report'].get('extra') or {}).get('ack_p99_ms', 0)):.1f} "
-          f"| {m(lambda r: r['node_cpu_s'] * 1e6 / max(r['report']['ops'], 1)):.1f} "
-          f"| {m(lambda r: r['broker_cpu_s'] * 1e6 / msgs(r)):.1f} "
-          f"| {m(lambda r: r['pg_cpu_s'] * 1e6 / msgs(r)):.1f} "
+          f"| {m(lambda r: win(r, 'node_cpu_s') * 1e6 / per_sec(r)):.1f} "
+          f"| {m(lambda r: win(r, 'broker_cpu_s') * 1e6 / per_sec(r) * r['members']):.1f} "
+          f"| {m(lambda r: win(r, 'pg_cpu_s') * 1e6 / per_sec(r) * r['members']):.1f} "
           f"| {m(lambda r: r['node1_published'] / r['node1_messages'] if r['node1_messages'] else float('nan')):.2f} | {errors} |")
 print()
 base = best.get("1 node", (0,))[0]

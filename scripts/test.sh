@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Install what the tests need, then run them all:
-#   style (rustfmt, clippy), unit + property + integration tests,
-#   the Autobahn conformance suite in both modes, and interop with
-#   independent WebSocket implementations.
-# Works on a fresh machine with the Rust toolchain and Python 3.
+#   style (rustfmt, clippy, no module cycles), unit + property +
+#   integration tests (with real PostgreSQL, Redis and NATS servers started
+#   on free ports), the Autobahn conformance suite in both modes, interop
+#   with independent WebSocket implementations, the browser end-to-end
+#   tests in headless Chromium, and a short run of each benchmark scenario.
+# Works on a fresh machine with the Rust toolchain and Python 3; each step
+# prints how long it took, and the whole run its total.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+step_name=
+step_at=$SECONDS
+step_done() { if [ -n "$step_name" ]; then printf '    (%s: %ds)\n' "$step_name" $((SECONDS - step_at)); fi; }
+step() { step_done; step_name=$*; step_at=$SECONDS; printf '\n==> %s\n' "$*"; }
+trap 'step_done; printf "\n==> total: %dm%02ds\n" $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60))' EXIT
 
 step "test tools (Python venv: kosoku, websockets; Node.js ws)"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -41,6 +49,10 @@ python3 scripts/module_cycles.py
 
 step "cargo test (unit, property, integration)"
 cargo test --workspace --quiet
+
+step "every volley command line in README.md and docs/ parses as written"
+cargo build --quiet -p volley
+python3 scripts/doc_commands.py "${CARGO_TARGET_DIR:-target}/debug/volley"
 
 step "conformance: Autobahn|Testsuite via kosoku, both modes"
 ./scripts/conformance.sh

@@ -290,6 +290,15 @@ async fn connect(target: &Target, i: usize) -> Result<ChatClient, Error> {
     ChatClient::connect_with(&target.connector, url, Login::Guest(format!("bot{i}")), &HashMap::new())
         .await
         .map_err(|e| match e {
+            // A load test opens every client from one address: say which
+            // server flag lifts the limit it ran into.
+            volley_chat::Error::Refused(r) if r.code == volley_chat::ErrorCode::RateLimited => Error::Chat(format!(
+                "{}: start the server with --account-attempts-per-sec 0 for a load test from one address",
+                r.message
+            )),
+            volley_chat::Error::Transport(source) if source.to_string().contains("429") => Error::Chat(format!(
+                "{source}: the server caps connections per address; start it with --max-connections-per-ip 0 for a load test from one address"
+            )),
             volley_chat::Error::Transport(source) => Error::Connect {
                 url: url.to_owned(),
                 source,

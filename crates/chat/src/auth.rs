@@ -2,9 +2,10 @@
 //! verification of tokens minted by another application.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -155,17 +156,154 @@ fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, Error> {
     Ok(secret.to_vec())
 }
 
-/// Hash a password with argon2id (on a blocking thread: it takes tens of ms by design).
-pub async fn hash_password(password: String) -> Result<String, Error> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| Error::Key(e.to_string()))?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| Error::Key(e.to_string()))
+/// Password hashing on a bounded pool. Each argon2id hash takes tens of
+/// milliseconds and 19 MiB by design; run all at once, a login storm would
+/// take the server's memory (eleven parallel logins once raised its RSS by
+/// 130 MB). At most `workers` hash at a time, on threads of their own (so
+/// the allocator keeps one arena per worker: hashes spread over tokio's
+/// blocking threads left 40 MB behind in each of 16 arenas), and at most
+/// `max_waiting` wait; beyond that a request is turned away at once, to be
+/// retried.
+#[derive(Debug)]
+pub struct Hashing {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The pool is full: retry later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl Hashing {
+    /// A pool of `workers` hashing threads with a queue of `max_waiting`.
+    pub fn new(workers: usize, max_waiting: usize) -> Hashing {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(max_waiting);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..workers.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("volley-hash-{n}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return, // the pool was dropped
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
+        }
+        Hashing { jobs }
+    }
+
+    /// One per core, and a queue of 16 per worker (about half a second of work).
+    pub fn per_core() -> Hashing {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Hashing::new(cores, cores * 16)
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        if self.jobs.try_send(job).is_err() {
+            metrics::counter!("volley_password_checks_refused_total").increment(1);
+            return Err(Busy);
+        }
+        result.await.map_err(|_| Busy)
+    }
+
+    /// Hash a password with argon2id.
+    pub async fn hash(&self, password: String) -> Result<Result<String, Error>, Busy> {
+        self.run(move || hash_reusing(password.as_bytes())).await
+    }
+
+    /// Check a password against a stored hash.
+    pub async fn verify(&self, password: String, hash: String) -> Result<bool, Busy> {
+        self.run(move || verify_reusing(password.as_bytes(), &hash)).await
+    }
+}
+
+thread_local! {
+    /// Each hashing thread's argon2 memory, allocated once and reused: with
+    /// a fresh 19 MiB allocation per hash, glibc's adaptive mmap threshold
+    /// kept every freed block, and the server grew 19.5 MB per login.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most argon2 memory a stored hash may ask for (64 MiB), so a hash
+/// written by someone else cannot make a worker allocate without bound.
+const MAX_BLOCKS: usize = 64 * 1024;
+
+fn with_blocks<T>(count: usize, work: impl FnOnce(&mut [argon2::Block]) -> T) -> Option<T> {
+    if count > MAX_BLOCKS {
+        return None;
+    }
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        if blocks.len() < count {
+            blocks.resize(count, argon2::Block::default());
+        }
+        Some(work(&mut blocks[..count]))
     })
-    .await
-    .map_err(|e| Error::Key(e.to_string()))?
+}
+
+fn hash_reusing(password: &[u8]) -> Result<String, Error> {
+    let key = |e: &dyn std::fmt::Display| Error::Key(e.to_string());
+    let params = argon2::Params::default();
+    let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| key(&e))?;
+    let mut raw_salt = [0u8; 64];
+    let raw_salt = salt.as_salt().decode_b64(&mut raw_salt).map_err(|e| key(&e))?;
+    let mut out = [0u8; argon2::Params::DEFAULT_OUTPUT_LEN];
+    with_blocks(params.block_count(), |blocks| {
+        argon.hash_password_into_with_memory(password, raw_salt, &mut out, blocks)
+    })
+    .ok_or_else(|| Error::Key("argon2 memory above the limit".into()))?
+    .map_err(|e| key(&e))?;
+    let hash = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(argon2::Version::V0x13.into()),
+        params: argon2::password_hash::ParamsString::try_from(&params).map_err(|e| key(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(argon2::password_hash::Output::new(&out).map_err(|e| key(&e))?),
+    };
+    Ok(hash.to_string())
+}
+
+fn verify_reusing(password: &[u8], stored: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Ok(params), Ok(algorithm)) = (
+        argon2::Params::try_from(&parsed),
+        argon2::Algorithm::try_from(parsed.algorithm),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut raw_salt = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut raw_salt) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let computed = with_blocks(params.block_count(), |blocks| {
+        argon.hash_password_into_with_memory(password, raw_salt, &mut out, blocks)
+    });
+    // `Output`'s equality is constant-time.
+    matches!(computed, Some(Ok(()))) && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 /// A valid argon2id hash of a random password, made once: checked against
@@ -186,17 +324,6 @@ pub fn decoy_hash() -> String {
         .clone()
 }
 
-/// Check a password against a stored hash.
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
-
 /// User names: 1 to 32 characters of letters, digits, `_`, `-` and `.`.
 pub fn valid_name(name: &str) -> bool {
     (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
@@ -205,4 +332,31 @@ pub fn valid_name(name: &str) -> bool {
 /// Whether a user of this kind may use the server with the current settings.
 pub fn kind_allowed(kind: UserKind, guests: bool) -> bool {
     kind != UserKind::Guest || guests
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::password_hash::PasswordVerifier;
+
+    #[test]
+    fn hashes_are_standard_phc_strings_both_ways() {
+        let ours = hash_reusing(b"correct horse").unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
+        assert!(verify_reusing(b"correct horse", &ours));
+        assert!(!verify_reusing(b"wrong horse", &ours));
+        // A hash made by the argon2 crate's own hasher (accounts from before).
+        let theirs = Argon2::default()
+            .hash_password(b"battery staple", &SaltString::encode_b64(&[7u8; 16]).unwrap())
+            .unwrap()
+            .to_string();
+        assert!(verify_reusing(b"battery staple", &theirs));
+        assert!(!verify_reusing(b"battery", &theirs));
+        assert!(!verify_reusing(b"x", "not a hash"));
+        // A stored hash asking for 1 GiB of memory is refused, not computed.
+        let greedy = theirs.replace("m=19456", "m=1048576");
+        assert!(!verify_reusing(b"battery staple", &greedy));
+    }
 }

@@ -63,8 +63,19 @@ pub struct ChatConfig {
     pub account_attempts_per_sec: f64,
     /// Simultaneous connections per user.
     pub max_connections_per_user: u32,
-    /// Simultaneous connections per client IP (0: unlimited).
+    /// Open connections per client address, of every kind (WebSocket or
+    /// HTTP, handshake finished or not), on every path (0: unlimited).
     pub max_connections_per_ip: u32,
+    /// Serve `/metrics` on this address alone (for Prometheus); unset, it
+    /// is on the main port for clients on this machine only.
+    pub metrics_addr: Option<SocketAddr>,
+    /// A request head must arrive whole within this (and a keep-alive
+    /// connection with no request in flight is closed after it), in ms.
+    pub head_timeout_ms: u64,
+    /// Largest request head in bytes (431 beyond).
+    pub max_head_bytes: usize,
+    /// Most header fields in a request (431 beyond).
+    pub max_headers: usize,
     /// Time a connection has to authenticate, in milliseconds.
     pub auth_timeout_ms: u64,
     /// How long typing indicators show, in milliseconds.
@@ -246,6 +257,10 @@ impl Default for ChatConfig {
             account_attempts_per_sec: 2.0,
             max_connections_per_user: 16,
             max_connections_per_ip: 256,
+            metrics_addr: None,
+            head_timeout_ms: 10_000,
+            max_head_bytes: 16 * 1024,
+            max_headers: volley_net::front::MAX_HEADERS,
             auth_timeout_ms: 10_000,
             typing_ttl_ms: 5_000,
             typing_interval_ms: 2_000,
@@ -273,6 +288,15 @@ impl ChatConfig {
         }
         if !(1_000..=600_000).contains(&self.presence_ttl_ms) {
             return bad("presence_ttl_ms", &self.presence_ttl_ms, "1000 to 600000");
+        }
+        if !(100..=600_000).contains(&self.head_timeout_ms) {
+            return bad("head_timeout_ms", &self.head_timeout_ms, "100 to 600000");
+        }
+        if !(1024..=1 << 20).contains(&self.max_head_bytes) {
+            return bad("max_head_bytes", &self.max_head_bytes, "1024 to 1048576");
+        }
+        if !(8..=1000).contains(&self.max_headers) {
+            return bad("max_headers", &self.max_headers, "8 to 1000");
         }
         if self.outbound_queue == 0 {
             return bad("outbound_queue", &0, "at least 1");

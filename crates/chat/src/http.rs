@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 use volley_hub::{RoomId, Seq, User, UserId};
 use volley_net::assets::{self, Asset};
-use volley_net::{Acceptor, Refused, UpgradeState, WebSocketUpgrade};
+use volley_net::{Acceptor, UpgradeState, WebSocketUpgrade};
 
 use crate::protocol::{ErrorCode, MessageView, RoomView, UserView};
 use crate::refusal::Refusal;
@@ -148,12 +148,25 @@ async fn readyz(State(app): AppState) -> Response {
     }
 }
 
-async fn metrics_text(State(app): AppState) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response()
+/// `/metrics` on the public port: only for a client on this machine that
+/// is not a proxy forwarding someone else, and only while no `metrics_addr`
+/// gives the metrics their own listener. Anyone else gets 404, as for a path
+/// that does not exist.
+async fn metrics_text(
+    State(app): AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let forwarded = headers.contains_key("forwarded") || headers.contains_key("x-forwarded-for");
+    if app.chat.config.metrics_addr.is_some() || !peer.ip().is_loopback() || forwarded {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    metrics_page(&app.metrics)
+}
+
+/// The Prometheus text page.
+pub(crate) fn metrics_page(metrics: &PrometheusHandle) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()).into_response()
 }
 
 async fn websocket(
@@ -162,14 +175,8 @@ async fn websocket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let Some(ip_slot) = app.chat.limits.connect_ip(peer.ip()) else {
-        return Refused::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many connections from this address",
-            "ip_limit",
-        )
-        .into_response();
-    };
+    // The per-address cap is the front door's (`volley_net::front`): it
+    // counts every connection, finished handshake or not.
     // Non-browser clients may authenticate in the upgrade request itself.
     let user = match bearer(&headers) {
         Some(token) => match app.chat.authenticate(token).await {
@@ -184,7 +191,7 @@ async fn websocket(
     let shutdown = app.shutdown.clone();
     upgrade.on_upgrade(move |ws| async move {
         let _guard = guard;
-        session::run(chat, ws, user, ip_slot, shutdown).await;
+        session::run(chat, ws, user, peer.ip(), shutdown).await;
     })
 }
 
@@ -298,7 +305,7 @@ async fn leave(State(app): AppState, headers: HeaderMap, Path(id): Path<RoomId>)
 async fn members(State(app): AppState, headers: HeaderMap, Path(id): Path<RoomId>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     if !app.chat.hub().store().is_member(id, user.id).await? {
-        return Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {id}")));
+        return Err(crate::service::unseen(id));
     }
     let members = app.chat.hub().store().members(id).await?;
     let online: std::collections::HashSet<_> = app.chat.hub().presence().online(id).into_iter().collect();
@@ -325,7 +332,7 @@ async fn online(
 ) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     if !app.chat.hub().store().is_member(id, user.id).await? {
-        return Err(Refusal::new(ErrorCode::NotFound, format!("not a member of room {id}")));
+        return Err(crate::service::unseen(id));
     }
     let presence = app.chat.hub().presence();
     let limit = page.limit.unwrap_or(1000).clamp(1, 1000);

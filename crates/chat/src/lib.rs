@@ -20,6 +20,7 @@ mod refusal;
 mod server;
 mod service;
 mod session;
+mod telemetry;
 
 pub use config::{BrokerUrl, ChatConfig, ExternalJwt, JwtAlgorithm, StoreUrl};
 pub use error::Error;

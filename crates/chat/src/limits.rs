@@ -1,6 +1,6 @@
 //! Abuse limits: message and request rates per user and account attempts per
-//! IP (token buckets), connections per user and per IP, typing-event
-//! throttling. Counters release through guards, so a connection that ends in
+//! IP (token buckets), connections per user, typing-event throttling (the
+//! per-address connection cap is the front door's, `volley_net::front`). Counters release through guards, so a connection that ends in
 //! any way gives its slot back.
 
 use std::collections::HashMap;
@@ -72,21 +72,12 @@ pub struct Limits {
     rate: f64,
     burst: f64,
     per_user: u32,
-    per_ip: u32,
     typing_interval: Duration,
     /// Account attempts (register, login, guest) per IP per second; 0 is unlimited.
     accounts_rate: f64,
     users: Mutex<HashMap<UserId, UserState>>,
-    ips: Mutex<HashMap<IpAddr, u32>>,
     accounts: Mutex<HashMap<IpAddr, Bucket>>,
     sweep_at: Mutex<usize>,
-}
-
-/// Holds a per-IP connection slot until dropped.
-#[derive(Debug)]
-pub struct IpSlot {
-    limits: Arc<Limits>,
-    ip: IpAddr,
 }
 
 /// Holds a per-user connection slot until dropped.
@@ -97,17 +88,15 @@ pub struct UserSlot {
 }
 
 impl Limits {
-    /// Limits with these settings (`per_ip` 0 is unlimited).
-    pub fn new(rate: f64, burst: f64, per_user: u32, per_ip: u32, typing_interval: Duration) -> Limits {
+    /// Limits with these settings.
+    pub fn new(rate: f64, burst: f64, per_user: u32, typing_interval: Duration) -> Limits {
         Limits {
             rate,
             burst,
             per_user,
-            per_ip,
             typing_interval,
             accounts_rate: 0.0,
             users: Mutex::new(HashMap::new()),
-            ips: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
             sweep_at: Mutex::new(1024),
         }
@@ -135,20 +124,6 @@ impl Limits {
             .entry(ip)
             .or_insert_with(|| Bucket::full(burst))
             .take(self.accounts_rate, burst)
-    }
-
-    /// Take a connection slot for `ip`, or `None` when it has too many.
-    pub fn connect_ip(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
-        let count = ips.entry(ip).or_insert(0);
-        if self.per_ip != 0 && *count >= self.per_ip {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            limits: self.clone(),
-            ip,
-        })
     }
 
     /// Take a connection slot for `user`, who has `elsewhere` connections on
@@ -225,25 +200,6 @@ impl Limits {
     }
 }
 
-impl IpSlot {
-    /// The address this slot is for.
-    pub fn ip(&self) -> IpAddr {
-        self.ip
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut ips = self.limits.ips.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = ips.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                ips.remove(&self.ip);
-            }
-        }
-    }
-}
-
 impl Drop for UserSlot {
     fn drop(&mut self) {
         let mut users = self.limits.users.lock().unwrap_or_else(|e| e.into_inner());
@@ -259,7 +215,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_burst_then_refuses_with_a_wait() {
-        let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2)));
+        let limits = Arc::new(Limits::new(1.0, 3.0, 2, Duration::from_secs(2)));
         let _slot = limits.connect_user(UserId(7), 0).unwrap();
         for _ in 0..3 {
             assert!(limits.take(UserId(7), Cost::Message, 1).is_ok());
@@ -270,35 +226,47 @@ mod tests {
 
     #[test]
     fn account_attempts_are_limited_per_ip() {
-        let limits = Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2)).with_account_rate(1.0);
+        let limits = Limits::new(1.0, 3.0, 2, Duration::from_secs(2)).with_account_rate(1.0);
         let ip: IpAddr = [10, 0, 0, 1].into();
         for _ in 0..4 {
             assert!(limits.take_account(ip).is_ok());
         }
         assert!(limits.take_account(ip).is_err());
         assert!(limits.take_account([10, 0, 0, 2].into()).is_ok(), "per address");
-        let open = Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2));
+        let open = Limits::new(1.0, 3.0, 2, Duration::from_secs(2));
         assert!((0..100).all(|_| open.take_account(ip).is_ok()), "0 is unlimited");
     }
 
     #[test]
     fn slots_are_given_back() {
-        let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(2)));
+        let limits = Arc::new(Limits::new(1.0, 3.0, 2, Duration::from_secs(2)));
         let a = limits.connect_user(UserId(1), 0).unwrap();
         let _b = limits.connect_user(UserId(1), 0).unwrap();
         assert!(limits.connect_user(UserId(1), 0).is_none());
         drop(a);
         assert!(limits.connect_user(UserId(1), 0).is_some());
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        let slot = limits.connect_ip(ip).unwrap();
-        assert!(limits.connect_ip(ip).is_none());
-        drop(slot);
-        assert!(limits.connect_ip(ip).is_some());
+        assert!(
+            limits.connect_user(UserId(1), 1).is_none(),
+            "one on another node counts"
+        );
+    }
+
+    #[test]
+    fn a_user_on_two_nodes_gets_half_the_rate_on_each() {
+        let limits = Arc::new(Limits::new(10.0, 4.0, 2, Duration::from_secs(2)));
+        let _slot = limits.connect_user(UserId(3), 0).unwrap();
+        assert!(limits.take(UserId(3), Cost::Message, 2).is_ok());
+        assert!(limits.take(UserId(3), Cost::Message, 2).is_ok());
+        let wait = limits.take(UserId(3), Cost::Message, 2).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(100),
+            "half the burst, half the rate: {wait:?}"
+        );
     }
 
     #[test]
     fn typing_is_throttled_per_room() {
-        let limits = Arc::new(Limits::new(1.0, 3.0, 2, 1, Duration::from_secs(60)));
+        let limits = Arc::new(Limits::new(1.0, 3.0, 2, Duration::from_secs(60)));
         let _slot = limits.connect_user(UserId(1), 0).unwrap();
         assert!(limits.typing(UserId(1), RoomId(10)));
         assert!(!limits.typing(UserId(1), RoomId(10)));

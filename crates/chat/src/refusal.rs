@@ -151,9 +151,17 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut body = json!({ "error": { "code": self.code, "message": self.message } });
-        if let Some(wait) = self.retry_after {
-            body["error"]["retry_after_ms"] = json!(wait.as_millis().max(1) as u64);
-        }
-        (status, Json(body)).into_response()
+        let Some(wait) = self.retry_after else {
+            return (status, Json(body)).into_response();
+        };
+        body["error"]["retry_after_ms"] = json!(wait.as_millis().max(1) as u64);
+        // And the header HTTP clients and proxies know, in whole seconds.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        (
+            status,
+            [(http::header::RETRY_AFTER, seconds.max(1).to_string())],
+            Json(body),
+        )
+            .into_response()
     }
 }

@@ -56,6 +56,7 @@ fn connecting(what: &'static str) -> impl FnOnce(volley_hub::Error) -> Error {
 /// A bound, not yet serving chat server.
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     app: Arc<App>,
     shutdown_tx: watch::Sender<bool>,
     grace: Duration,
@@ -111,8 +112,12 @@ impl Server {
             ),
         };
         let hub = Hub::new(store, broker, fanout);
-        let listener = TcpListener::bind(config.addr).await?;
-        Server::assemble(hub, config, listener)
+        let listener = volley_net::front::bind(config.addr)?;
+        let mut server = Server::assemble(hub, config, listener)?;
+        if let Some(addr) = server.app.chat.config.metrics_addr {
+            server.metrics_listener = Some(volley_net::front::bind(addr)?);
+        }
+        Ok(server)
     }
 
     /// A server over any hub (other stores and brokers) on a bound listener.
@@ -128,6 +133,12 @@ impl Server {
             config.node_id = format!("{}:{}", host.trim(), listener.local_addr()?.port());
         }
         hub.join_cluster(&config.node_id, Duration::from_millis(config.presence_ttl_ms));
+        let _ = metrics_handle(); // the recorder first, so the zeros below land in it
+        crate::telemetry::register(match &config.broker {
+            BrokerUrl::Memory => None,
+            BrokerUrl::Redis(_) => Some("redis"),
+            BrokerUrl::Nats(_) => Some("nats"),
+        });
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let mut transport = volley_net::Config::default();
         transport.protocol.max_frame_size = config.max_frame_bytes;
@@ -160,6 +171,7 @@ impl Server {
         });
         Ok(Server {
             listener,
+            metrics_listener: None,
             app,
             shutdown_tx,
             grace,
@@ -199,12 +211,13 @@ impl Server {
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let Server {
             listener,
+            metrics_listener,
             app,
             shutdown_tx,
             grace,
             extra,
         } = self;
-        let mut stop = app.shutdown.clone();
+        let stop = app.shutdown.clone();
         let mut routes = router(app.clone());
         if let Some(extra) = extra {
             routes = routes.merge(extra);
@@ -222,14 +235,31 @@ impl Server {
                 }
             },
         ));
-        let service = routes.into_make_service_with_connect_info::<SocketAddr>();
-        // Small frames must not wait for Nagle's algorithm (40 ms with delayed ACKs).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, service).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
+        let config = &app.chat.config;
+        let limits = volley_net::front::FrontLimits {
+            head_timeout: Duration::from_millis(config.head_timeout_ms),
+            max_head_bytes: config.max_head_bytes,
+            max_headers: config.max_headers,
+            per_address: config.max_connections_per_ip,
+        };
+        if let Some(metrics_listener) = metrics_listener {
+            let handle = app.metrics.clone();
+            let page = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let handle = handle.clone();
+                    async move { crate::http::metrics_page(&handle) }
+                }),
+            );
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let limits = volley_net::front::FrontLimits::default();
+                if let Err(e) = volley_net::front::serve(metrics_listener, page, limits, stop).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
+        let server = volley_net::front::serve(listener, routes, limits, stop.clone());
         let shutdown_tx = Arc::new(shutdown_tx);
         let trigger = {
             let tx = shutdown_tx.clone();

@@ -25,6 +25,21 @@ pub(crate) fn message_event(stored: &StoredMessage) -> Event {
     }
 }
 
+/// The answer for a room the caller cannot see, the same whether it does not
+/// exist or is private: room ids must not be enumerable.
+pub(crate) fn unseen(room: RoomId) -> Refusal {
+    Refusal::new(ErrorCode::NotFound, format!("no room {room} that you can see"))
+}
+
+/// The password pool is full: a 503 the client retries in a second.
+fn busy(_: auth::Busy) -> Refusal {
+    Refusal::new(
+        ErrorCode::Unavailable,
+        "too many password checks at once; retry shortly",
+    )
+    .retry_after(Duration::from_secs(1))
+}
+
 /// Most messages in one history page.
 pub(crate) const MAX_PAGE: u32 = 200;
 
@@ -35,6 +50,7 @@ pub struct Chat {
     pub(crate) limits: Arc<Limits>,
     pub(crate) config: ChatConfig,
     batcher: Arc<Batcher>,
+    hashing: auth::Hashing,
 }
 
 impl std::fmt::Debug for Chat {
@@ -66,7 +82,6 @@ impl Chat {
                 config.messages_per_sec,
                 config.message_burst,
                 config.max_connections_per_user,
-                config.max_connections_per_ip,
                 Duration::from_millis(config.typing_interval_ms),
             )
             .with_account_rate(config.account_attempts_per_sec),
@@ -90,6 +105,7 @@ impl Chat {
             limits,
             config,
             batcher,
+            hashing: auth::Hashing::per_core(),
         })
     }
 
@@ -144,8 +160,11 @@ impl Chat {
         if !(8..=256).contains(&password.len()) {
             return Err(Refusal::new(ErrorCode::BadRequest, "passwords are 8 to 256 bytes"));
         }
-        let hash = auth::hash_password(password.to_owned())
+        let hash = self
+            .hashing
+            .hash(password.to_owned())
             .await
+            .map_err(busy)?
             .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
         let user = self
             .hub
@@ -163,10 +182,13 @@ impl Chat {
         let Some((user, Some(hash))) = found else {
             // Spend the same time as a wrong password, so the answer's timing
             // does not tell which user names exist.
-            auth::verify_password(password.to_owned(), auth::decoy_hash()).await;
+            self.hashing
+                .verify(password.to_owned(), auth::decoy_hash())
+                .await
+                .map_err(busy)?;
             return Err(denied());
         };
-        if !auth::verify_password(password.to_owned(), hash).await {
+        if !self.hashing.verify(password.to_owned(), hash).await.map_err(busy)? {
             return Err(denied());
         }
         let token = self.auth.issue(&user);
@@ -258,11 +280,18 @@ impl Chat {
     }
 
     async fn room(&self, id: RoomId) -> Result<Room, Refusal> {
-        self.hub
-            .store()
-            .room(id)
-            .await?
-            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("room {id} not found")))
+        self.hub.store().room(id).await?.ok_or_else(|| unseen(id))
+    }
+
+    /// The room if `user` may see it (public, or a member): otherwise the
+    /// very answer a room that does not exist gets.
+    async fn visible_room(&self, user: UserId, id: RoomId) -> Result<Room, Refusal> {
+        let room = self.room(id).await?;
+        if room.kind == RoomKind::Public || self.hub.store().is_member(id, user).await? {
+            Ok(room)
+        } else {
+            Err(unseen(id))
+        }
     }
 
     async fn user_named(&self, name: &str) -> Result<User, Refusal> {
@@ -275,11 +304,7 @@ impl Chat {
     /// Join a public room.
     pub async fn join(&self, user: &User, room: RoomId) -> Result<Room, Refusal> {
         self.limit(user.id, Cost::Request)?;
-        let r = self.room(room).await?;
-        if r.kind != RoomKind::Public && !self.hub.store().is_member(room, user.id).await? {
-            // Private rooms are not revealed to outsiders.
-            return Err(Refusal::new(ErrorCode::NotFound, format!("room {room} not found")));
-        }
+        let r = self.visible_room(user.id, room).await?;
         if self.hub.store().add_member(room, user.id).await? {
             self.control(user.id, Control::Joined { room });
             self.member_event(room, user, true);
@@ -291,10 +316,7 @@ impl Chat {
     pub async fn leave(&self, user: &User, room: RoomId) -> Result<(), Refusal> {
         self.limit(user.id, Cost::Request)?;
         if !self.hub.store().remove_member(room, user.id).await? {
-            return Err(Refusal::new(
-                ErrorCode::NotFound,
-                format!("not a member of room {room}"),
-            ));
+            return Err(unseen(room));
         }
         self.control(user.id, Control::Left { room });
         self.member_event(room, user, false);
@@ -304,7 +326,7 @@ impl Chat {
     /// Add `target` to `room`: the owner may add to any room, members to public ones.
     pub async fn invite(&self, by: &User, room: RoomId, target: &str) -> Result<User, Refusal> {
         self.limit(by.id, Cost::Request)?;
-        let r = self.room(room).await?;
+        let r = self.visible_room(by.id, room).await?;
         let allowed = match r.kind {
             RoomKind::Private => r.owner == by.id,
             RoomKind::Public => self.hub.store().is_member(room, by.id).await?,
@@ -327,7 +349,7 @@ impl Chat {
     /// Remove `target` from `room` (owner only).
     pub async fn remove(&self, by: &User, room: RoomId, target: &str) -> Result<(), Refusal> {
         self.limit(by.id, Cost::Request)?;
-        let r = self.room(room).await?;
+        let r = self.visible_room(by.id, room).await?;
         if r.owner != by.id || r.kind == RoomKind::Direct {
             return Err(Refusal::new(ErrorCode::Forbidden, "only the owner can remove members"));
         }
@@ -368,10 +390,7 @@ impl Chat {
         if self.hub.store().is_member(room, user).await? {
             Ok(())
         } else {
-            Err(Refusal::new(
-                ErrorCode::NotFound,
-                format!("not a member of room {room}"),
-            ))
+            Err(unseen(room))
         }
     }
 

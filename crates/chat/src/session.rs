@@ -18,7 +18,6 @@ use tokio::sync::{mpsc, watch};
 use volley_hub::{Appended, Delivery, RoomId, Seq, SubscriberHandle, Topic, User};
 use volley_net::{CloseCode, Message, WebSocket};
 
-use crate::limits::IpSlot;
 use crate::protocol::{parse_client, ClientMsg, Control, ErrorCode, MessageView, RoomView, ServerMsg};
 use crate::refusal::Refusal;
 use crate::service::Chat;
@@ -48,18 +47,17 @@ pub(crate) async fn run<S>(
     chat: Arc<Chat>,
     mut ws: Ws<S>,
     user: Option<User>,
-    ip_slot: IpSlot,
+    ip: std::net::IpAddr,
     shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     metrics::gauge!("volley_connections").increment(1.0);
-    let end = Session::start(&chat, &mut ws, user, ip_slot.ip(), shutdown).await;
+    let end = Session::start(&chat, &mut ws, user, ip, shutdown).await;
     match end {
         Ok(End::Closed) => {}
         Ok(End::Transport(e)) | Err(e) => tracing::debug!(error = %e, "chat connection ended"),
     }
-    drop(ip_slot);
     metrics::gauge!("volley_connections").decrement(1.0);
 }
 
@@ -175,9 +173,11 @@ impl<'a> Session<'a> {
         .await?;
         for (room, last) in resume {
             let Some(room) = room.parse::<RoomId>().ok().filter(|r| self.delivered.contains_key(r)) else {
-                let msg = format!("cannot resume room {room}: not a member");
-                ws.feed(ServerMsg::from(Refusal::new(ErrorCode::NotFound, msg)).to_message())
-                    .await?;
+                let refusal = match room.parse::<RoomId>() {
+                    Ok(id) => crate::service::unseen(id),
+                    Err(_) => Refusal::new(ErrorCode::NotFound, format!("no room {room} that you can see")),
+                };
+                ws.feed(ServerMsg::from(refusal).to_message()).await?;
                 continue;
             };
             // A client cannot have seen more than the room had when we
@@ -357,10 +357,7 @@ impl<'a> Session<'a> {
         if self.delivered.contains_key(&room) {
             Ok(())
         } else {
-            Err(Refusal::new(
-                ErrorCode::NotFound,
-                format!("not a member of room {room}"),
-            ))
+            Err(crate::service::unseen(room))
         }
     }
 

@@ -891,15 +891,35 @@ async fn the_http_api_manages_accounts_and_rooms() {
     );
     let (s, _) = http(addr, "POST", &format!("/api/rooms/{secret}/join"), Some(c), None).await;
     assert_eq!(s, 404, "private rooms cannot be joined uninvited");
-    let (s, _) = http(
-        addr,
-        "POST",
-        &format!("/api/rooms/{secret}/members"),
-        Some(c),
-        Some(json!({"user":"carol"})),
-    )
-    .await;
-    assert_eq!(s, 403, "only the owner invites");
+    // To an outsider, a private room answers every request exactly as a
+    // room that does not exist: no status or text tells them apart.
+    let missing = RoomId(secret.0 + 1000);
+    for (method, path, body) in [
+        ("POST", "/api/rooms/{}/members", Some(json!({"user":"carol"}))),
+        ("DELETE", "/api/rooms/{}/members/alice", None),
+        ("POST", "/api/rooms/{}/join", None),
+        ("POST", "/api/rooms/{}/leave", None),
+        ("GET", "/api/rooms/{}/members", None),
+        ("GET", "/api/rooms/{}/online", None),
+        ("GET", "/api/rooms/{}/messages", None),
+    ] {
+        let hidden = http(
+            addr,
+            method,
+            &path.replace("{}", &secret.to_string()),
+            Some(c),
+            body.clone(),
+        )
+        .await;
+        let absent = http(addr, method, &path.replace("{}", &missing.to_string()), Some(c), body).await;
+        let unify = |v: &serde_json::Value, id: RoomId| v.to_string().replace(&id.to_string(), "ID");
+        assert_eq!(
+            (hidden.0, unify(&hidden.1, secret)),
+            (absent.0, unify(&absent.1, missing)),
+            "{method} {path}: a private room must look like no room"
+        );
+        assert_eq!(hidden.0, 404, "{method} {path}");
+    }
     let (s, _) = http(
         addr,
         "POST",

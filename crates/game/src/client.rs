@@ -49,6 +49,9 @@ pub struct GameClient {
     pub leaderboard: Vec<(u32, u32)>,
     /// Bytes of every frame received so far.
     pub received_bytes: u64,
+    /// The join asked to resume a seat that was gone (`resume_expired`
+    /// came before the welcome): this is a new seat.
+    pub resume_expired: bool,
     baselines: VecDeque<(u32, Vec<EntityState>)>,
     seq: u32,
 }
@@ -72,16 +75,22 @@ impl GameClient {
     /// Join over an open WebSocket.
     pub async fn join_on(mut ws: WebSocket<MaybeTlsStream>, join: Join) -> Result<GameClient, Error> {
         ws.send(Message::Binary(ClientMsg::Join(join).encode().into())).await?;
-        let Some(message) = ws.recv().await? else {
-            return Err(Error::Unexpected(format!(
-                "closed before welcome: {:?}",
-                ws.peer_close()
-            )));
-        };
-        let welcome = match ServerMsg::decode(message.as_bytes())? {
-            ServerMsg::Welcome(w) => w,
-            ServerMsg::Error(code, text) => return Err(Error::Unexpected(format!("{code:?}: {text}"))),
-            other => return Err(Error::Unexpected(format!("{other:?} before welcome"))),
+        let mut resume_expired = false;
+        let mut received_bytes = 0;
+        let welcome = loop {
+            let Some(message) = ws.recv().await? else {
+                return Err(Error::Unexpected(format!(
+                    "closed before welcome: {:?}",
+                    ws.peer_close()
+                )));
+            };
+            received_bytes += message.len() as u64;
+            match ServerMsg::decode(message.as_bytes())? {
+                ServerMsg::Welcome(w) => break w,
+                ServerMsg::Error(ErrorCode::ResumeExpired, _) => resume_expired = true,
+                ServerMsg::Error(code, text) => return Err(Error::Unexpected(format!("{code:?}: {text}"))),
+                other => return Err(Error::Unexpected(format!("{other:?} before welcome"))),
+            }
         };
         Ok(GameClient {
             ws,
@@ -90,7 +99,8 @@ impl GameClient {
             entities: Vec::new(),
             roster: Vec::new(),
             leaderboard: Vec::new(),
-            received_bytes: message.len() as u64,
+            received_bytes,
+            resume_expired,
             baselines: VecDeque::new(),
             seq: 0,
         })

@@ -61,6 +61,8 @@ impl std::fmt::Debug for Lobby {
 pub(crate) struct Seat {
     pub room: Arc<Shared>,
     pub joined: Joined,
+    /// The join asked to resume a seat that is gone: this is a new one.
+    pub resume_expired: bool,
 }
 
 impl Lobby {
@@ -103,6 +105,42 @@ impl Lobby {
         &self.config
     }
 
+    /// Register every game series at zero (Prometheus's convention: a
+    /// fresh server shows every name). Call once the metrics recorder is
+    /// installed.
+    pub fn register_metrics(&self) {
+        for name in [
+            "volley_game_bad_frames_total",
+            "volley_game_bytes_sent_total",
+            "volley_game_inputs_total",
+            "volley_game_snapshots_skipped_total",
+            "volley_game_tick_overruns_total",
+            "volley_game_ticks_skipped_total",
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+        for reason in ["invalid", "per_tick", "queue_full", "rate", "stale"] {
+            metrics::counter!("volley_game_inputs_rejected_total", "reason" => reason).increment(0);
+        }
+        for kind in ["bot", "human", "spectator"] {
+            metrics::gauge!("volley_game_players", "kind" => kind).increment(0.0);
+        }
+        for name in [
+            "volley_game_bytes_per_player_per_second",
+            "volley_game_entities",
+            "volley_game_rooms",
+        ] {
+            metrics::gauge!(name).increment(0.0);
+        }
+        for name in [
+            "volley_game_tick_seconds",
+            "volley_game_tick_sim_seconds",
+            "volley_game_tick_encode_seconds",
+        ] {
+            let _ = metrics::histogram!(name);
+        }
+    }
+
     /// Open rooms.
     pub fn rooms(&self) -> usize {
         self.registry.lock().len()
@@ -112,15 +150,21 @@ impl Lobby {
     /// still valid), else a place in the fullest room with one free, else a
     /// new room.
     pub(crate) async fn join(&self, mut join: Join) -> Result<Seat, ErrorCode> {
+        let mut expired = false;
         if let Some(token) = join.resume {
             let id = MatchId(u32::from_le_bytes([token[0], token[1], token[2], token[3]]));
             let room = self.registry.lock().iter().find(|r| r.id == id).cloned();
             if let Some(room) = room {
                 if let Ok(joined) = ask(&room, join.clone(), token).await {
-                    return Ok(Seat { room, joined });
+                    return Ok(Seat {
+                        room,
+                        joined,
+                        resume_expired: false,
+                    });
                 }
             }
             join.resume = None;
+            expired = true;
         }
         for _ in 0..3 {
             let room = self.reserve(join.spectate)?;
@@ -128,7 +172,13 @@ impl Lobby {
             token[..4].copy_from_slice(&room.id.0.to_le_bytes());
             rand::rng().fill(&mut token[4..]);
             match ask(&room, join.clone(), token).await {
-                Ok(joined) => return Ok(Seat { room, joined }),
+                Ok(joined) => {
+                    return Ok(Seat {
+                        room,
+                        joined,
+                        resume_expired: expired,
+                    })
+                }
                 Err(None) => continue, // the room closed meanwhile
                 Err(Some(code)) => {
                     self.unreserve(&room, join.spectate);

@@ -293,6 +293,8 @@ impl Room {
             viewer.ring.clear();
             viewer.acked = 0;
             viewer.detached_at = None;
+            // A new connection numbers its inputs from 1 again.
+            viewer.last_seq = 0;
             let player = viewer.player.unwrap_or(0);
             return Ok(Joined {
                 key,

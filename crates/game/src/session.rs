@@ -177,7 +177,11 @@ where
     let Some(join) = first_join(ws).await? else {
         return Ok(());
     };
-    let Seat { room, joined } = match lobby.join(join).await {
+    let Seat {
+        room,
+        joined,
+        resume_expired,
+    } = match lobby.join(join).await {
         Ok(seat) => seat,
         Err(code) => {
             send_error(ws, code, "no room can take you now").await?;
@@ -198,6 +202,13 @@ where
             room.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
             metrics::counter!("volley_game_bytes_sent_total").increment(n as u64);
         };
+        if resume_expired {
+            // Said before the welcome, so the client knows its old cell is
+            // gone and the welcome is a fresh seat.
+            let error = ServerMsg::Error(ErrorCode::ResumeExpired, "that seat is gone; you have a new one".into()).encode();
+            sent(error.len());
+            ws.feed(Message::Binary(error.into())).await?;
+        }
         let welcome = ServerMsg::Welcome(joined.welcome).encode();
         sent(welcome.len());
         ws.feed(Message::Binary(welcome.into())).await?;

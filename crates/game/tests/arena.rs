@@ -267,11 +267,22 @@ async fn reconnect_within_grace_gets_the_cell_back() {
     .await
     .expect("resume");
     assert!(back.welcome.resumed);
+    assert!(!back.resume_expired);
     assert_eq!(back.welcome.player, player);
     assert!(read_until(&mut back, 5, |_, e| matches!(e, Event::Snapshot { .. })).await);
     assert_eq!(
         back.header.baseline, 0,
         "a resumed connection starts from a full snapshot"
+    );
+    // The new connection numbers its inputs from 1 again, and the world
+    // applies them (before: ignored until past the old connection's count).
+    let first = back.input((100, 0), 0).await.expect("input");
+    assert_eq!(first, 1);
+    assert!(
+        read_until(&mut back, 5, |c, e| matches!(e, Event::Snapshot { .. })
+            && c.header.input_seq >= 1)
+        .await,
+        "the resumed seat's input 1 was applied"
     );
     back.close().await.expect("close");
 
@@ -287,7 +298,24 @@ async fn reconnect_within_grace_gets_the_cell_back() {
     .await
     .expect("join");
     assert!(!late.welcome.resumed);
+    assert!(late.resume_expired, "told that the old seat is gone");
     assert_ne!(late.welcome.player, player);
+}
+
+/// Names: 24 bytes join; 25 bytes (or a control character) get `bad_name`,
+/// not `bad_frame`, and the connection may try again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_too_long_is_a_bad_name() {
+    let server = start(small()).await;
+    let long = GameClient::join(&server.url(), join(&"n".repeat(25))).await;
+    let err = long.expect_err("25 bytes refused").to_string();
+    assert!(err.contains("BadName"), "{err}");
+    let ok = GameClient::join(&server.url(), join(&"n".repeat(24)))
+        .await
+        .expect("24 bytes join");
+    assert_eq!(ok.welcome.tick_hz, 30);
+    let control = GameClient::join(&server.url(), join("a\u{7}b")).await;
+    assert!(control.expect_err("refused").to_string().contains("BadName"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ pub mod assets;
 mod client;
 mod config;
 mod error;
+pub mod front;
 mod origin;
 mod server;
 mod socket;

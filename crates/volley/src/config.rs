@@ -64,6 +64,9 @@ pub(crate) struct ServeArgs {
     /// Connections per client IP, 0 for no limit [default: 256].
     #[arg(long, env = "VOLLEY_MAX_CONNECTIONS_PER_IP")]
     pub(crate) max_connections_per_ip: Option<u32>,
+    /// Serve /metrics on this address only (for Prometheus) [default: on --addr, to clients on this machine only].
+    #[arg(long, env = "VOLLEY_METRICS_ADDR")]
+    pub(crate) metrics_addr: Option<SocketAddr>,
     /// Deliveries queued per connection before it is closed with 1013 [default: 1024].
     #[arg(long, env = "VOLLEY_OUTBOUND_QUEUE")]
     pub(crate) outbound_queue: Option<usize>,
@@ -169,6 +172,9 @@ impl ServeConfig {
         }
         if args.no_guests {
             chat.guests = false;
+        }
+        if let Some(addr) = args.metrics_addr {
+            chat.metrics_addr = Some(addr);
         }
         if let Some(store) = args.store {
             chat.store = Some(store);

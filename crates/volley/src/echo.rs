@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 use volley_net::{tls, Acceptor, Config, DeflateConfig, Error};
 
@@ -69,9 +69,7 @@ impl EchoArgs {
 
 /// Serve until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let listener = volley_net::front::bind(args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
     let mut acceptor = Acceptor::new(args.config());
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         acceptor = acceptor.tls(tls::server_config_from_pem(cert, key)?);

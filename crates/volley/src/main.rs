@@ -24,16 +24,20 @@ enum Command {
     Serve(Box<config::ServeArgs>),
     /// Echo every text and binary message back (conformance and benchmarks).
     Echo(echo::EchoArgs),
-    /// Load generator: echo, connect and idle scenarios against a server.
+    /// Load generator: echo, connect, idle, chat and game scenarios, and the game's cost curve.
     Bench(bench::BenchArgs),
     /// Write a self-signed certificate and key (PEM) for local TLS testing.
     DevCert(devcert::DevCertArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    // Colours only on a terminal: a log file or journald gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     // `VOLLEY_THREADS` sets the worker threads (the benchmark scripts pin

@@ -47,6 +47,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // value there stops the node before the chat opens its database.
     let lobby = Lobby::start(game).context("starting the game")?;
     let server = Server::bind(config).await.context("starting the chat server")?;
+    lobby.register_metrics();
     let routes = volley_game::router(lobby, server.shutdown_signal(), origins);
     let server = server.mount(routes);
     let addr = server.local_addr()?;

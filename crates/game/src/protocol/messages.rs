@@ -55,10 +55,9 @@ impl ClientMsg {
                 if flags & !3 != 0 {
                     return Err(DecodeError::Invalid("join flags"));
                 }
+                // Any length the frame can carry decodes (at most 255 bytes);
+                // whether the name is acceptable is the session's `bad_name`.
                 let name = r.short_str()?;
-                if name.len() > MAX_NAME_BYTES {
-                    return Err(DecodeError::Invalid("name too long"));
-                }
                 let resume = if flags & 2 != 0 {
                     let mut token = [0u8; 16];
                     token.copy_from_slice(r.take(16)?);
