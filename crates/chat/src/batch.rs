@@ -95,11 +95,22 @@ impl Batcher {
             self.hub.publish(Topic::Room(room), Event::ephemeral(msg.encode()));
         }
         if !pending.presence.is_empty() {
-            let online = self.hub.presence().online_count(room);
+            let presence = self.hub.presence();
+            let online = presence.online_count(room);
             let mut changes: Vec<PresenceChange> = if online > self.list_max {
                 Vec::new()
             } else {
-                pending.presence.into_values().collect()
+                // Transitions reach the batch from two tasks (a local
+                // connection, the exchange with other nodes) and may arrive
+                // out of order: say what is true now, whatever came last.
+                pending
+                    .presence
+                    .into_values()
+                    .map(|c| PresenceChange {
+                        online: presence.is_online(room, c.user),
+                        ..c
+                    })
+                    .collect()
             };
             changes.sort_by_key(|c| c.user);
             let msg = ServerMsg::Presence { room, changes, online };

@@ -158,7 +158,7 @@ async fn metrics_text(
     headers: HeaderMap,
 ) -> Response {
     let forwarded = headers.contains_key("forwarded") || headers.contains_key("x-forwarded-for");
-    if app.chat.config.metrics_addr.is_some() || !peer.ip().is_loopback() || forwarded {
+    if app.chat.config.metrics_addr.is_some() || !peer.ip().to_canonical().is_loopback() || forwarded {
         return StatusCode::NOT_FOUND.into_response();
     }
     metrics_page(&app.metrics)

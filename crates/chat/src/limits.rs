@@ -132,7 +132,7 @@ impl Limits {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         self.sweep(&mut users);
         let state = users.entry(user).or_insert_with(|| self.fresh());
-        if state.connections + elsewhere >= self.per_user {
+        if state.connections.saturating_add(elsewhere) >= self.per_user {
             return None;
         }
         state.connections += 1;

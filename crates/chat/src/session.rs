@@ -330,6 +330,12 @@ impl<'a> Session<'a> {
                         if self.delivered.contains_key(&room) {
                             return Ok(());
                         }
+                        // A control comes twice (directly and through the
+                        // broker) and a later Left may overtake an earlier
+                        // Joined: the store says what holds now.
+                        if !matches!(self.chat.hub.store().is_member(room, self.user.id).await, Ok(true)) {
+                            return Ok(());
+                        }
                         let Ok(Some(r)) = self.chat.hub.store().room(room).await else {
                             return Ok(());
                         };
@@ -344,6 +350,9 @@ impl<'a> Session<'a> {
                     Control::Left { room } => {
                         if !self.delivered.contains_key(&room) {
                             return Ok(());
+                        }
+                        if matches!(self.chat.hub.store().is_member(room, self.user.id).await, Ok(true)) {
+                            return Ok(()); // joined again since
                         }
                         self.exit(room);
                         ws.feed(ServerMsg::RoomLeft { room }.to_message()).await

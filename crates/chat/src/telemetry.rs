@@ -24,7 +24,7 @@ pub(crate) fn register(broker: Option<&'static str>) {
     for reason in ["address_cap", "head_timeout"] {
         metrics::counter!("volley_connections_refused_total", "reason" => reason).increment(0);
     }
-    for reason in ["origin", "ip_limit", "shutdown", "handshake"] {
+    for reason in ["origin", "shutdown", "handshake"] {
         metrics::counter!("volley_handshake_rejected_total", "reason" => reason).increment(0);
     }
     for name in ["volley_connections", "volley_presence_online"] {

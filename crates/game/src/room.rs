@@ -47,6 +47,9 @@ pub(crate) enum Command {
     },
     Input {
         key: Key,
+        /// The connection's attachment: inputs still in flight from a
+        /// connection that a resume replaced are dropped.
+        attach: u32,
         seq: u32,
         ack: u32,
         target: (i16, i16),
@@ -257,11 +260,18 @@ impl Room {
             }
             Command::Input {
                 key,
+                attach,
                 seq,
                 ack,
                 target,
                 buttons,
-            } => self.input(key, seq, ack, target, buttons),
+            } => {
+                if self.viewers.get(&key).is_some_and(|v| v.attach == attach) {
+                    self.input(key, seq, ack, target, buttons);
+                } else {
+                    metrics::counter!("volley_game_inputs_rejected_total", "reason" => "stale").increment(1);
+                }
+            }
             Command::Respawn { key } => {
                 if let Some(player) = self.viewers.get(&key).and_then(|v| v.player) {
                     self.world.spawn(player);
@@ -720,6 +730,7 @@ mod tests {
     fn input(shared: &Shared, key: Key, seq: u32, ack: u32, target: (i16, i16)) {
         let command = Command::Input {
             key,
+            attach: 1,
             seq,
             ack,
             target,

@@ -192,6 +192,7 @@ where
     lobby.connected.fetch_add(1, Ordering::AcqRel);
     let _connected = Connected(lobby);
     let key = joined.key;
+    let attach = joined.attach;
     let mut snapshots = joined.snapshots;
     let mut roster = joined.roster;
     let mut board = joined.board;
@@ -247,7 +248,7 @@ where
                                 }
                                 continue;
                             }
-                            let command = Command::Input { key, seq, ack, target, buttons };
+                            let command = Command::Input { key, attach, seq, ack, target, buttons };
                             if room.commands.try_send(command).is_err() {
                                 metrics::counter!("volley_game_inputs_rejected_total", "reason" => "queue_full").increment(1);
                             }
@@ -303,10 +304,7 @@ where
     .await;
     // The seat stays (for a reconnect within the grace period) or goes
     // (spectators); either way the room must hear of it.
-    let detach = Command::Detach {
-        key,
-        attach: joined.attach,
-    };
+    let detach = Command::Detach { key, attach };
     let _ = tokio::time::timeout(Duration::from_secs(5), room.commands.send(detach)).await;
     result
 }

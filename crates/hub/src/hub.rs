@@ -19,15 +19,16 @@ pub struct Hub {
     sequencer: Arc<Sequencer>,
     /// This node's name and epoch in the presence exchange, once joined.
     identity: Arc<std::sync::OnceLock<(String, u64)>>,
+    /// Stops the presence exchange with a goodbye.
+    leave: Arc<tokio::sync::Notify>,
 }
 
-/// A number that differs between two lives of one node (the clock in
-/// nanoseconds, mixed with the process id).
-fn rand_epoch() -> u64 {
-    let nanos = std::time::SystemTime::now()
+/// A number that grows from one life of a node to the next (the clock in
+/// nanoseconds), so the others can tell the newer life from a stale one.
+fn new_epoch() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 40)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// How long a message may wait for its predecessor before it is published anyway.
@@ -58,6 +59,7 @@ impl Hub {
             presence: Arc::new(Presence::new()),
             sequencer: Arc::new(Sequencer::new()),
             identity: Arc::new(std::sync::OnceLock::new()),
+            leave: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -78,27 +80,25 @@ impl Hub {
         if !self.broker.spans_nodes() {
             return;
         }
-        let epoch = rand_epoch();
-        {
-            let mut state = self.presence.state();
-            state.shared = true;
+        let epoch = new_epoch();
+        if self.identity.set((node.to_owned(), epoch)).is_err() {
+            return; // joined already
         }
-        let _ = self.identity.set((node.to_owned(), epoch));
+        self.presence.state().shared = true;
         tokio::spawn(crate::presence_sync::run(
             self.clone(),
             self.presence.clone(),
-            node.to_owned(),
-            epoch,
+            (node.to_owned(), epoch),
             ttl,
+            self.leave.clone(),
         ));
     }
 
     /// Tell the other nodes this one is stopping, so its users go offline
-    /// there now rather than after the presence TTL.
+    /// there now rather than after the presence TTL: the exchange sends what
+    /// is pending, then its goodbye, and stops.
     pub fn leave_cluster(&self) {
-        if let Some((node, epoch)) = self.identity.get() {
-            crate::presence_sync::bye(self, node, *epoch);
-        }
+        self.leave.notify_one();
     }
 
     /// Local subscribers of a topic.

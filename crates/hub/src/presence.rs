@@ -34,6 +34,9 @@ pub struct Change {
     pub online: bool,
 }
 
+/// Most parts one table may come in (at about 256 KiB each: 1 GiB).
+const MAX_PARTS: u32 = 4096;
+
 /// Receives the transitions this node sees, outside any lock.
 pub type Listener = Box<dyn Fn(Vec<Change>) + Send + Sync>;
 
@@ -87,8 +90,18 @@ pub(crate) struct Remote {
     pub(crate) synced: bool,
     pub(crate) asked: Option<Instant>,
     users: HashMap<UserId, RemoteUser>,
-    /// A full table arriving in parts: (epoch, version, parts seen, users).
-    assembly: Option<(u64, u64, HashSet<u32>, Vec<SyncUser>)>,
+    /// A full table arriving in parts.
+    assembly: Option<Assembly>,
+}
+
+/// The parts of one send of a node's table received so far.
+#[derive(Debug)]
+struct Assembly {
+    epoch: u64,
+    version: u64,
+    send: u64,
+    seen: HashSet<u32>,
+    users: Vec<SyncUser>,
 }
 
 impl Remote {
@@ -116,6 +129,8 @@ pub(crate) struct State {
     /// Local operations not yet published; only kept when `shared`.
     pub(crate) outbox: Vec<Op>,
     pub(crate) shared: bool,
+    /// The last epoch each node said goodbye in: its late messages are ignored.
+    pub(crate) gone: HashMap<String, u64>,
 }
 
 /// The presence table of one node (see the module documentation).
@@ -373,15 +388,22 @@ impl State {
         };
         match op {
             Op::User { u, name, c } => self.set_user(&mut remote, u, name, c, out),
-            Op::Room { r, u, on } => {
+            Op::Room { r, u, on: true } => {
                 let entry = remote.users.entry(u).or_default();
-                let name = entry.name.clone();
-                if on && entry.rooms.insert(r) {
+                if entry.rooms.insert(r) {
+                    let name = entry.name.clone();
                     self.pair_on(r, u, name, out);
-                } else if !on && entry.rooms.remove(&r) {
-                    self.pair_off(r, u, name, out);
-                    if entry.conns == 0 && entry.rooms.is_empty() {
-                        remote.users.remove(&u);
+                }
+            }
+            Op::Room { r, u, on: false } => {
+                if let Some(entry) = remote.users.get_mut(&u) {
+                    if entry.rooms.remove(&r) {
+                        let name = entry.name.clone();
+                        let empty = entry.conns == 0 && entry.rooms.is_empty();
+                        self.pair_off(r, u, name, out);
+                        if empty {
+                            remote.users.remove(&u);
+                        }
                     }
                 }
             }
@@ -398,12 +420,13 @@ impl State {
         entry.conns = c;
         if old == 0 && c > 0 {
             let total = self.totals.entry(u).or_default();
-            total.conns += c;
+            total.conns = total.conns.saturating_add(c);
             total.nodes += 1;
         } else if old > 0 && c == 0 {
             self.total_down(u, old, true);
         } else if c > old {
-            self.totals.entry(u).or_default().conns += c - old;
+            let total = self.totals.entry(u).or_default();
+            total.conns = total.conns.saturating_add(c - old);
         } else {
             self.total_down(u, old - c, false);
         }
@@ -457,9 +480,9 @@ impl State {
         }
         for (u, user) in &remote.users {
             let old_rooms = old.get(u).map(|b| &b.rooms);
-            let total = self.totals.entry(*u).or_default();
-            total.conns += user.conns;
             if user.conns > 0 {
+                let total = self.totals.entry(*u).or_default();
+                total.conns = total.conns.saturating_add(user.conns);
                 total.nodes += 1;
             }
             for r in &user.rooms {
@@ -482,7 +505,7 @@ impl State {
         self.nodes.insert(node.to_owned(), remote);
     }
 
-    /// This node's whole table, in parts of bounded size.
+    /// This node's whole table, in parts of about `per_part` bytes of JSON.
     pub(crate) fn table(&self, per_part: usize) -> Vec<Vec<SyncUser>> {
         let mut by_user: HashMap<UserId, SyncUser> = self
             .users
@@ -506,10 +529,14 @@ impl State {
                 }
             }
         }
+        // In id order, so two sends of one table split alike.
+        let mut users: Vec<SyncUser> = by_user.into_values().collect();
+        users.sort_unstable_by_key(|u| u.u);
         let mut parts = vec![Vec::new()];
         let mut size = 0;
-        for (_, user) in by_user {
-            size += 1 + user.r.len();
+        for user in users {
+            // About the JSON bytes of the entry: ids, count, name, rooms.
+            size += 48 + user.name.len() + 21 * user.r.len();
             if let Some(last) = parts.last_mut() {
                 last.push(user);
             }
@@ -528,10 +555,13 @@ impl State {
     pub(crate) fn add_part(
         &mut self,
         node: &str,
-        (epoch, version, part, parts): (u64, u64, u32, u32),
+        (epoch, version, send, part, parts): (u64, u64, u64, u32, u32),
         users: Vec<SyncUser>,
         out: &mut Vec<Change>,
     ) -> bool {
+        if part >= parts || parts > MAX_PARTS || !self.current(node, epoch) {
+            return false;
+        }
         let remote = self
             .nodes
             .entry(node.to_owned())
@@ -540,30 +570,52 @@ impl State {
         if remote.synced && remote.epoch == epoch && remote.version >= version {
             return false; // we are at or past it already
         }
+        // Parts of one send only: a table sent again is assembled afresh.
         let assembly = match &mut remote.assembly {
-            Some(a) if a.0 == epoch && a.1 == version => a,
-            slot => slot.insert((epoch, version, HashSet::new(), Vec::new())),
+            Some(a) if (a.epoch, a.version, a.send) == (epoch, version, send) => a,
+            slot => slot.insert(Assembly {
+                epoch,
+                version,
+                send,
+                seen: HashSet::new(),
+                users: Vec::new(),
+            }),
         };
-        if assembly.2.insert(part) {
-            assembly.3.extend(users);
+        if assembly.seen.insert(part) {
+            assembly.users.extend(users);
         }
-        if assembly.2.len() < parts as usize {
+        if assembly.seen.len() < parts as usize {
             return false;
         }
-        let table = remote.assembly.take().map(|a| a.3).unwrap_or_default();
+        let table = remote.assembly.take().map(|a| a.users).unwrap_or_default();
         self.replace(node, epoch, version, table, out);
         true
     }
 
     /// Node `node` at epoch `e`. A new epoch is a new life of that node whose
     /// hello we missed: the old life's table goes, the new one comes on request.
-    pub(crate) fn renew(&mut self, node: &str, epoch: u64, out: &mut Vec<Change>) -> &mut Remote {
+    /// `None` for an older epoch than the one known (a stale message, or a
+    /// second process wrongly given the same node id: the newer life wins),
+    /// or for a life that said goodbye.
+    pub(crate) fn renew(&mut self, node: &str, epoch: u64, out: &mut Vec<Change>) -> Option<&mut Remote> {
+        if !self.current(node, epoch) {
+            return None;
+        }
         if self.nodes.get(node).is_some_and(|r| r.epoch != epoch) {
             self.forget(node, out);
         }
-        self.nodes
-            .entry(node.to_owned())
-            .or_insert_with(|| Remote::new(epoch, false))
+        Some(
+            self.nodes
+                .entry(node.to_owned())
+                .or_insert_with(|| Remote::new(epoch, false)),
+        )
+    }
+
+    /// Whether a message from `node` at `epoch` is worth hearing.
+    pub(crate) fn current(&self, node: &str, epoch: u64) -> bool {
+        let older = self.nodes.get(node).is_some_and(|r| epoch < r.epoch);
+        let gone = self.gone.get(node).is_some_and(|&e| epoch <= e);
+        !older && !gone
     }
 
     /// Nodes not heard from within `ttl`.
@@ -759,12 +811,12 @@ mod tests {
                 r: vec![RoomId(1)],
             },
         ];
-        let parts = (7, 9, 0, 2);
+        let parts = (7, 9, 1, 0, 2);
         assert!(
             !state.add_part("b", parts, new[..1].to_vec(), &mut out),
             "one part of two"
         );
-        assert!(state.add_part("b", (7, 9, 1, 2), new[1..].to_vec(), &mut out));
+        assert!(state.add_part("b", (7, 9, 1, 1, 2), new[1..].to_vec(), &mut out));
         let mut got: Vec<_> = out.iter().map(|c| (c.room.0, c.user.0, c.online)).collect();
         got.sort();
         assert_eq!(got, vec![(1, 2, false), (1, 4, true), (3, 1, true)]);
@@ -774,10 +826,31 @@ mod tests {
         assert!(!state.totals.contains_key(&UserId(2)));
         out.clear();
         assert!(
-            !state.add_part("b", (7, 9, 0, 1), Vec::new(), &mut out),
+            !state.add_part("b", (7, 9, 2, 0, 1), Vec::new(), &mut out),
             "an old table is ignored"
         );
         assert_eq!(state.nodes["b"].version, 9);
+    }
+
+    #[test]
+    fn older_lives_and_goodbyes_are_not_heard() {
+        let p = Presence::new();
+        let mut out = Vec::new();
+        let mut state = p.state();
+        assert!(state.renew("b", 10, &mut out).is_some());
+        assert!(state.renew("b", 9, &mut out).is_none(), "an older epoch");
+        assert!(state.renew("b", 11, &mut out).is_some(), "a newer life replaces it");
+        state.gone.insert("b".into(), 11);
+        assert!(!state.current("b", 11), "said goodbye");
+        assert!(state.current("b", 12), "a later life is heard again");
+        assert!(
+            !state.add_part("c", (1, 1, 1, 5, 5), Vec::new(), &mut out),
+            "part beyond parts"
+        );
+        assert!(
+            !state.add_part("c", (1, 1, 1, 0, 100_000), Vec::new(), &mut out),
+            "too many parts"
+        );
     }
 
     #[test]
@@ -788,9 +861,11 @@ mod tests {
             p.arrive(RoomId(1), UserId(u), "x");
         }
         let state = p.state();
-        let parts = state.table(4);
+        let parts = state.table(140);
         assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), 10);
-        assert_eq!(parts.len(), 5);
+        assert_eq!(parts.len(), 5, "two users of about 70 bytes per part");
+        let ids: Vec<i64> = parts.iter().flatten().map(|u| u.u.0).collect();
+        assert_eq!(ids, (0..10).collect::<Vec<_>>(), "in id order");
         assert!(parts.iter().flatten().all(|u| u.r == vec![RoomId(1)] && u.c == 1));
     }
 

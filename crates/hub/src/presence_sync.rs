@@ -34,9 +34,10 @@ const CHECK: Duration = Duration::from_millis(250);
 const ASK_EVERY: Duration = Duration::from_secs(1);
 /// A node sends its table at most this often, however many ask.
 const SYNC_EVERY: Duration = Duration::from_millis(500);
-/// Entries (users and their rooms) per part of a table: one part stays well
-/// under NATS's default 1 MiB message limit.
-const PART: usize = 16_384;
+/// Bytes (about) per part of a table, and operations per delta: one message
+/// stays well under NATS's default 1 MiB limit.
+const PART: usize = 256 * 1024;
+const DELTA_OPS: usize = 4096;
 /// Queue between the broker and this task.
 const QUEUE: usize = 16_384;
 
@@ -50,11 +51,13 @@ enum Wire {
     Delta { n: String, e: u64, v: u64, c: Vec<Op> },
     /// Still here, at delta `v`.
     Beat { n: String, e: u64, v: u64 },
-    /// Part `part` of `parts` of the whole table as of delta `v`.
+    /// Part `part` of `parts` of the whole table as of delta `v`; `s`
+    /// numbers the sends, so parts of two sends never mix.
     Sync {
         n: String,
         e: u64,
         v: u64,
+        s: u64,
         part: u32,
         parts: u32,
         u: Vec<SyncUser>,
@@ -81,17 +84,7 @@ struct Sync {
     version: u64,
     sync_due: bool,
     synced_at: Option<Instant>,
-}
-
-/// Publish a clean goodbye, so the other nodes drop this one at once.
-pub(crate) fn bye(hub: &Hub, node: &str, epoch: u64) {
-    publish(
-        hub,
-        &Wire::Bye {
-            n: node.to_owned(),
-            e: epoch,
-        },
-    );
+    sends: u64,
 }
 
 fn publish(hub: &Hub, wire: &Wire) {
@@ -105,8 +98,15 @@ fn subscribe(hub: &Hub) -> (SubscriberHandle, mpsc::Receiver<Delivery>) {
     (sub, rx)
 }
 
-/// Run the exchange for as long as the process does.
-pub(crate) async fn run(hub: Hub, presence: Arc<Presence>, node: String, epoch: u64, ttl: Duration) {
+/// Run the exchange until `leave` is notified: then send what is pending
+/// and a goodbye, last, so nothing of this node arrives after it.
+pub(crate) async fn run(
+    hub: Hub,
+    presence: Arc<Presence>,
+    (node, epoch): (String, u64),
+    ttl: Duration,
+    leave: Arc<tokio::sync::Notify>,
+) {
     let (mut sub, mut rx) = subscribe(&hub);
     let mut me = Sync {
         hub,
@@ -117,6 +117,7 @@ pub(crate) async fn run(hub: Hub, presence: Arc<Presence>, node: String, epoch: 
         version: 0,
         sync_due: false,
         synced_at: None,
+        sends: 0,
     };
     publish(
         &me.hub,
@@ -149,46 +150,57 @@ pub(crate) async fn run(hub: Hub, presence: Arc<Presence>, node: String, epoch: 
                 publish(&me.hub, &Wire::Beat { n: me.node.clone(), e: me.epoch, v: me.version });
             }
             _ = check.tick() => me.expire(),
+            () = leave.notified() => {
+                me.flush();
+                publish(&me.hub, &Wire::Bye { n: me.node.clone(), e: me.epoch });
+                me.hub.unsubscribe(Topic::Cluster, sub.id());
+                return;
+            }
         }
     }
 }
 
 impl Sync {
-    /// Publish pending local changes, then the table if someone asked.
+    /// Publish pending local changes, then the table if someone asked. The
+    /// messages are taken under the state lock (so the table matches the
+    /// deltas' numbering) and encoded and sent after it, by this task alone,
+    /// in order.
     fn flush(&mut self) {
-        let mut state = self.presence.state();
-        if !state.outbox.is_empty() {
-            self.version += 1;
+        let mut out = Vec::new();
+        {
+            let mut state = self.presence.state();
             let ops = std::mem::take(&mut state.outbox);
-            publish(
-                &self.hub,
-                &Wire::Delta {
+            for chunk in ops.chunks(DELTA_OPS) {
+                self.version += 1;
+                out.push(Wire::Delta {
                     n: self.node.clone(),
                     e: self.epoch,
                     v: self.version,
-                    c: ops,
-                },
-            );
-        }
-        if self.sync_due && self.synced_at.is_none_or(|at| at.elapsed() >= SYNC_EVERY) {
-            self.sync_due = false;
-            self.synced_at = Some(Instant::now());
-            let parts = state.table(PART);
-            let count = parts.len() as u32;
-            metrics::counter!("volley_presence_syncs_total").increment(1);
-            for (i, users) in parts.into_iter().enumerate() {
-                publish(
-                    &self.hub,
-                    &Wire::Sync {
+                    c: chunk.to_vec(),
+                });
+            }
+            if self.sync_due && self.synced_at.is_none_or(|at| at.elapsed() >= SYNC_EVERY) {
+                self.sync_due = false;
+                self.synced_at = Some(Instant::now());
+                self.sends += 1;
+                let parts = state.table(PART);
+                let count = parts.len() as u32;
+                metrics::counter!("volley_presence_syncs_total").increment(1);
+                for (i, users) in parts.into_iter().enumerate() {
+                    out.push(Wire::Sync {
                         n: self.node.clone(),
                         e: self.epoch,
                         v: self.version,
+                        s: self.sends,
                         part: i as u32,
                         parts: count,
                         u: users,
-                    },
-                );
+                    });
+                }
             }
+        }
+        for wire in &out {
+            publish(&self.hub, wire);
         }
     }
 
@@ -230,14 +242,18 @@ impl Sync {
                 }
                 Wire::Want { n, .. } | Wire::Bye { n, .. } if n == self.node => return,
                 Wire::Hello { n, e } => {
-                    state.forget(&n, &mut changes);
-                    state.nodes.insert(n, Remote::new(e, true));
-                    self.sync_due = true;
+                    if state.current(&n, e) {
+                        state.forget(&n, &mut changes);
+                        state.nodes.insert(n, Remote::new(e, true));
+                        self.sync_due = true;
+                    }
                 }
                 Wire::Bye { n, e } => {
                     if state.nodes.get(&n).is_some_and(|r| r.epoch == e) {
                         state.forget(&n, &mut changes);
                     }
+                    let gone = state.gone.entry(n).or_insert(e);
+                    *gone = (*gone).max(e);
                 }
                 Wire::Want { of, .. } => {
                     if of.is_none() || of.as_deref() == Some(self.node.as_str()) {
@@ -245,19 +261,24 @@ impl Sync {
                     }
                 }
                 Wire::Beat { n, e, v } => {
-                    let remote = state.renew(&n, e, &mut changes);
+                    let Some(remote) = state.renew(&n, e, &mut changes) else {
+                        return;
+                    };
                     remote.heard = now;
                     if !remote.synced || remote.version != v {
                         ask.insert(n);
                     }
                 }
                 Wire::Delta { n, e, v, c } => {
-                    let remote = state.renew(&n, e, &mut changes);
+                    let Some(remote) = state.renew(&n, e, &mut changes) else {
+                        return;
+                    };
                     remote.heard = now;
-                    if !remote.synced || v > remote.version + 1 {
+                    let next = remote.version.saturating_add(1);
+                    if !remote.synced || v > next {
                         remote.synced = false;
                         ask.insert(n);
-                    } else if v == remote.version + 1 {
+                    } else if v == next {
                         remote.version = v;
                         for op in c {
                             state.apply(&n, op, &mut changes);
@@ -268,11 +289,12 @@ impl Sync {
                     n,
                     e,
                     v,
+                    s,
                     part,
                     parts,
                     u,
                 } => {
-                    if state.add_part(&n, (e, v, part, parts), u, &mut changes) {
+                    if state.add_part(&n, (e, v, s, part, parts), u, &mut changes) {
                         metrics::counter!("volley_presence_tables_applied_total").increment(1);
                     }
                 }

@@ -118,8 +118,8 @@ pub struct Refused {
 
 impl Refused {
     /// A refusal with this status and reason, counted under `label` in
-    /// `volley_handshake_rejected_total{reason}` (`origin`, `ip_limit`,
-    /// `shutdown` and `handshake` are volley's own).
+    /// `volley_handshake_rejected_total{reason}` (`origin`, `shutdown` and
+    /// `handshake` are volley's own).
     pub fn new(status: StatusCode, reason: impl Into<String>, label: &'static str) -> Refused {
         Refused {
             status,
