@@ -234,6 +234,7 @@ impl std::str::FromStr for JwtAlgorithm {
 
 impl Default for ChatConfig {
     fn default() -> Self {
+        let front = volley_net::front::FrontLimits::default();
         ChatConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             node_id: String::new(),
@@ -256,11 +257,12 @@ impl Default for ChatConfig {
             message_burst: 20.0,
             account_attempts_per_sec: 2.0,
             max_connections_per_user: 16,
-            max_connections_per_ip: 256,
+            max_connections_per_ip: front.per_address,
             metrics_addr: None,
-            head_timeout_ms: 10_000,
-            max_head_bytes: 16 * 1024,
-            max_headers: volley_net::front::MAX_HEADERS,
+            // The front door's defaults, which are `volley echo`'s.
+            head_timeout_ms: front.head_timeout.as_millis() as u64,
+            max_head_bytes: front.max_head_bytes,
+            max_headers: front.max_headers,
             auth_timeout_ms: 10_000,
             typing_ttl_ms: 5_000,
             typing_interval_ms: 2_000,

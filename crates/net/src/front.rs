@@ -74,8 +74,8 @@ pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Header fields per request, as in the raw accept path.
-pub const MAX_HEADERS: usize = 64;
+/// Header fields per request: the raw accept path's limit.
+pub const MAX_HEADERS: usize = volley_wire::handshake::MAX_HEADERS;
 
 /// How long a refused connection gets to take its 429.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
