@@ -2,6 +2,7 @@
 # Interop with implementations nobody here wrote, over ws:// and wss://,
 # compressed and not:
 #   Python `websockets` and Node.js `ws` clients against `volley echo`;
+#   Node.js's http2 module (extended CONNECT, RFC 8441) against `volley serve`;
 #   volley's client against `websockets` and `ws` echo servers.
 # Every exchange checks payloads byte for byte and the echoed close code.
 # Expects the venv made by scripts/test.sh (websockets installed) and npm.
@@ -58,6 +59,12 @@ for scheme in ws wss; do
     check "node-client-$scheme-$mode" node interop/node/client.mjs "$url" "${flag[@]}" "${CA[@]}"
   done
 done
+
+echo "peer HTTP/2 clients -> volley serve (RFC 8441, TLS, ALPN h2)"
+h2_port=$(free_port)
+start volley-serve-h2 "$h2_port" "$VOLLEY" serve --addr "127.0.0.1:$h2_port" --data-dir "$OUT/serve-data" \
+  --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem"
+check "node-http2-client-chat-and-game" node interop/node/h2_client.mjs "https://localhost:$h2_port" "${CA[@]}"
 
 echo "volley client -> peer echo servers"
 for peer in python node; do

@@ -66,6 +66,18 @@ pub struct ChatConfig {
     /// Open connections per client address, of every kind (WebSocket or
     /// HTTP, handshake finished or not), on every path (0: unlimited).
     pub max_connections_per_ip: u32,
+    /// Serve TLS with this PEM certificate chain (with `tls_key`): HTTP/2
+    /// and HTTP/1.1 by ALPN, WebSockets over both.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS with a fresh self-signed certificate for localhost (for
+    /// development), written to `self_signed_cert_out` for clients to trust.
+    pub self_signed: bool,
+    /// Where `self_signed` writes its certificate.
+    pub self_signed_cert_out: PathBuf,
+    /// Without TLS, also speak HTTP/2 with prior knowledge (h2c).
+    pub h2c: bool,
     /// Serve `/metrics` on this address alone (for Prometheus); unset, it
     /// is on the main port for clients on this machine only.
     pub metrics_addr: Option<SocketAddr>,
@@ -258,6 +270,11 @@ impl Default for ChatConfig {
             account_attempts_per_sec: 2.0,
             max_connections_per_user: 16,
             max_connections_per_ip: front.per_address,
+            tls_cert: None,
+            tls_key: None,
+            self_signed: false,
+            self_signed_cert_out: std::env::temp_dir().join("volley-dev-cert.pem"),
+            h2c: false,
             metrics_addr: None,
             // The front door's defaults, which are `volley echo`'s.
             head_timeout_ms: front.head_timeout.as_millis() as u64,
@@ -290,6 +307,16 @@ impl ChatConfig {
         }
         if !(1_000..=600_000).contains(&self.presence_ttl_ms) {
             return bad("presence_ttl_ms", &self.presence_ttl_ms, "1000 to 600000");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad(
+                "tls_cert",
+                &"(one of tls_cert, tls_key)",
+                "both tls_cert and tls_key, or neither",
+            );
+        }
+        if self.self_signed && self.tls_cert.is_some() {
+            return bad("self_signed", &true, "not together with tls_cert");
         }
         if !(100..=600_000).contains(&self.head_timeout_ms) {
             return bad("head_timeout_ms", &self.head_timeout_ms, "100 to 600000");

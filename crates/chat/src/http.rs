@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -83,7 +83,7 @@ impl UpgradeState for App {
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/ws", get(websocket))
+        .route("/ws", any(websocket))
         .route("/healthz", get(healthz))
         .route("/health", get(health))
         .route("/readyz", get(readyz))

@@ -57,6 +57,7 @@ fn connecting(what: &'static str) -> impl FnOnce(volley_hub::Error) -> Error {
 pub struct Server {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: Arc<App>,
     shutdown_tx: watch::Sender<bool>,
     grace: Duration,
@@ -112,8 +113,22 @@ impl Server {
             ),
         };
         let hub = Hub::new(store, broker, fanout);
+        // Certificates are read before the port is taken: a bad path fails
+        // the start with nothing bound.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(volley_net::tls::server_config_from_pem(cert, key)?),
+            _ if config.self_signed => {
+                let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
+                let (tls, pem) = volley_net::tls::self_signed(&names)?;
+                std::fs::write(&config.self_signed_cert_out, pem)?;
+                tracing::info!(cert = %config.self_signed_cert_out.display(), "self-signed certificate written; trust it in clients");
+                Some(tls)
+            }
+            _ => None,
+        };
         let listener = volley_net::front::bind(config.addr)?;
         let mut server = Server::assemble(hub, config, listener)?;
+        server.tls = tls;
         if let Some(addr) = server.app.chat.config.metrics_addr {
             server.metrics_listener = Some(volley_net::front::bind(addr)?);
         }
@@ -172,6 +187,7 @@ impl Server {
         Ok(Server {
             listener,
             metrics_listener: None,
+            tls: None,
             app,
             shutdown_tx,
             grace,
@@ -212,6 +228,7 @@ impl Server {
         let Server {
             listener,
             metrics_listener,
+            tls,
             app,
             shutdown_tx,
             grace,
@@ -254,12 +271,14 @@ impl Server {
             let stop = stop.clone();
             tokio::spawn(async move {
                 let limits = volley_net::front::FrontLimits::default();
-                if let Err(e) = volley_net::front::serve(metrics_listener, page, limits, stop).await {
+                let plain = volley_net::front::Transport::default();
+                if let Err(e) = volley_net::front::serve(metrics_listener, page, limits, plain, stop).await {
                     tracing::error!(error = %e, "metrics listener failed");
                 }
             });
         }
-        let server = volley_net::front::serve(listener, routes, limits, stop.clone());
+        let transport = volley_net::front::Transport { tls, h2c: config.h2c };
+        let server = volley_net::front::serve(listener, routes, limits, transport, stop.clone());
         let shutdown_tx = Arc::new(shutdown_tx);
         let trigger = {
             let tx = shutdown_tx.clone();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::any;
 use axum::Router;
 use tokio::sync::watch;
 use volley_net::assets::{self, Asset};
@@ -52,7 +52,7 @@ pub fn router(lobby: Arc<Lobby>, shutdown: watch::Receiver<bool>, allowed_origin
         shutdown,
     });
     Router::new()
-        .route("/game/ws", get(websocket))
+        .route("/game/ws", any(websocket))
         .with_state(app)
         .merge(assets::routes(ASSETS))
 }

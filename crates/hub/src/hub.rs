@@ -85,8 +85,12 @@ impl Hub {
             return; // joined already
         }
         self.presence.state().shared = true;
+        let link = crate::presence_sync::Link {
+            broker: self.broker.clone(),
+            fanout: self.fanout.clone(),
+        };
         tokio::spawn(crate::presence_sync::run(
-            self.clone(),
+            link,
             self.presence.clone(),
             (node.to_owned(), epoch),
             ttl,

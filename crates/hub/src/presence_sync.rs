@@ -22,8 +22,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::broker::Broker;
+use crate::fanout::Fanout;
 use crate::fanout::{Delivery, Event, Subscriber, SubscriberHandle, Topic};
-use crate::hub::Hub;
 use crate::presence::{Op, Presence, Remote, SyncUser};
 
 /// How often local changes go out as a delta.
@@ -76,7 +77,7 @@ impl Wire {
 
 /// This node's side of the exchange.
 struct Sync {
-    hub: Hub,
+    hub: Link,
     presence: Arc<Presence>,
     node: String,
     epoch: u64,
@@ -87,21 +88,39 @@ struct Sync {
     sends: u64,
 }
 
-fn publish(hub: &Hub, wire: &Wire) {
-    metrics::counter!("volley_presence_sent_total").increment(1);
-    hub.publish(Topic::Cluster, Event::control(wire.encode()));
+/// What the exchange needs of the node: the broker and the local fan-out
+/// its deliveries arrive through (not the whole `Hub`, which starts it).
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) fanout: Arc<Fanout>,
 }
 
-fn subscribe(hub: &Hub) -> (SubscriberHandle, mpsc::Receiver<Delivery>) {
+impl Link {
+    fn unsubscribe(&self, id: crate::fanout::ConnId) {
+        if self.fanout.unsubscribe(Topic::Cluster, id) {
+            self.broker.interest(Topic::Cluster, false);
+        }
+    }
+}
+
+fn publish(hub: &Link, wire: &Wire) {
+    metrics::counter!("volley_presence_sent_total").increment(1);
+    hub.broker.publish(Topic::Cluster, Event::control(wire.encode()));
+}
+
+fn subscribe(hub: &Link) -> (SubscriberHandle, mpsc::Receiver<Delivery>) {
     let (sub, rx) = Subscriber::new(QUEUE);
-    hub.subscribe(Topic::Cluster, &sub);
+    if hub.fanout.subscribe(Topic::Cluster, &sub) {
+        hub.broker.interest(Topic::Cluster, true);
+    }
     (sub, rx)
 }
 
 /// Run the exchange until `leave` is notified: then send what is pending
 /// and a goodbye, last, so nothing of this node arrives after it.
 pub(crate) async fn run(
-    hub: Hub,
+    hub: Link,
     presence: Arc<Presence>,
     (node, epoch): (String, u64),
     ttl: Duration,
@@ -141,7 +160,7 @@ pub(crate) async fn run(
             },
             () = sub.kicked() => {
                 // Fell behind: what was dropped is unknown, so ask everyone.
-                me.hub.unsubscribe(Topic::Cluster, sub.id());
+                me.hub.unsubscribe(sub.id());
                 (sub, rx) = subscribe(&me.hub);
                 publish(&me.hub, &Wire::Want { n: me.node.clone(), of: None });
             }
@@ -153,7 +172,7 @@ pub(crate) async fn run(
             () = leave.notified() => {
                 me.flush();
                 publish(&me.hub, &Wire::Bye { n: me.node.clone(), e: me.epoch });
-                me.hub.unsubscribe(Topic::Cluster, sub.id());
+                me.hub.unsubscribe(sub.id());
                 return;
             }
         }
@@ -209,7 +228,7 @@ impl Sync {
         let mut changes = Vec::new();
         {
             let mut state = self.presence.state();
-            if !self.hub.broker().connected() {
+            if !self.hub.broker.connected() {
                 let now = Instant::now();
                 state.nodes.values_mut().for_each(|r| r.heard = now);
                 return;

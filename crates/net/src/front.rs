@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -174,6 +175,18 @@ impl AsyncWrite for Counted {
     }
 }
 
+/// How connections speak HTTP: plain HTTP/1.1 (and, with `h2c`, HTTP/2
+/// with prior knowledge), or TLS with HTTP/2 and HTTP/1.1 chosen by ALPN.
+/// HTTP/2 always offers extended CONNECT (RFC 8441), so WebSockets open as
+/// streams of a shared connection.
+#[derive(Debug, Clone, Default)]
+pub struct Transport {
+    /// Serve TLS with this configuration (its ALPN list is set here).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Without TLS, also accept HTTP/2 with prior knowledge.
+    pub h2c: bool,
+}
+
 /// Serve `router` on `listener` under `limits` until `stop` turns true:
 /// then stop accepting and let connections finish their current request
 /// (upgraded connections are the application's to close). Requests carry
@@ -182,16 +195,32 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: FrontLimits,
+    transport: Transport,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let addresses = Arc::new(Addresses::default());
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout)
         .max_headers(limits.max_headers)
-        .max_header_size(limits.max_head_bytes)
+        // A head that does not fit the buffer is answered 431.
+        .max_buf_size(limits.max_head_bytes.max(8192))
         .keep_alive(true);
+    http.http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(H2_PING));
+    if transport.tls.is_none() && !transport.h2c {
+        http = http.http1_only();
+    }
     let http = Arc::new(http);
+    let tls = transport.tls.map(|config| {
+        let mut config = (*config).clone();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -212,24 +241,99 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Counted { stream, _slot: slot });
-        let router = router.clone();
+        let counted = Counted { stream, _slot: slot };
+        let connection = Connection {
+            http: http.clone(),
+            router: router.clone(),
+            peer,
+            limits,
+            stop: stop.clone(),
+        };
+        match &tls {
+            None => {
+                tokio::spawn(connection.serve(counted));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // The TLS handshake is part of the head: same deadline.
+                    match tokio::time::timeout(limits.head_timeout, acceptor.accept(counted)).await {
+                        Ok(Ok(tls)) => connection.serve(tls).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => {
+                            metrics::counter!("volley_connections_refused_total", "reason" => "head_timeout")
+                                .increment(1);
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// HTTP/2 connections are pinged this often; one that does not answer is closed.
+const H2_PING: Duration = Duration::from_secs(30);
+
+/// One accepted connection and what serving it needs.
+struct Connection {
+    http: Arc<auto::Builder<TokioExecutor>>,
+    router: Router,
+    peer: std::net::SocketAddr,
+    limits: FrontLimits,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn serve<I>(mut self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (router, peer) = (self.router.clone(), self.peer);
+        // No request within the head timeout (a silent socket, or an HTTP/2
+        // connection that never sends a stream): closed, as HTTP/1.1's own
+        // head timeout does for its requests.
+        let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen_by_service = seen.clone();
         let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            seen_by_service.store(true, std::sync::atomic::Ordering::Relaxed);
             request.extensions_mut().insert(ConnectInfo(peer));
             let mut router = router.clone();
-            async move { router.call(request).await }
+            async move {
+                // A CONNECT without `:protocol` asks for a tunnel: this is not
+                // a proxy. (An extended CONNECT goes to its route.)
+                let tunnel = request.method() == http::Method::CONNECT
+                    && request.extensions().get::<hyper::ext::Protocol>().is_none();
+                if tunnel {
+                    let refused = crate::Refused::new(
+                        http::StatusCode::BAD_REQUEST,
+                        "CONNECT without :protocol: this server is not a proxy (a WebSocket needs :protocol websocket)",
+                        "handshake",
+                    );
+                    return Ok(axum::response::IntoResponse::into_response(refused));
+                }
+                router.call(request).await
+            }
         });
-        let http = http.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let conn = http.serve_connection(io, service).with_upgrades();
-            tokio::pin!(conn);
+        let conn = self.http.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let first = tokio::time::sleep(self.limits.head_timeout);
+        tokio::pin!(first);
+        let mut waiting_first = true;
+        loop {
             tokio::select! {
                 result = conn.as_mut() => return finished(result),
-                () = stopped(&mut stop) => conn.as_mut().graceful_shutdown(),
+                () = &mut first, if waiting_first => {
+                    waiting_first = false;
+                    if !seen.load(std::sync::atomic::Ordering::Relaxed) {
+                        metrics::counter!("volley_connections_refused_total", "reason" => "head_timeout").increment(1);
+                        return;
+                    }
+                }
+                () = stopped(&mut self.stop) => break,
             }
-            finished(conn.await);
-        });
+        }
+        conn.as_mut().graceful_shutdown();
+        finished(conn.await);
     }
 }
 
@@ -238,9 +342,10 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-fn finished(result: Result<(), hyper::Error>) {
+fn finished(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
     if let Err(e) = result {
-        if e.is_timeout() {
+        let timeout = e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout);
+        if timeout {
             metrics::counter!("volley_connections_refused_total", "reason" => "head_timeout").increment(1);
         }
         tracing::debug!(error = %e, "HTTP connection ended");

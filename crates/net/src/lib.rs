@@ -15,6 +15,7 @@
 
 pub mod assets;
 mod client;
+mod client_h2;
 mod config;
 mod error;
 pub mod front;
@@ -29,6 +30,7 @@ mod upgrade;
 mod timers_test;
 
 pub use client::{connect, Connector};
+pub use client_h2::H2Connection;
 pub use config::{Config, InvalidSetting};
 pub use error::Error;
 pub use origin::origin_allowed;

@@ -209,15 +209,18 @@ impl Acceptor {
     /// Answer with [`Negotiated::response`] (or the error's status), then
     /// turn the upgraded stream into a socket with [`Negotiated::into_websocket`].
     pub fn negotiate<B>(&self, request: &Request<B>) -> Result<Negotiated, HandshakeError> {
-        self.negotiate_head(request.method(), request.version(), request.headers())
+        self.negotiate_head(request.method(), request.version(), None, request.headers())
     }
 
     /// [`negotiate`](Self::negotiate) for a request head taken apart, as
-    /// extractors see it.
+    /// extractors see it. `protocol` is the `:protocol` pseudo-header of an
+    /// HTTP/2 or HTTP/3 extended CONNECT (RFC 8441, RFC 9220), which the HTTP
+    /// layer parsed; `None` for HTTP/1.1.
     pub fn negotiate_head(
         &self,
         method: &Method,
         version: Version,
+        protocol: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<Negotiated, HandshakeError> {
         if self.is_closing() {
@@ -226,7 +229,8 @@ impl Acceptor {
                 reason: "server shutting down".into(),
             });
         }
-        let validated = self.check(method, version, headers)?;
+        self.check_origin_of(headers)?;
+        let validated = handshake::validate_opening(method, version, protocol, headers)?;
         let protocol = validated
             .protocols
             .iter()
@@ -245,16 +249,6 @@ impl Acceptor {
             deflate,
             config: self.config.clone(),
         })
-    }
-
-    fn check(
-        &self,
-        method: &Method,
-        version: Version,
-        headers: &HeaderMap,
-    ) -> Result<handshake::Validated, HandshakeError> {
-        self.check_origin_of(headers)?;
-        handshake::validate_head(method, version, headers)
     }
 
     /// The origin policy first: a foreign page learns only that it is not

@@ -6,11 +6,12 @@
 //! negotiation) and refuses a bad request with its HTTP status before the
 //! handler runs. The handler adds its own checks (authentication, limits),
 //! then answers with [`WebSocketUpgrade::on_upgrade`], which hands the
-//! upgraded stream to our [`WebSocket`]. Handlers never see the transport.
-//! Today that is an HTTP/1.1 upgrade (GET, 101); HTTP/2 extended CONNECT
-//! (RFC 8441: CONNECT with `:protocol`, answered 200) is a hyper
-//! [`hyper::upgrade::Upgraded`] too, and is meant to plug in here, in the
-//! checks and the answer, without handlers changing.
+//! upgraded stream to our [`WebSocket`]. Handlers never see the transport:
+//! an HTTP/1.1 upgrade (GET, answered 101) and an HTTP/2 extended CONNECT
+//! (RFC 8441: CONNECT with `:protocol websocket`, answered 200, the stream
+//! then carrying the WebSocket's bytes) both end as a hyper
+//! [`hyper::upgrade::Upgraded`]. Routes take every method (`any`), since the
+//! two kinds arrive as GET and CONNECT.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -63,8 +64,9 @@ impl WebSocketUpgrade {
         self.negotiated.protocol()
     }
 
-    /// Answer `101 Switching Protocols` and run `session` on the socket once
-    /// the HTTP server hands the connection over (in a task of its own).
+    /// Answer (`101 Switching Protocols`, or `200` to an extended CONNECT)
+    /// and run `session` on the socket once the HTTP server hands the
+    /// connection or stream over (in a task of its own).
     pub fn on_upgrade<F, Fut>(self, session: F) -> Response
     where
         F: FnOnce(WebSocket<Upgraded>) -> Fut + Send + 'static,
@@ -89,9 +91,24 @@ where
     type Rejection = Refused;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refused> {
+        // HTTP/2 carries the host as `:authority`, in the URI; the origin
+        // check compares against `Host`.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(host) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+        let protocol = parts
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .map(|p| p.as_str().to_owned());
         let negotiated = state
             .acceptor()
-            .negotiate_head(&parts.method, parts.version, &parts.headers)
+            .negotiate_head(&parts.method, parts.version, protocol.as_deref(), &parts.headers)
             .map_err(Refused::from)?;
         let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or_else(|| {
             Refused::new(

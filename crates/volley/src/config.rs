@@ -64,6 +64,21 @@ pub(crate) struct ServeArgs {
     /// Connections per client IP, 0 for no limit [default: 256].
     #[arg(long, env = "VOLLEY_MAX_CONNECTIONS_PER_IP")]
     pub(crate) max_connections_per_ip: Option<u32>,
+    /// PEM certificate chain: serve TLS (HTTP/2 and HTTP/1.1 by ALPN; wss:// and https://).
+    #[arg(long, requires = "tls_key", conflicts_with = "self_signed", env = "VOLLEY_TLS_CERT")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert", env = "VOLLEY_TLS_KEY")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Serve TLS with a fresh self-signed certificate for localhost, 127.0.0.1 and ::1 (development only).
+    #[arg(long)]
+    pub(crate) self_signed: bool,
+    /// Where --self-signed writes its certificate (PEM), for clients to trust [default: $TMPDIR/volley-dev-cert.pem].
+    #[arg(long)]
+    pub(crate) self_signed_cert_out: Option<PathBuf>,
+    /// Without TLS, also accept HTTP/2 with prior knowledge (h2c).
+    #[arg(long, env = "VOLLEY_H2C")]
+    pub(crate) h2c: bool,
     /// Serve /metrics on this address only (for Prometheus) [default: on --addr, to clients on this machine only].
     #[arg(long, env = "VOLLEY_METRICS_ADDR")]
     pub(crate) metrics_addr: Option<SocketAddr>,
@@ -175,6 +190,24 @@ impl ServeConfig {
         }
         if let Some(addr) = args.metrics_addr {
             chat.metrics_addr = Some(addr);
+        }
+        if let Some(cert) = args.tls_cert {
+            chat.tls_cert = Some(cert);
+            chat.self_signed = false;
+        }
+        if let Some(key) = args.tls_key {
+            chat.tls_key = Some(key);
+        }
+        if args.self_signed {
+            chat.self_signed = true;
+            chat.tls_cert = None;
+            chat.tls_key = None;
+        }
+        if let Some(out) = args.self_signed_cert_out {
+            chat.self_signed_cert_out = out;
+        }
+        if args.h2c {
+            chat.h2c = true;
         }
         if let Some(store) = args.store {
             chat.store = Some(store);

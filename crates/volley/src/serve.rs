@@ -43,6 +43,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let data_dir = config.data_dir.clone();
     let origins = config.allowed_origins.clone();
+    let scheme = if config.tls_cert.is_some() || config.self_signed {
+        "https"
+    } else {
+        "http"
+    };
     // Each validates its settings as it starts: the game first, so a bad
     // value there stops the node before the chat opens its database.
     let lobby = Lobby::start(game).context("starting the game")?;
@@ -51,7 +56,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let routes = volley_game::router(lobby, server.shutdown_signal(), origins);
     let server = server.mount(routes);
     let addr = server.local_addr()?;
-    info!(%addr, data = %data_dir.display(), "volley serve: open http://{addr}/ (chat) and http://{addr}/game");
+    info!(%addr, data = %data_dir.display(), "volley serve: open {scheme}://{addr}/ (chat) and {scheme}://{addr}/game");
     server.run(stop_signal()).await?;
     info!("stopped");
     Ok(())

@@ -8,7 +8,8 @@ mod server;
 
 pub use client::{client_request, parse_response, verify_response, Agreed, ClientRequest, WsUrl};
 pub use server::{
-    parse_request, reject_response, switching_response, upgrade_response, validate_head, validate_request, Validated,
+    parse_request, reject_response, switching_response, upgrade_response, validate_connect, validate_head,
+    validate_opening, validate_request, Validated,
 };
 
 use base64::Engine;

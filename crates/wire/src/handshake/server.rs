@@ -39,10 +39,14 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, Handsha
 /// What a valid upgrade request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validated {
-    /// The `Sec-WebSocket-Accept` value to answer with.
+    /// The `Sec-WebSocket-Accept` value to answer with (empty for an
+    /// extended CONNECT, which has no key).
     pub accept: String,
     /// Subprotocols the client offered, in its order of preference.
     pub protocols: Vec<String>,
+    /// An extended CONNECT over HTTP/2 (RFC 8441) or HTTP/3 (RFC 9220),
+    /// answered `200`, rather than an HTTP/1.1 upgrade answered `101`.
+    pub extended: bool,
 }
 
 /// Check a request against RFC 6455 section 4.2.1.
@@ -75,7 +79,68 @@ pub fn validate_head(method: &Method, version: Version, headers: &HeaderMap) -> 
     Ok(Validated {
         accept: accept_key(key),
         protocols: tokens(headers, "sec-websocket-protocol").map(str::to_owned).collect(),
+        extended: false,
     })
+}
+
+/// Check an extended CONNECT (RFC 8441 over HTTP/2, RFC 9220 over HTTP/3):
+/// `CONNECT` with the `:protocol` pseudo-header `websocket` (given here as
+/// `protocol`, which the HTTP layer parsed) and `Sec-WebSocket-Version: 13`.
+/// There is no key and no `Upgrade`/`Connection` header: the stream itself is
+/// the WebSocket's byte stream once the server answers 200.
+pub fn validate_connect(
+    method: &Method,
+    version: Version,
+    protocol: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Validated, HandshakeError> {
+    let rejected = |reason: &str| HandshakeError::Rejected {
+        status: 400,
+        reason: reason.to_owned(),
+    };
+    if method != Method::CONNECT {
+        return Err(HandshakeError::Method(method.to_string()));
+    }
+    if version != Version::HTTP_2 && version != Version::HTTP_3 {
+        return Err(rejected("extended CONNECT needs HTTP/2 or HTTP/3"));
+    }
+    match protocol {
+        None => {
+            return Err(rejected(
+                "CONNECT without :protocol (a WebSocket needs :protocol websocket)",
+            ))
+        }
+        Some(p) if !p.eq_ignore_ascii_case("websocket") => {
+            return Err(rejected(&format!(":protocol {p} is not supported (only websocket)")));
+        }
+        Some(_) => {}
+    }
+    let version_ok = headers
+        .get(http::header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes().trim_ascii() == VERSION.as_bytes());
+    if !version_ok {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    Ok(Validated {
+        accept: String::new(),
+        protocols: tokens(headers, "sec-websocket-protocol").map(str::to_owned).collect(),
+        extended: true,
+    })
+}
+
+/// An opening handshake of either kind: an extended CONNECT when the method
+/// is CONNECT, an HTTP/1.1 upgrade otherwise.
+pub fn validate_opening(
+    method: &Method,
+    version: Version,
+    protocol: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Validated, HandshakeError> {
+    if method == Method::CONNECT {
+        validate_connect(method, version, protocol, headers)
+    } else {
+        validate_head(method, version, headers)
+    }
 }
 
 fn single(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&[u8]> {
@@ -106,6 +171,13 @@ pub fn switching_response(accept: &str, protocol: Option<&str>, extra: &[(&str, 
 /// built on hyper or axum that write the response themselves.
 pub fn upgrade_response(validated: &Validated, protocol: Option<&str>) -> http::Response<()> {
     let mut response = http::Response::new(());
+    if validated.extended {
+        // 200 on the stream; no hop-by-hop headers exist in HTTP/2 and 3.
+        if let Some(p) = protocol.and_then(|p| http::HeaderValue::from_str(p).ok()) {
+            response.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, p);
+        }
+        return response;
+    }
     *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
