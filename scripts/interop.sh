@@ -60,7 +60,8 @@ for scheme in ws wss; do
   done
 done
 
-echo "peer HTTP/2 clients -> volley serve (RFC 8441, TLS, ALPN h2)"
+echo "peer HTTP/2 clients -> volley echo and volley serve (RFC 8441, TLS, ALPN h2)"
+check "node-http2-client-echo" node interop/node/h2_echo.mjs "https://localhost:$wss_port" "${CA[@]}"
 h2_port=$(free_port)
 start volley-serve-h2 "$h2_port" "$VOLLEY" serve --addr "127.0.0.1:$h2_port" --data-dir "$OUT/serve-data" \
   --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem"

@@ -48,6 +48,21 @@ fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Read the certificate files again on every SIGHUP (a renewed
+/// certificate, without dropping a connection).
+async fn reload_on_hangup(pair: Arc<volley_net::tls::Reloadable>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: certificates will not be reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match pair.reload() {
+            Ok(()) => tracing::info!("SIGHUP: certificate reloaded; new connections use it"),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: certificate not reloaded; still serving the previous one"),
+        }
+    }
+}
+
 /// Name a start-up connection failure by what was being reached.
 fn connecting(what: &'static str) -> impl FnOnce(volley_hub::Error) -> Error {
     move |source| Error::Connect { what, source }
@@ -58,6 +73,8 @@ pub struct Server {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate files, read again on SIGHUP.
+    reload: Option<Arc<volley_net::tls::Reloadable>>,
     app: Arc<App>,
     shutdown_tx: watch::Sender<bool>,
     grace: Duration,
@@ -115,8 +132,14 @@ impl Server {
         let hub = Hub::new(store, broker, fanout);
         // Certificates are read before the port is taken: a bad path fails
         // the start with nothing bound.
+        let mut reload = None;
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(volley_net::tls::server_config_from_pem(cert, key)?),
+            (Some(cert), Some(key)) => {
+                let pair = volley_net::tls::Reloadable::load(cert, key)?;
+                let tls = pair.server_config()?;
+                reload = Some(pair);
+                Some(tls)
+            }
             _ if config.self_signed => {
                 let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
                 let (tls, pem) = volley_net::tls::self_signed(&names)?;
@@ -129,6 +152,7 @@ impl Server {
         let listener = volley_net::front::bind(config.addr)?;
         let mut server = Server::assemble(hub, config, listener)?;
         server.tls = tls;
+        server.reload = reload;
         if let Some(addr) = server.app.chat.config.metrics_addr {
             server.metrics_listener = Some(volley_net::front::bind(addr)?);
         }
@@ -188,6 +212,7 @@ impl Server {
             listener,
             metrics_listener: None,
             tls: None,
+            reload: None,
             app,
             shutdown_tx,
             grace,
@@ -229,6 +254,7 @@ impl Server {
             listener,
             metrics_listener,
             tls,
+            reload,
             app,
             shutdown_tx,
             grace,
@@ -276,6 +302,9 @@ impl Server {
                     tracing::error!(error = %e, "metrics listener failed");
                 }
             });
+        }
+        if let Some(pair) = reload {
+            tokio::spawn(reload_on_hangup(pair));
         }
         let transport = volley_net::front::Transport { tls, h2c: config.h2c };
         let server = volley_net::front::serve(listener, routes, limits, transport, stop.clone());

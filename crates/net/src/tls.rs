@@ -2,8 +2,9 @@
 //!
 //! Servers load a certificate chain and key from PEM files, or make a
 //! self-signed certificate for development. Clients trust the system's roots
-//! plus an optional extra CA file. ALPN advertises `http/1.1`; the list is
-//! built in one place ([`ALPN`]) so `h2` can join it when HTTP/2 lands.
+//! plus an optional extra CA file. Servers offer `h2` and `http/1.1` by ALPN
+//! ([`ALPN`]); the WebSocket client asks for `http/1.1`, `H2Connection` for
+//! `h2`.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -14,8 +15,9 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::Error;
 
-/// ALPN protocol identifiers we offer and accept, in preference order.
-pub const ALPN: &[&[u8]] = &[b"http/1.1"];
+/// ALPN protocol identifiers servers accept, in preference order: HTTP/2
+/// first (WebSockets as extended CONNECT streams), then HTTP/1.1.
+pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -37,6 +39,72 @@ pub fn server_config_from_pem(cert_path: &Path, key_path: &Path) -> Result<Arc<S
     let key = PrivateKeyDer::from_pem_file(key_path)
         .map_err(|e| Error::TlsConfig(format!("cannot read a private key from {}: {e}", key_path.display())))?;
     server_config(certs, key)
+}
+
+/// A certificate and key read from PEM files that can be read again while
+/// serving (on SIGHUP, say): handshakes from then on get the new pair;
+/// connections already open keep theirs. A reload that fails (a missing
+/// file, a key that does not match) keeps the pair in use.
+#[derive(Debug)]
+pub struct Reloadable {
+    cert_path: std::path::PathBuf,
+    key_path: std::path::PathBuf,
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl Reloadable {
+    /// Read the pair now; fails as [`server_config_from_pem`] does.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Reloadable>, Error> {
+        let current = certified(cert_path, key_path)?;
+        Ok(Arc::new(Reloadable {
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            current: std::sync::RwLock::new(Arc::new(current)),
+        }))
+    }
+
+    /// Read the files again and serve the new pair from the next handshake.
+    pub fn reload(&self) -> Result<(), Error> {
+        let fresh = Arc::new(certified(&self.cert_path, &self.key_path)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// A server configuration whose handshakes use the current pair.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, Error> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::TlsConfig(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = alpn();
+        Ok(Arc::new(config))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for Reloadable {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+fn certified(cert_path: &Path, key_path: &Path) -> Result<rustls::sign::CertifiedKey, Error> {
+    let certs = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::TlsConfig(format!("cannot read certificates from {}: {e}", cert_path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::TlsConfig(format!("no certificate in {}", cert_path.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| Error::TlsConfig(format!("cannot read a private key from {}: {e}", key_path.display())))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| Error::TlsConfig(format!("unusable private key in {}: {e}", key_path.display())))?;
+    let pair = rustls::sign::CertifiedKey::new(certs, signing);
+    pair.keys_match()
+        .map_err(|e| Error::TlsConfig(format!("certificate and key do not work together: {e}")))?;
+    Ok(pair)
 }
 
 /// A server configuration from DER certificates and key.
@@ -90,7 +158,8 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, Error
         .map_err(|e| Error::TlsConfig(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = alpn();
+    // The WebSocket client speaks HTTP/1.1; `H2Connection` asks for h2 itself.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
-use volley_net::{tls, Acceptor, Config, DeflateConfig, Error};
+use volley_net::{tls, Accepted, Acceptor, Config, DeflateConfig, Error};
 
 /// Options of `volley echo`.
 #[derive(Debug, clap::Args)]
@@ -117,13 +117,22 @@ pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(acceptor: Acceptor, stream: TcpStream, peer: SocketAddr) {
-    let mut ws = match acceptor.accept_tcp(stream).await {
-        Ok((ws, _request)) => ws,
-        Err(e) => {
-            info!(%peer, error = %e, "handshake failed");
-            return;
+    match acceptor.accept_tcp_or_h2(stream).await {
+        Ok(Accepted::WebSocket(ws, _request)) => echo(ws, peer).await,
+        // HTTP/2 (TLS, ALPN h2): every extended CONNECT stream is an echo.
+        Ok(Accepted::Http2(connection)) => {
+            if let Err(e) = connection.serve(move |ws| echo(ws, peer)).await {
+                debug!(%peer, error = %e, "HTTP/2 connection ended");
+            }
         }
-    };
+        Err(e) => info!(%peer, error = %e, "handshake failed"),
+    }
+}
+
+async fn echo<S>(mut ws: volley_net::WebSocket<S>, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         match ws.recv().await {
             Ok(Some(message)) => {

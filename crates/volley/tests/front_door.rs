@@ -41,7 +41,13 @@ impl Serve {
             .expect("start volley serve");
         let serve = Serve { child, addr, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while get(serve.addr, "/healthz", &[]).0 != 200 {
+        // With TLS the port being open is the sign (plain HTTP would not answer).
+        let tls = flags.contains(&"--tls-cert");
+        while !(if tls {
+            TcpStream::connect(serve.addr).is_ok()
+        } else {
+            get(serve.addr, "/healthz", &[]).0 == 200
+        }) {
             assert!(Instant::now() < deadline, "volley serve never answered /healthz");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -349,4 +355,96 @@ fn metrics_stay_off_the_public_port() {
         404,
         "forwarded by a proxy on this machine"
     );
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// A certificate pair for `localhost`, as PEM (certificate, key).
+fn certificate() -> (String, String) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    (made.cert.pem(), made.signing_key.serialize_pem())
+}
+
+/// SIGHUP reads the certificate files again: new connections get the new
+/// certificate, a WebSocket opened before keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_after_sighup_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (old_cert, old_key) = certificate();
+    std::fs::write(&cert, &old_cert).unwrap();
+    std::fs::write(&key, &old_key).unwrap();
+    let (cert_flag, key_flag) = (cert.display().to_string(), key.display().to_string());
+    let serve = Serve::start("", &["--tls-cert", &cert_flag, "--tls-key", &key_flag]);
+    let url = format!("wss://localhost:{}/ws", serve.addr.port());
+    let trusting = |pem: &str| {
+        // Each trust store in a file of its own, named for the certificate.
+        let ca = dir.path().join(format!("ca-{:x}.pem", fnv(pem.as_bytes())));
+        std::fs::write(&ca, pem).unwrap();
+        volley_net::Connector::new(volley_net::Config::default())
+            .tls(volley_net::tls::client_config(Some(&ca)).unwrap())
+    };
+    let mut before = ChatClient::connect_with(
+        &trusting(&old_cert),
+        &url,
+        Login::Guest("early".into()),
+        &HashMap::new(),
+    )
+    .await
+    .expect("the first certificate is served");
+
+    let (new_cert, new_key) = certificate();
+    std::fs::write(&cert, &new_cert).unwrap();
+    std::fs::write(&key, &new_key).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    ChatClient::connect_with(&trusting(&new_cert), &url, Login::Guest("late".into()), &HashMap::new())
+        .await
+        .expect("the renewed certificate is served");
+    let stale = ChatClient::connect_with(
+        &trusting(&old_cert),
+        &url,
+        Login::Guest("stale".into()),
+        &HashMap::new(),
+    )
+    .await;
+    assert!(stale.is_err(), "the old certificate is no longer served");
+    // The connection made before the reload is untouched.
+    before
+        .send_json(&serde_json::json!({ "type": "create_room", "name": "still" }))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), before.recv()).await {
+            Ok(Ok(Some(volley_chat::protocol::ServerMsg::RoomJoined { .. }))) => break,
+            Ok(Ok(Some(_))) => {}
+            other => panic!("the early connection after the reload: {other:?}"),
+        }
+    }
+
+    // A broken pair on the next SIGHUP keeps the current one in service.
+    std::fs::write(&key, "not a key").unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ChatClient::connect_with(
+        &trusting(&new_cert),
+        &url,
+        Login::Guest("after".into()),
+        &HashMap::new(),
+    )
+    .await
+    .expect("a failed reload keeps the working certificate");
 }
