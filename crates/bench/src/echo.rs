@@ -26,6 +26,9 @@ pub struct Echo {
     pub warmup: Duration,
     /// Text instead of binary messages.
     pub text: bool,
+    /// Over HTTP/2 (RFC 8441): the connections become streams spread over
+    /// this many HTTP/2 connections (`wss://` only).
+    pub http2: Option<usize>,
 }
 
 impl Scenario for Echo {
@@ -40,6 +43,13 @@ impl Scenario for Echo {
             ("in_flight".into(), self.in_flight.to_string()),
             ("duration_s".into(), self.duration.as_secs_f64().to_string()),
             ("type".into(), if self.text { "text" } else { "binary" }.into()),
+            (
+                "transport".into(),
+                match self.http2 {
+                    None => "http/1.1".into(),
+                    Some(n) => format!("h2 ({n} connections)"),
+                },
+            ),
         ])
     }
 
@@ -52,19 +62,27 @@ impl Scenario for Echo {
     }
 
     async fn run(&self, target: &Target) -> Result<Measured, Error> {
-        let sockets = crate::connect::open_many(target, self.connections, 128).await?;
         let payload = Bytes::from(vec![b'x'; self.size]);
         let message = if self.text {
             Message::Text(String::from_utf8_lossy(&payload).into_owned().into())
         } else {
-            Message::Binary(payload)
+            Message::Binary(payload.clone())
         };
+        let (mut sockets, mut streams) = (Vec::new(), Vec::new());
+        match self.http2 {
+            Some(connections) => streams = open_h2(target, connections, self.connections).await?,
+            None => sockets = crate::connect::open_many(target, self.connections, 128).await?,
+        }
         let start = Instant::now();
         let measure_from = start + self.warmup;
         let deadline = measure_from + self.duration;
         let mut tasks = JoinSet::new();
+        for ws in streams {
+            // Streams of HTTP/2 connections: the full client.
+            tasks.spawn(full(ws, message.clone(), self.in_flight.max(1), measure_from, deadline));
+        }
         let (raw_frame, echo_header) = crate::raw::frames(self.size);
-        for mut ws in sockets {
+        for ws in sockets {
             let message = message.clone();
             let in_flight = self.in_flight.max(1);
             if !ws.deflate_enabled() && !self.text {
@@ -77,46 +95,7 @@ impl Scenario for Echo {
                 continue;
             }
             // Compressed or text: the full client, which decodes every echo.
-            tasks.spawn(async move {
-                let mut hist = histogram();
-                let (mut ops, mut bytes, mut errors) = (0u64, 0u64, 0u64);
-                let mut sent_at = VecDeque::with_capacity(in_flight);
-                for _ in 0..in_flight {
-                    if ws.feed(message.clone()).await.is_err() {
-                        return (hist, 0, 0, 1);
-                    }
-                    sent_at.push_back(Instant::now());
-                }
-                loop {
-                    match ws.recv().await {
-                        Ok(Some(echo)) => {
-                            let now = Instant::now();
-                            let sent = sent_at.pop_front().unwrap_or(now);
-                            if now >= measure_from && now < deadline {
-                                let _ = hist.record((now - sent).as_micros().max(1) as u64);
-                                ops += 1;
-                                bytes += echo.len() as u64;
-                            }
-                            if now >= deadline {
-                                break;
-                            }
-                            // Queued, not flushed: `recv` writes it out with
-                            // any other replies before it waits for input.
-                            if ws.feed(message.clone()).await.is_err() {
-                                errors += 1;
-                                break;
-                            }
-                            sent_at.push_back(now);
-                        }
-                        Ok(None) | Err(_) => {
-                            errors += 1;
-                            break;
-                        }
-                    }
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(CloseCode::NORMAL, "")).await;
-                (hist, ops, bytes, errors)
-            });
+            tasks.spawn(full(ws, message, in_flight, measure_from, deadline));
         }
         // The server's CPU time over exactly the measured window: its cost per
         // round trip, which holds even when the generator is the limit.
@@ -152,4 +131,100 @@ impl Scenario for Echo {
         }
         Ok(total)
     }
+}
+
+/// `total` WebSockets as streams spread over `connections` HTTP/2
+/// connections to the target (`wss://` URL, ALPN h2).
+async fn open_h2(
+    target: &Target,
+    connections: usize,
+    total: usize,
+) -> Result<Vec<volley_net::WebSocket<volley_net::Upgraded>>, Error> {
+    let url = volley_wire::handshake::WsUrl::parse(&target.url).map_err(|e| Error::Chat(e.to_string()))?;
+    if !url.secure {
+        return Err(Error::Chat("--http2 needs a wss:// URL (HTTP/2 by ALPN)".into()));
+    }
+    let tls = match target.connector.tls_config() {
+        Some(tls) => tls,
+        None => volley_net::tls::client_config(None).map_err(|source| Error::Connect {
+            url: target.url.clone(),
+            source,
+        })?,
+    };
+    let authority = format!("{}:{}", url.host, url.port);
+    let mut h2 = Vec::with_capacity(connections.max(1));
+    for _ in 0..connections.max(1) {
+        let connection =
+            volley_net::H2Connection::connect(&authority, &url.host, tls.clone(), volley_net::Config::default())
+                .await
+                .map_err(|source| Error::Connect {
+                    url: target.url.clone(),
+                    source,
+                })?;
+        h2.push(connection);
+    }
+    let mut streams = Vec::with_capacity(total);
+    for i in 0..total {
+        let ws = h2[i % h2.len()]
+            .websocket(&url.path_and_query, &[])
+            .await
+            .map_err(|source| Error::Connect {
+                url: target.url.clone(),
+                source,
+            })?;
+        streams.push(ws);
+    }
+    Ok(streams)
+}
+
+/// One connection of the full client: keep `in_flight` messages out,
+/// decode every echo, time the round trips inside the window.
+async fn full<S>(
+    mut ws: volley_net::WebSocket<S>,
+    message: Message,
+    in_flight: usize,
+    measure_from: Instant,
+    deadline: Instant,
+) -> (hdrhistogram::Histogram<u64>, u64, u64, u64)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut hist = histogram();
+    let (mut ops, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+    let mut sent_at = VecDeque::with_capacity(in_flight);
+    for _ in 0..in_flight {
+        if ws.feed(message.clone()).await.is_err() {
+            return (hist, 0, 0, 1);
+        }
+        sent_at.push_back(Instant::now());
+    }
+    loop {
+        match ws.recv().await {
+            Ok(Some(echo)) => {
+                let now = Instant::now();
+                let sent = sent_at.pop_front().unwrap_or(now);
+                if now >= measure_from && now < deadline {
+                    let _ = hist.record((now - sent).as_micros().max(1) as u64);
+                    ops += 1;
+                    bytes += echo.len() as u64;
+                }
+                if now >= deadline {
+                    break;
+                }
+                // Queued, not flushed: `recv` writes it out with
+                // any other replies before it waits for input.
+                if ws.feed(message.clone()).await.is_err() {
+                    errors += 1;
+                    break;
+                }
+                sent_at.push_back(now);
+            }
+            Ok(None) | Err(_) => {
+                errors += 1;
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(CloseCode::NORMAL, "")).await;
+    (hist, ops, bytes, errors)
 }

@@ -54,6 +54,12 @@ impl Connector {
         self
     }
 
+    /// The TLS settings given with [`tls`](Self::tls), if any (for opening
+    /// an [`H2Connection`](crate::H2Connection) with the same trust).
+    pub fn tls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
+    }
+
     /// Offer permessage-deflate (RFC 7692) with these settings.
     pub fn deflate(mut self, config: DeflateConfig) -> Self {
         self.deflate = Some(config);

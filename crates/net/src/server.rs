@@ -35,11 +35,11 @@ enum OriginPolicy {
 /// [`WebSocket`]. Cheap to clone; build one and share it across accepts.
 #[derive(Clone)]
 pub struct Acceptor {
-    config: Config,
+    pub(crate) config: Config,
     protocols: Vec<String>,
     origins: OriginPolicy,
     deflate: Option<DeflateConfig>,
-    tls: Option<TlsAcceptor>,
+    pub(crate) tls: Option<TlsAcceptor>,
     closing: Option<watch::Receiver<bool>>,
 }
 
@@ -86,31 +86,6 @@ impl Acceptor {
     /// Accept a TCP connection: TLS first if configured, then the WebSocket
     /// handshake, both within one handshake timeout. A client that stops
     /// mid-handshake, or sends something other than TLS, is dropped.
-    /// As [`accept_tcp`](Self::accept_tcp), and a TLS client that chose
-    /// HTTP/2 by ALPN comes back as an [`H2Accepted`] connection, whose
-    /// streams are WebSockets opened by extended CONNECT (RFC 8441).
-    pub async fn accept_tcp_or_h2(&self, tcp: TcpStream) -> Result<Accepted, Error> {
-        let _ = tcp.set_nodelay(true);
-        let work = async {
-            let stream = match &self.tls {
-                None => MaybeTlsStream::Plain(tcp),
-                Some(tls) => {
-                    let stream = tls.accept(tcp).await.map_err(crate::tls::classify)?;
-                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        return Ok(Accepted::Http2(crate::server_h2::H2Accepted::new(stream, self.clone())));
-                    }
-                    MaybeTlsStream::ServerTls(Box::new(stream))
-                }
-            };
-            let (ws, request) = self.handshake(stream).await?;
-            Ok(Accepted::WebSocket(ws, request))
-        };
-        match timeout(self.config.handshake_timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout("handshake")),
-        }
-    }
-
     /// Run the TLS (if configured) and WebSocket handshakes on a TCP
     /// connection, within the handshake timeout.
     pub async fn accept_tcp(&self, tcp: TcpStream) -> Result<(WebSocket<MaybeTlsStream>, Request<()>), Error> {
@@ -191,7 +166,7 @@ impl Acceptor {
         }
     }
 
-    async fn handshake<S>(&self, mut stream: S) -> Result<(WebSocket<S>, Request<()>), Error>
+    pub(crate) async fn handshake<S>(&self, mut stream: S) -> Result<(WebSocket<S>, Request<()>), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -294,18 +269,6 @@ impl Acceptor {
         }
         Ok(())
     }
-}
-
-/// What a TCP connection turned out to be.
-// Made once per connection and taken apart at once: boxing either side
-// would only add an allocation per connection.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Accepted {
-    /// An HTTP/1.1 upgrade: one WebSocket, and its request head.
-    WebSocket(WebSocket<MaybeTlsStream>, Request<()>),
-    /// An HTTP/2 connection (TLS with ALPN `h2`): WebSockets as streams.
-    Http2(crate::server_h2::H2Accepted),
 }
 
 /// A valid upgrade request with the subprotocol and extension agreed.

@@ -14,7 +14,48 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::upgrade::Upgraded;
-use crate::{Acceptor, WebSocket};
+use tokio::time::timeout;
+
+use crate::{Acceptor, Error, MaybeTlsStream, WebSocket};
+
+/// What a TCP connection turned out to be.
+// Made once per connection and taken apart at once: boxing either side
+// would only add an allocation per connection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Accepted {
+    /// An HTTP/1.1 upgrade: one WebSocket, and its request head.
+    WebSocket(WebSocket<MaybeTlsStream>, Request<()>),
+    /// An HTTP/2 connection (TLS with ALPN `h2`): WebSockets as streams.
+    Http2(H2Accepted),
+}
+
+impl Acceptor {
+    /// As [`accept_tcp`](Self::accept_tcp), and a TLS client that chose
+    /// HTTP/2 by ALPN comes back as an [`H2Accepted`] connection, whose
+    /// streams are WebSockets opened by extended CONNECT (RFC 8441).
+    pub async fn accept_tcp_or_h2(&self, tcp: TcpStream) -> Result<Accepted, Error> {
+        let _ = tcp.set_nodelay(true);
+        let work = async {
+            let stream = match &self.tls {
+                None => MaybeTlsStream::Plain(tcp),
+                Some(tls) => {
+                    let stream = tls.accept(tcp).await.map_err(crate::tls::classify)?;
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        return Ok(Accepted::Http2(H2Accepted::new(stream, self.clone())));
+                    }
+                    MaybeTlsStream::ServerTls(Box::new(stream))
+                }
+            };
+            let (ws, request) = self.handshake(stream).await?;
+            Ok(Accepted::WebSocket(ws, request))
+        };
+        match timeout(self.config.handshake_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout("handshake")),
+        }
+    }
+}
 
 /// A TLS connection that agreed on HTTP/2, not yet served.
 #[derive(Debug)]
@@ -24,7 +65,7 @@ pub struct H2Accepted {
 }
 
 impl H2Accepted {
-    pub(crate) fn new(stream: tokio_rustls::server::TlsStream<TcpStream>, acceptor: Acceptor) -> H2Accepted {
+    fn new(stream: tokio_rustls::server::TlsStream<TcpStream>, acceptor: Acceptor) -> H2Accepted {
         H2Accepted { stream, acceptor }
     }
 

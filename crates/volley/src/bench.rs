@@ -57,6 +57,12 @@ enum ScenarioArgs {
         /// Send text messages instead of binary.
         #[arg(long)]
         text: bool,
+        /// Open the connections as WebSockets over HTTP/2 (RFC 8441; wss:// only), as streams of --h2-connections connections.
+        #[arg(long)]
+        http2: bool,
+        /// HTTP/2 connections the streams are spread over (with --http2).
+        #[arg(long, default_value_t = 1, requires = "http2")]
+        h2_connections: usize,
     },
     /// Connection setup rate and handshake latency (TLS too, with a wss:// URL).
     Connect {
@@ -210,6 +216,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             duration,
             warmup,
             text,
+            http2,
+            h2_connections,
         } => {
             let scenario = Echo {
                 connections,
@@ -218,6 +226,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 duration: secs(duration),
                 warmup: secs(warmup),
                 text,
+                http2: http2.then_some(h2_connections),
             };
             report(&scenario, &common).await
         }
