@@ -30,6 +30,15 @@ fn alpn() -> Vec<Vec<u8>> {
 /// A server configuration from a PEM certificate chain and a PEM private key
 /// (PKCS#8, PKCS#1 or SEC1).
 pub fn server_config_from_pem(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, Error> {
+    let (certs, key) = read_pair(cert_path, key_path)?;
+    server_config(certs, key)
+}
+
+/// A certificate chain and its key from PEM files, with errors that name the file.
+fn read_pair(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
     let certs = CertificateDer::pem_file_iter(cert_path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| Error::TlsConfig(format!("cannot read certificates from {}: {e}", cert_path.display())))?;
@@ -38,7 +47,7 @@ pub fn server_config_from_pem(cert_path: &Path, key_path: &Path) -> Result<Arc<S
     }
     let key = PrivateKeyDer::from_pem_file(key_path)
         .map_err(|e| Error::TlsConfig(format!("cannot read a private key from {}: {e}", key_path.display())))?;
-    server_config(certs, key)
+    Ok((certs, key))
 }
 
 /// A certificate and key read from PEM files that can be read again while
@@ -89,14 +98,7 @@ impl rustls::server::ResolvesServerCert for Reloadable {
 }
 
 fn certified(cert_path: &Path, key_path: &Path) -> Result<rustls::sign::CertifiedKey, Error> {
-    let certs = CertificateDer::pem_file_iter(cert_path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| Error::TlsConfig(format!("cannot read certificates from {}: {e}", cert_path.display())))?;
-    if certs.is_empty() {
-        return Err(Error::TlsConfig(format!("no certificate in {}", cert_path.display())));
-    }
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .map_err(|e| Error::TlsConfig(format!("cannot read a private key from {}: {e}", key_path.display())))?;
+    let (certs, key) = read_pair(cert_path, key_path)?;
     let signing = provider()
         .key_provider
         .load_private_key(key)
