@@ -78,6 +78,9 @@ pub struct ChatConfig {
     pub self_signed_cert_out: PathBuf,
     /// Without TLS, also speak HTTP/2 with prior knowledge (h2c).
     pub h2c: bool,
+    /// With TLS, also serve HTTP/3 (QUIC) on the same port number over UDP,
+    /// announced by `Alt-Svc`.
+    pub http3: bool,
     /// Serve `/metrics` on this address alone (for Prometheus); unset, it
     /// is on the main port for clients on this machine only.
     pub metrics_addr: Option<SocketAddr>,
@@ -275,6 +278,7 @@ impl Default for ChatConfig {
             self_signed: false,
             self_signed_cert_out: std::env::temp_dir().join("volley-dev-cert.pem"),
             h2c: false,
+            http3: true,
             metrics_addr: None,
             // The front door's defaults, which are `volley echo`'s.
             head_timeout_ms: front.head_timeout.as_millis() as u64,

@@ -306,7 +306,11 @@ impl Server {
         if let Some(pair) = reload {
             tokio::spawn(reload_on_hangup(pair));
         }
-        let transport = volley_net::front::Transport { tls, h2c: config.h2c };
+        let transport = volley_net::front::Transport {
+            tls,
+            h2c: config.h2c,
+            h3: config.http3,
+        };
         let server = volley_net::front::serve(listener, routes, limits, transport, stop.clone());
         let shutdown_tx = Arc::new(shutdown_tx);
         let trigger = {

@@ -182,7 +182,10 @@ impl FrameDecoder {
 fn whole(ty: u64, payload: Bytes) -> Result<Frame, Error> {
     let id = |payload: &Bytes| match varint::decode(payload) {
         Some((id, n)) if n == payload.len() => Ok(id),
-        _ => Err(Error::protocol(Code::FrameError, format!("frame {ty:#x} is not one varint"))),
+        _ => Err(Error::protocol(
+            Code::FrameError,
+            format!("frame {ty:#x} is not one varint"),
+        )),
     };
     Ok(match ty {
         kind::HEADERS => Frame::Headers(payload),

@@ -21,7 +21,13 @@ pub struct RequestHead {
 }
 
 /// Headers HTTP/3 forbids (section 4.2): they describe an HTTP/1.1 connection.
-const CONNECTION_SPECIFIC: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
+const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
 
 fn malformed(reason: impl Into<String>) -> Error {
     Error::Message(reason.into())
@@ -174,13 +180,33 @@ mod tests {
     #[test]
     fn malformed_heads_are_message_errors() {
         let cases: [&[(&str, &str)]; 7] = [
-            &[(":method", "GET"), (":scheme", "https")],                               // no :path
-            &[(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), (":path", "/")], // no :authority
-            &[(":method", "GET"), (":protocol", "websocket"), (":scheme", "https"), (":path", "/")],
-            &[(":method", "GET"), (":method", "GET"), (":scheme", "https"), (":path", "/")],
+            &[(":method", "GET"), (":scheme", "https")], // no :path
+            &[
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "https"),
+                (":path", "/"),
+            ], // no :authority
+            &[
+                (":method", "GET"),
+                (":protocol", "websocket"),
+                (":scheme", "https"),
+                (":path", "/"),
+            ],
+            &[
+                (":method", "GET"),
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/"),
+            ],
             &[(":method", "GET"), (":scheme", "https"), ("x", "1"), (":path", "/")],
             &[(":method", "GET"), (":scheme", "https"), (":path", "/"), ("Upper", "1")],
-            &[(":method", "GET"), (":scheme", "https"), (":path", "/"), ("connection", "close")],
+            &[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/"),
+                ("connection", "close"),
+            ],
         ];
         for case in cases {
             let block = qpack::encode(case.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
@@ -198,6 +224,9 @@ mod tests {
         let response = response_from_fields(&qpack::decode(&block, 4096).unwrap()).unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["sec-websocket-protocol"], "volley.chat.v1");
-        assert!(!response.headers().contains_key("connection"), "connection-specific headers are dropped");
+        assert!(
+            !response.headers().contains_key("connection"),
+            "connection-specific headers are dropped"
+        );
     }
 }

@@ -116,7 +116,11 @@ mod tests {
     #[test]
     fn refuses_duplicates_reserved_and_bad_flags() {
         for payload in [&[0x08, 0x01, 0x08, 0x01][..], &[0x02, 0x00], &[0x08, 0x02], &[0x08]] {
-            assert_eq!(Settings::decode(payload).unwrap_err().code(), Code::SettingsError, "{payload:?}");
+            assert_eq!(
+                Settings::decode(payload).unwrap_err().code(),
+                Code::SettingsError,
+                "{payload:?}"
+            );
         }
         // Unknown (and GREASE) identifiers are ignored.
         assert!(Settings::decode(&[0x21, 0x05]).is_ok());

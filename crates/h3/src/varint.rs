@@ -48,7 +48,10 @@ mod tests {
     #[test]
     fn rfc_9000_examples() {
         // RFC 9000, appendix A.1.
-        assert_eq!(decode(&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c]), Some((151_288_809_941_952_652, 8)));
+        assert_eq!(
+            decode(&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c]),
+            Some((151_288_809_941_952_652, 8))
+        );
         assert_eq!(decode(&[0x9d, 0x7f, 0x3e, 0x7d]), Some((494_878_333, 4)));
         assert_eq!(decode(&[0x7b, 0xbd]), Some((15_293, 2)));
         assert_eq!(decode(&[0x25]), Some((37, 1)));

@@ -96,7 +96,7 @@ impl H2Connection {
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         Ok(WebSocket::from_raw(
-            TokioIo::new(upgraded),
+            Upgraded::Hyper(TokioIo::new(upgraded)),
             Role::Client,
             self.config.clone(),
             protocol,

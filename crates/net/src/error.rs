@@ -29,4 +29,14 @@ pub enum Error {
     /// Certificates or keys could not be loaded.
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
+    /// QUIC or HTTP/3 failed below the WebSocket (the connection was lost
+    /// or refused, the peer broke HTTP/3 framing or QPACK).
+    #[error("HTTP/3: {0}")]
+    Http3(String),
+}
+
+impl From<volley_h3::Error> for Error {
+    fn from(e: volley_h3::Error) -> Error {
+        Error::Http3(e.to_string())
+    }
 }

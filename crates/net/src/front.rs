@@ -12,11 +12,9 @@
 //! with 431. The numbers are those of `volley echo`'s raw accept path
 //! ([`crate::Config`]), from [`FrontLimits::default`].
 
-use std::collections::HashMap;
 use std::io;
-use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,32 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower_service::Service;
 
-/// Limits applied to every connection before routing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrontLimits {
-    /// A request head (the first, or the next on a keep-alive connection)
-    /// must arrive whole within this; otherwise the connection is closed.
-    pub head_timeout: Duration,
-    /// Largest request head (request line and headers) in bytes; beyond: 431.
-    pub max_head_bytes: usize,
-    /// Most header fields in one request; beyond: 431.
-    pub max_headers: usize,
-    /// Open connections per client address, whatever their state; 0 is
-    /// unlimited. Beyond: 429 and close.
-    pub per_address: u32,
-}
+use crate::addresses::{Addresses, Slot};
 
-impl Default for FrontLimits {
-    fn default() -> FrontLimits {
-        let raw = crate::Config::default();
-        FrontLimits {
-            head_timeout: raw.handshake_timeout,
-            max_head_bytes: raw.max_handshake_size,
-            max_headers: MAX_HEADERS,
-            per_address: 256,
-        }
-    }
-}
+pub use crate::limits::FrontLimits;
 
 /// Connections the kernel queues for `accept` (it caps this at
 /// `net.core.somaxconn`, 4096 on current Linux).
@@ -80,60 +55,6 @@ pub const MAX_HEADERS: usize = volley_wire::handshake::MAX_HEADERS;
 
 /// How long a refused connection gets to take its 429.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
-
-/// Open connections per address, shared by the accept loop and the sockets.
-#[derive(Debug, Default)]
-struct Addresses {
-    open: Mutex<HashMap<IpAddr, u32>>,
-}
-
-/// The unit one client is counted in: its IPv4 address, or the /64 of an
-/// IPv6 one (one machine commonly holds a whole /64, and picks any address
-/// in it for each connection). An IPv4-mapped IPv6 address counts as IPv4.
-fn client_of(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
-    }
-}
-
-impl Addresses {
-    fn take(self: &Arc<Self>, ip: IpAddr, cap: u32) -> Option<Slot> {
-        let ip = client_of(ip);
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(ip).or_insert(0);
-        if cap != 0 && *count >= cap {
-            return None;
-        }
-        *count += 1;
-        Some(Slot {
-            addresses: self.clone(),
-            ip,
-        })
-    }
-}
-
-/// One open connection's place in its address's count, given back on drop.
-#[derive(Debug)]
-struct Slot {
-    addresses: Arc<Addresses>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.addresses.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// A TCP stream that holds its address slot for as long as it lives, through
 /// an HTTP upgrade and the WebSocket after it.
@@ -185,6 +106,9 @@ pub struct Transport {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Without TLS, also accept HTTP/2 with prior knowledge.
     pub h2c: bool,
+    /// With TLS, also serve HTTP/3 on the same port number over UDP, and
+    /// announce it with `Alt-Svc` on every HTTP/1.1 and HTTP/2 response.
+    pub h3: bool,
 }
 
 /// Serve `router` on `listener` under `limits` until `stop` turns true:
@@ -216,6 +140,22 @@ pub async fn serve(
         http = http.http1_only();
     }
     let http = Arc::new(http);
+    let mut alt_svc = None;
+    if let (Some(tls), true) = (&transport.tls, transport.h3) {
+        let addr = listener.local_addr()?;
+        let endpoint = crate::server_h3::endpoint(addr, tls)?;
+        tracing::info!(%addr, "HTTP/3 (QUIC) on the same port over UDP");
+        alt_svc = http::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", addr.port())).ok();
+        let (router, alt_svc, addresses) = (router.clone(), alt_svc.clone(), addresses.clone());
+        let handler = move |request| crate::server_h3::route(router.clone(), alt_svc.clone(), request);
+        tokio::spawn(crate::server_h3::serve(
+            endpoint,
+            limits,
+            addresses,
+            handler,
+            stop.clone(),
+        ));
+    }
     let tls = transport.tls.map(|config| {
         let mut config = (*config).clone();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -248,6 +188,7 @@ pub async fn serve(
             peer,
             limits,
             stop: stop.clone(),
+            alt_svc: alt_svc.clone(),
         };
         match &tls {
             None => {
@@ -281,6 +222,7 @@ struct Connection {
     peer: std::net::SocketAddr,
     limits: FrontLimits,
     stop: watch::Receiver<bool>,
+    alt_svc: Option<http::HeaderValue>,
 }
 
 impl Connection {
@@ -288,7 +230,7 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (router, peer) = (self.router.clone(), self.peer);
+        let (router, peer, alt_svc) = (self.router.clone(), self.peer, self.alt_svc.clone());
         // No request within the head timeout (a silent socket, or an HTTP/2
         // connection that never sends a stream): closed, as HTTP/1.1's own
         // head timeout does for its requests.
@@ -298,6 +240,7 @@ impl Connection {
             seen_by_service.store(true, std::sync::atomic::Ordering::Relaxed);
             request.extensions_mut().insert(ConnectInfo(peer));
             let mut router = router.clone();
+            let alt_svc = alt_svc.clone();
             async move {
                 // A CONNECT without `:protocol` asks for a tunnel: this is not
                 // a proxy. (An extended CONNECT goes to its route.)
@@ -309,9 +252,13 @@ impl Connection {
                         "CONNECT without :protocol: this server is not a proxy (a WebSocket needs :protocol websocket)",
                         "handshake",
                     );
-                    return Ok(axum::response::IntoResponse::into_response(refused));
+                    return Ok::<_, std::convert::Infallible>(axum::response::IntoResponse::into_response(refused));
                 }
-                router.call(request).await
+                let mut response = router.call(request).await?;
+                if let Some(alt_svc) = alt_svc {
+                    response.headers_mut().insert(http::header::ALT_SVC, alt_svc);
+                }
+                Ok(response)
             }
         });
         let conn = self.http.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -364,25 +311,4 @@ async fn refuse(mut stream: TcpStream) {
         stream.shutdown().await
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clients_are_addresses_or_ipv6_slash_64s() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(client_of(a), client_of(b));
-        assert_ne!(client_of(a), client_of(other));
-        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
-        assert_eq!(client_of(mapped), IpAddr::from([10, 0, 0, 7]));
-        let addresses = Arc::new(Addresses::default());
-        let first = addresses.take(a, 1).unwrap();
-        assert!(addresses.take(b, 1).is_none(), "same /64, same count");
-        drop(first);
-        assert!(addresses.take(b, 1).is_some());
-    }
 }

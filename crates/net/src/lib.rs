@@ -13,15 +13,21 @@
 //! uses), [`Connector`] (or [`connect`]) the client side. [`assets`] serves
 //! the embedded browser pages.
 
+mod addresses;
 pub mod assets;
 mod client;
 mod client_h2;
+mod client_h3;
 mod config;
 mod error;
 pub mod front;
+mod h3_conn;
+mod h3_stream;
+mod limits;
 mod origin;
 mod server;
 mod server_h2;
+mod server_h3;
 mod socket;
 mod stream;
 pub mod tls;
@@ -32,8 +38,10 @@ mod timers_test;
 
 pub use client::{connect, Connector};
 pub use client_h2::H2Connection;
+pub use client_h3::H3Connection;
 pub use config::{Config, InvalidSetting};
 pub use error::Error;
+pub use h3_stream::H3Stream;
 pub use origin::origin_allowed;
 pub use server::{Acceptor, Negotiated};
 pub use server_h2::{Accepted, H2Accepted};

@@ -133,7 +133,7 @@ where
     let (parts, ()) = negotiated.response().into_parts();
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => session(negotiated.into_websocket(TokioIo::new(upgraded), &[])).await,
+            Ok(upgraded) => session(negotiated.into_websocket(Upgraded::Hyper(TokioIo::new(upgraded)), &[])).await,
             Err(e) => tracing::debug!(error = %e, "HTTP/2 stream did not open"),
         }
     });

@@ -14,7 +14,10 @@
 //! two kinds arrive as GET and CONNECT.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -23,12 +26,79 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
 use volley_wire::handshake::HandshakeError;
 
+use crate::h3_stream::{H3OnUpgrade, H3Stream};
 use crate::{Acceptor, Negotiated, WebSocket};
 
-/// The stream under a WebSocket that an HTTP server upgraded.
-pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+/// The stream under a WebSocket that an HTTP server upgraded: an HTTP/1.1
+/// connection or HTTP/2 stream (from hyper), or an HTTP/3 stream (ours).
+#[derive(Debug)]
+pub enum Upgraded {
+    /// HTTP/1.1 after `101`, or an HTTP/2 extended CONNECT stream.
+    Hyper(TokioIo<hyper::upgrade::Upgraded>),
+    /// An HTTP/3 extended CONNECT stream (RFC 9220).
+    H3(Box<H3Stream>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Upgraded::Hyper($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Upgraded::H3($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Upgraded::Hyper(s) => s.is_write_vectored(),
+            Upgraded::H3(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+/// Where the upgraded stream will come from.
+#[derive(Debug)]
+enum Pending {
+    Hyper(OnUpgrade),
+    H3(oneshot::Receiver<H3Stream>),
+}
 
 /// Router state that knows its endpoint's upgrade policy.
 ///
@@ -55,7 +125,7 @@ impl<T: UpgradeState> UpgradeState for Arc<T> {
 #[derive(Debug)]
 pub struct WebSocketUpgrade {
     negotiated: Negotiated,
-    on_upgrade: OnUpgrade,
+    on_upgrade: Pending,
 }
 
 impl WebSocketUpgrade {
@@ -75,10 +145,17 @@ impl WebSocketUpgrade {
         let WebSocketUpgrade { negotiated, on_upgrade } = self;
         let (parts, ()) = negotiated.response().into_parts();
         tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => session(negotiated.into_websocket(TokioIo::new(upgraded), &[])).await,
-                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-            }
+            let stream = match on_upgrade {
+                Pending::Hyper(on_upgrade) => match on_upgrade.await {
+                    Ok(upgraded) => Upgraded::Hyper(TokioIo::new(upgraded)),
+                    Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+                },
+                Pending::H3(stream) => match stream.await {
+                    Ok(stream) => Upgraded::H3(Box::new(stream)),
+                    Err(_) => return tracing::debug!("HTTP/3 stream closed before the upgrade"),
+                },
+            };
+            session(negotiated.into_websocket(stream, &[])).await
         });
         Response::from_parts(parts, Body::empty())
     }
@@ -110,7 +187,9 @@ where
             .acceptor()
             .negotiate_head(&parts.method, parts.version, protocol.as_deref(), &parts.headers)
             .map_err(Refused::from)?;
-        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or_else(|| {
+        let h3 = parts.extensions.get::<H3OnUpgrade>().and_then(H3OnUpgrade::take);
+        let hyper = parts.extensions.remove::<OnUpgrade>();
+        let on_upgrade = h3.map(Pending::H3).or(hyper.map(Pending::Hyper)).ok_or_else(|| {
             Refused::new(
                 StatusCode::UPGRADE_REQUIRED,
                 "this connection cannot be upgraded",

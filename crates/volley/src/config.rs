@@ -64,7 +64,7 @@ pub(crate) struct ServeArgs {
     /// Connections per client IP, 0 for no limit [default: 256].
     #[arg(long, env = "VOLLEY_MAX_CONNECTIONS_PER_IP")]
     pub(crate) max_connections_per_ip: Option<u32>,
-    /// PEM certificate chain: serve TLS (HTTP/2 and HTTP/1.1 by ALPN; wss:// and https://).
+    /// PEM certificate chain: serve TLS (HTTP/2 and HTTP/1.1 by ALPN on TCP, HTTP/3 on UDP; wss:// and https://).
     #[arg(long, requires = "tls_key", conflicts_with = "self_signed", env = "VOLLEY_TLS_CERT")]
     pub(crate) tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
@@ -79,6 +79,9 @@ pub(crate) struct ServeArgs {
     /// Without TLS, also accept HTTP/2 with prior knowledge (h2c).
     #[arg(long, env = "VOLLEY_H2C")]
     pub(crate) h2c: bool,
+    /// With TLS, do not serve HTTP/3 (QUIC) on the port's UDP twin.
+    #[arg(long, env = "VOLLEY_NO_HTTP3")]
+    pub(crate) no_http3: bool,
     /// Serve /metrics on this address only (for Prometheus) [default: on --addr, to clients on this machine only].
     #[arg(long, env = "VOLLEY_METRICS_ADDR")]
     pub(crate) metrics_addr: Option<SocketAddr>,
@@ -208,6 +211,9 @@ impl ServeConfig {
         }
         if args.h2c {
             chat.h2c = true;
+        }
+        if args.no_http3 {
+            chat.http3 = false;
         }
         if let Some(store) = args.store {
             chat.store = Some(store);

@@ -36,6 +36,9 @@ pub(crate) struct EchoArgs {
     /// Serve wss:// with this PEM certificate chain (needs --tls-key).
     #[arg(long, requires = "tls_key", conflicts_with = "self_signed", env = "VOLLEY_TLS_CERT")]
     tls_cert: Option<PathBuf>,
+    /// With TLS, do not serve HTTP/3 (QUIC) on the port's UDP twin.
+    #[arg(long)]
+    no_http3: bool,
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert", env = "VOLLEY_TLS_KEY")]
     tls_key: Option<PathBuf>,
@@ -93,6 +96,16 @@ pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
         });
     }
     info!(url = %format!("{scheme}://{}", listener.local_addr()?), "volley echo listening");
+    if scheme == "wss" && !args.no_http3 {
+        let udp = listener.local_addr()?;
+        let acceptor = acceptor.clone();
+        info!(%udp, "HTTP/3 (QUIC) on the same port over UDP");
+        tokio::spawn(async move {
+            if let Err(e) = acceptor.serve_h3(udp, echo).await {
+                warn!(error = %e, "HTTP/3 endpoint failed");
+            }
+        });
+    }
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {

@@ -55,7 +55,13 @@ pub fn decode(block: &[u8], limit: usize) -> Result<Vec<Field>, Error> {
             }
             let (index, n) = integer::decode(rest, 6)?;
             let (name, value) = static_entry(index)?;
-            (Field { name: name.as_bytes().to_vec(), value: value.as_bytes().to_vec() }, n)
+            (
+                Field {
+                    name: name.as_bytes().to_vec(),
+                    value: value.as_bytes().to_vec(),
+                },
+                n,
+            )
         } else if first & 0x40 != 0 {
             // Literal with name reference: 0 1 N T index(4), then the value.
             if first & 0x10 == 0 {
@@ -64,7 +70,13 @@ pub fn decode(block: &[u8], limit: usize) -> Result<Vec<Field>, Error> {
             let (index, n) = integer::decode(rest, 4)?;
             let (name, _) = static_entry(index)?;
             let (value, m) = integer::decode_string(&rest[n..], 7, left)?;
-            (Field { name: name.as_bytes().to_vec(), value }, n + m)
+            (
+                Field {
+                    name: name.as_bytes().to_vec(),
+                    value,
+                },
+                n + m,
+            )
         } else if first & 0x20 != 0 {
             // Literal with literal name: 0 0 1 N H length(3), then the value.
             let (name, n) = integer::decode_string(rest, 3, left)?;
@@ -121,7 +133,9 @@ mod tests {
     #[test]
     fn rfc_9204_literal_example() {
         // Appendix B.1: ":path /index.html" with a static name reference.
-        let block = [0x00, 0x00, 0x51, 0x0b, 0x2f, 0x69, 0x6e, 0x64, 0x65, 0x78, 0x2e, 0x68, 0x74, 0x6d, 0x6c];
+        let block = [
+            0x00, 0x00, 0x51, 0x0b, 0x2f, 0x69, 0x6e, 0x64, 0x65, 0x78, 0x2e, 0x68, 0x74, 0x6d, 0x6c,
+        ];
         assert_eq!(decode(&block, 1024).unwrap(), fields(&[(":path", "/index.html")]));
     }
 

@@ -61,7 +61,10 @@ pub(crate) const TABLE: [(&str, &str); 99] = [
     ("range", "bytes=0-"),
     ("strict-transport-security", "max-age=31536000"),
     ("strict-transport-security", "max-age=31536000; includesubdomains"),
-    ("strict-transport-security", "max-age=31536000; includesubdomains; preload"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includesubdomains; preload",
+    ),
     ("vary", "accept-encoding"),
     ("vary", "origin"),
     ("x-content-type-options", "nosniff"),
