@@ -2,7 +2,9 @@
 # Interop with implementations nobody here wrote, over ws:// and wss://,
 # compressed and not:
 #   Python `websockets` and Node.js `ws` clients against `volley echo`;
-#   Node.js's http2 module (extended CONNECT, RFC 8441) against `volley serve`;
+#   Node.js's http2 module and Python's h2 (extended CONNECT, RFC 8441)
+#   against `volley echo` and `volley serve`;
+#   Python's aioquic (HTTP/3 extended CONNECT, RFC 9220) against `volley echo`;
 #   volley's client against `websockets` and `ws` echo servers.
 # Every exchange checks payloads byte for byte and the echoed close code.
 # Expects the venv made by scripts/test.sh (websockets installed) and npm.
@@ -66,6 +68,10 @@ h2_port=$(free_port)
 start volley-serve-h2 "$h2_port" "$VOLLEY" serve --addr "127.0.0.1:$h2_port" --data-dir "$OUT/serve-data" \
   --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem"
 check "node-http2-client-chat-and-game" node interop/node/h2_client.mjs "https://localhost:$h2_port" "${CA[@]}"
+check "python-h2-client-echo" "$PY" interop/python/h2_echo.py localhost "$wss_port" "${CA[@]}"
+
+echo "peer HTTP/3 client -> volley echo (RFC 9220, QUIC on the same port number)"
+check "python-aioquic-client-echo" "$PY" interop/python/h3_echo.py localhost "$wss_port" "${CA[@]}"
 
 echo "volley client -> peer echo servers"
 for peer in python node; do

@@ -17,7 +17,7 @@ step_done() { if [ -n "$step_name" ]; then printf '    (%s: %ds)\n' "$step_name"
 step() { step_done; step_name=$*; step_at=$SECONDS; printf '\n==> %s\n' "$*"; }
 trap 'step_done; printf "\n==> total: %dm%02ds\n" $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60))' EXIT
 
-step "test tools (Python venv: kosoku, websockets; Node.js ws)"
+step "test tools (Python venv: kosoku, websockets, h2, aioquic; Node.js ws)"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
@@ -27,7 +27,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check 'kosoku==0.1.0' 'websockets>=14,<16'
+.venv/bin/pip install --quiet --disable-pip-version-check 'kosoku==0.1.0' 'websockets>=14,<16' 'h2>=4.1,<5' 'aioquic>=1.2,<2'
 
 step "servers the tests start (Debian: postgresql, redis-server, nats-server)"
 missing=()
