@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# WebSockets over HTTP/1.1 and HTTP/2 (RFC 8441) on the same `volley echo`
-# over TLS (docs/benchmarks.md, "Transports"): `volley bench echo` with text
-# messages (the same full client on both transports, which decodes every
-# echo), C WebSockets each on its own TLS connection, then the same C
-# WebSockets as streams of one HTTP/2 connection, and of C HTTP/2
-# connections. Server pinned to core 0 with one worker, generator to core 1.
-# ROUNDS rounds, alternating the setups; the table shows medians.
+# WebSockets over HTTP/1.1, HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220) on the
+# same `volley echo` over TLS, one port number (docs/benchmarks.md,
+# "Transports"): `volley bench echo` with text messages (the same full
+# client on every transport, which decodes every echo), C WebSockets each on
+# its own TLS connection, then the same C WebSockets as streams of one
+# HTTP/2 or HTTP/3 connection, and of C such connections. Server pinned to
+# core 0 with one worker, generator to core 1. ROUNDS rounds, alternating
+# the setups; the table shows medians. Then server memory per idle WebSocket
+# on each transport (`volley bench idle`, IDLE WebSockets; streams spread
+# over IDLE/250 connections, under the 200-256 streams a server allows on
+# one connection).
 # Results: reports/transports/.
 #
-#   bench/transports.sh              # about 4 minutes
+#   bench/transports.sh              # about 7 minutes
 #   ROUNDS=1 DURATION=5 bench/transports.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +35,10 @@ SETUPS=(
   "HTTP/1.1: $CONNS TLS connections|"
   "HTTP/2: $CONNS streams on 1 connection|--http2 --h2-connections 1"
   "HTTP/2: $CONNS streams on $CONNS connections|--http2 --h2-connections $CONNS"
+  "HTTP/3: $CONNS streams on 1 connection|--http3 --h3-connections 1"
+  "HTTP/3: $CONNS streams on $CONNS connections|--http3 --h3-connections $CONNS"
 )
+IDLE=${IDLE:-2000}
 
 for round in $(seq 1 "$ROUNDS"); do
   for entry in "${SETUPS[@]}"; do
@@ -51,7 +58,25 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-"$PY" - "$OUT/results.jsonl" <<'PY' | tee "$OUT/summary.md"
+rm -f "$OUT/idle.jsonl"
+per=$(( (IDLE + 249) / 250 ))
+for entry in "HTTP/1.1|" "HTTP/2|--http2 --h2-connections $per" "HTTP/3|--http3 --h3-connections $per"; do
+  name=${entry%%|*}
+  extra=${entry#*|}
+  port=$(free_port)
+  VOLLEY_THREADS=1 taskset -c 0 "$VOLLEY" echo --addr "127.0.0.1:$port" --no-deflate \
+    --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" >"$OUT/echo.log" 2>&1 &
+  pid=$!
+  wait_port "$port"
+  echo "idle memory: $name"
+  # shellcheck disable=SC2086
+  report=$(taskset -c 1 "$VOLLEY" bench idle --url "wss://localhost:$port/" --ca "$OUT/cert.pem" \
+    -n "$IDLE" --server-pid "$pid" --json $extra) || report=null
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  printf '{"name":"%s","report":%s}\n' "$name" "$report" >>"$OUT/idle.jsonl"
+done
+
+"$PY" - "$OUT/results.jsonl" "$OUT/idle.jsonl" <<'PY' | tee "$OUT/summary.md"
 import json, sys, statistics
 from collections import defaultdict
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -69,4 +94,16 @@ for name, reps in groups.items():
     cpu = med(lambda r: (r.get("server_cpu_us_per_op") or 0))
     print(f"| {name} | {len(reps)} | {rate:,.0f} ({rate / base:.2f}x) | {med(lambda r: r['latency']['p50_us']):,.0f} "
           f"| {med(lambda r: r['latency']['p99_us']):,.0f} | {cpu:.2f} | {sum(r['errors'] for r in reps)} |")
+print()
+print("| transport | idle WebSockets | server memory per WebSocket | errors |")
+print("|---|---|---|---|")
+for line in open(sys.argv[2]):
+    r = json.loads(line)
+    rep = r["report"]
+    if not rep:
+        print(f"| {r['name']} | failed | | |")
+        continue
+    mem = (rep.get("server_memory") or {}).get("bytes_per_connection")
+    mem = f"{mem / 1024:.1f} KiB" if mem is not None else "n/a"
+    print(f"| {r['name']} ({rep['params'].get('transport')}) | {rep['ops']} | {mem} | {rep['errors']} |")
 PY

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use volley_net::{CloseCode, Message};
 
+use crate::transport::Opened;
 use crate::{histogram, Error, Measured, Scenario, Target};
 
 /// The echo scenario.
@@ -26,9 +27,6 @@ pub struct Echo {
     pub warmup: Duration,
     /// Text instead of binary messages.
     pub text: bool,
-    /// Over HTTP/2 (RFC 8441): the connections become streams spread over
-    /// this many HTTP/2 connections (`wss://` only).
-    pub http2: Option<usize>,
 }
 
 impl Scenario for Echo {
@@ -43,13 +41,6 @@ impl Scenario for Echo {
             ("in_flight".into(), self.in_flight.to_string()),
             ("duration_s".into(), self.duration.as_secs_f64().to_string()),
             ("type".into(), if self.text { "text" } else { "binary" }.into()),
-            (
-                "transport".into(),
-                match self.http2 {
-                    None => "http/1.1".into(),
-                    Some(n) => format!("h2 ({n} connections)"),
-                },
-            ),
         ])
     }
 
@@ -69,16 +60,16 @@ impl Scenario for Echo {
             Message::Binary(payload.clone())
         };
         let (mut sockets, mut streams) = (Vec::new(), Vec::new());
-        match self.http2 {
-            Some(connections) => streams = open_h2(target, connections, self.connections).await?,
-            None => sockets = crate::connect::open_many(target, self.connections, 128).await?,
+        match crate::transport::open(target, self.connections, 128).await? {
+            Opened::Sockets(s) => sockets = s,
+            Opened::Streams(s) => streams = s,
         }
         let start = Instant::now();
         let measure_from = start + self.warmup;
         let deadline = measure_from + self.duration;
         let mut tasks = JoinSet::new();
         for ws in streams {
-            // Streams of HTTP/2 connections: the full client.
+            // Streams of HTTP/2 or HTTP/3 connections: the full client.
             tasks.spawn(full(ws, message.clone(), self.in_flight.max(1), measure_from, deadline));
         }
         let (raw_frame, echo_header) = crate::raw::frames(self.size);
@@ -131,50 +122,6 @@ impl Scenario for Echo {
         }
         Ok(total)
     }
-}
-
-/// `total` WebSockets as streams spread over `connections` HTTP/2
-/// connections to the target (`wss://` URL, ALPN h2).
-async fn open_h2(
-    target: &Target,
-    connections: usize,
-    total: usize,
-) -> Result<Vec<volley_net::WebSocket<volley_net::Upgraded>>, Error> {
-    let url = volley_wire::handshake::WsUrl::parse(&target.url).map_err(|e| Error::Chat(e.to_string()))?;
-    if !url.secure {
-        return Err(Error::Chat("--http2 needs a wss:// URL (HTTP/2 by ALPN)".into()));
-    }
-    let tls = match target.connector.tls_config() {
-        Some(tls) => tls,
-        None => volley_net::tls::client_config(None).map_err(|source| Error::Connect {
-            url: target.url.clone(),
-            source,
-        })?,
-    };
-    let authority = format!("{}:{}", url.host, url.port);
-    let mut h2 = Vec::with_capacity(connections.max(1));
-    for _ in 0..connections.max(1) {
-        let connection =
-            volley_net::H2Connection::connect(&authority, &url.host, tls.clone(), volley_net::Config::default())
-                .await
-                .map_err(|source| Error::Connect {
-                    url: target.url.clone(),
-                    source,
-                })?;
-        h2.push(connection);
-    }
-    let mut streams = Vec::with_capacity(total);
-    for i in 0..total {
-        let ws = h2[i % h2.len()]
-            .websocket(&url.path_and_query, &[])
-            .await
-            .map_err(|source| Error::Connect {
-                url: target.url.clone(),
-                source,
-            })?;
-        streams.push(ws);
-    }
-    Ok(streams)
 }
 
 /// One connection of the full client: keep `in_flight` messages out,

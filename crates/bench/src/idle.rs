@@ -7,6 +7,7 @@ use std::time::Duration;
 use volley_net::CloseCode;
 
 use crate::report::ServerMemory;
+use crate::transport::Opened;
 use crate::{sys, Error, Measured, Scenario, Target};
 
 /// The idle scenario.
@@ -38,11 +39,11 @@ impl Scenario for Idle {
     async fn run(&self, target: &Target) -> Result<Measured, Error> {
         let before = target.server_pid.and_then(sys::rss_bytes);
         let started = tokio::time::Instant::now();
-        let mut sockets = crate::connect::open_many(target, self.connections, 256).await?;
-        let opened = started.elapsed();
+        let opened = crate::transport::open(target, self.connections, 256).await?;
+        let elapsed = started.elapsed();
         tokio::time::sleep(self.settle).await;
         let after = target.server_pid.and_then(sys::rss_bytes);
-        let n = sockets.len() as u64;
+        let n = opened.len() as u64;
         let server_memory = before.zip(after).map(|(b, a)| ServerMemory {
             rss_before: b,
             rss_after: a,
@@ -52,10 +53,21 @@ impl Scenario for Idle {
         let errors = self.connections as u64 - n;
         // Close politely, all at once, each bounded.
         let mut closing = tokio::task::JoinSet::new();
-        for mut ws in sockets.drain(..) {
-            closing.spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(CloseCode::NORMAL, "")).await;
-            });
+        match opened {
+            Opened::Sockets(sockets) => {
+                for mut ws in sockets {
+                    closing.spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(CloseCode::NORMAL, "")).await;
+                    });
+                }
+            }
+            Opened::Streams(streams) => {
+                for mut ws in streams {
+                    closing.spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(CloseCode::NORMAL, "")).await;
+                    });
+                }
+            }
         }
         while closing.join_next().await.is_some() {}
         Ok(Measured {
@@ -63,7 +75,7 @@ impl Scenario for Idle {
             bytes: 0,
             errors,
             latency: None,
-            elapsed: opened,
+            elapsed,
             server_memory,
             ..Measured::default()
         })

@@ -18,6 +18,7 @@ pub mod plot;
 mod raw;
 mod report;
 mod sys;
+mod transport;
 
 pub use chat::Chat;
 pub use connect::Connect;
@@ -26,6 +27,7 @@ pub use error::Error;
 pub use game::Game;
 pub use idle::Idle;
 pub use report::{Latency, Report, ServerMemory};
+pub use transport::Transport;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -45,6 +47,8 @@ pub struct Target {
     /// The server's process id, when it runs on this machine: lets
     /// scenarios read its memory from `/proc`.
     pub server_pid: Option<u32>,
+    /// HTTP/1.1, or streams over HTTP/2 or HTTP/3 (echo and idle).
+    pub transport: Transport,
 }
 
 /// What a scenario measured.

@@ -100,7 +100,11 @@ impl Report {
         });
         Report {
             scenario: scenario.name().to_owned(),
-            params: scenario.params(),
+            params: {
+                let mut params = scenario.params();
+                params.insert("transport".into(), target.transport.label());
+                params
+            },
             url: target.url.clone(),
             unit: scenario.unit().to_owned(),
             ops: m.ops,

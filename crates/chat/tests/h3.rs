@@ -148,7 +148,15 @@ async fn chat_over_http3_streams_of_one_quic_connection() {
         .expect("the connection still opens streams");
     send(&mut carol, json!({"type":"auth","guest":"carol"})).await;
     next(&mut carol, "ready").await;
-    h3.close();
+    // The WebSockets keep their connection after its handle is dropped.
+    drop(h3);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(
+        &mut bob,
+        json!({"type":"send","room":room,"id":"b3","text":"handle dropped"}),
+    )
+    .await;
+    assert_eq!(next(&mut bob, "ack").await["id"], "b3");
     server.stop().await;
 }
 

@@ -16,7 +16,7 @@ use volley_wire::handshake::HandshakeError;
 use volley_wire::Role;
 
 use crate::h3_conn;
-use crate::h3_stream::{H3Stream, HeadError};
+use crate::h3_stream::{ClientGuard, H3Stream, HeadError};
 use crate::upgrade::Upgraded;
 use crate::{Config, Error, WebSocket};
 
@@ -33,10 +33,7 @@ pub struct H3Connection {
     settings: watch::Receiver<Option<Settings>>,
     authority: String,
     config: Config,
-    // Kept for the connection's life: the endpoint drives the socket, and
-    // closing our control stream would be a connection error.
-    _endpoint: quinn::Endpoint,
-    _control: Arc<quinn::SendStream>,
+    guard: Arc<ClientGuard>,
 }
 
 impl H3Connection {
@@ -82,8 +79,10 @@ impl H3Connection {
             settings,
             authority: authority.to_owned(),
             config,
-            _endpoint: endpoint,
-            _control: Arc::new(control),
+            guard: Arc::new(ClientGuard {
+                _control: control,
+                _endpoint: endpoint,
+            }),
         })
     }
 
@@ -173,7 +172,7 @@ impl H3Connection {
             map.append(name, value);
         }
         let (send, recv) = self.conn.open_bi().await.map_err(quic_error)?;
-        let mut stream = H3Stream::new(send, recv, MAX_HEAD);
+        let mut stream = H3Stream::new(send, recv, MAX_HEAD).with_guard(self.guard.clone());
         stream
             .send_head(&head::encode_request(&method, &uri, protocol, &map))
             .await?;

@@ -37,6 +37,19 @@ pub struct H3Stream {
     /// The peer finished its side (or sent trailers).
     ended: bool,
     scratch: Vec<u8>,
+    /// On the client, what keeps the connection usable while any of its
+    /// streams lives (see [`ClientGuard`]).
+    _guard: Option<Arc<ClientGuard>>,
+}
+
+/// A client connection's control stream and endpoint. Dropping the control
+/// stream would end the connection (H3_CLOSED_CRITICAL_STREAM), and the
+/// endpoint drives the socket, so each stream holds them: the connection
+/// closes once the `H3Connection` and all its WebSockets are gone.
+#[derive(Debug)]
+pub(crate) struct ClientGuard {
+    pub(crate) _control: quinn::SendStream,
+    pub(crate) _endpoint: quinn::Endpoint,
 }
 
 /// Why a head could not be read.
@@ -61,7 +74,14 @@ impl H3Stream {
             out: Vec::new(),
             ended: false,
             scratch: Vec::new(),
+            _guard: None,
         }
+    }
+
+    /// The same, for a client stream that keeps its connection alive.
+    pub(crate) fn with_guard(mut self, guard: Arc<ClientGuard>) -> H3Stream {
+        self._guard = Some(guard);
+        self
     }
 
     /// Read the next HEADERS frame and decode its fields, with `limit` as

@@ -41,8 +41,17 @@ const MAX_BODY: usize = 1024 * 1024;
 /// keepalive pings count as traffic).
 const IDLE: Duration = Duration::from_secs(60);
 
-/// Request streams one connection may have open at once.
+/// Request streams one connection may have open at once (hyper's HTTP/2
+/// server allows 200).
 const MAX_STREAMS: u32 = 256;
+
+/// Bytes a peer may send on one stream ahead of what the WebSocket read:
+/// flow control, so a client that floods a stream (or all of them) makes
+/// QUIC hold at most this much per stream and `CONNECTION_WINDOW` per
+/// connection (quinn's defaults are 1.25 MB per stream, unbounded per
+/// connection).
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
 /// A QUIC server endpoint on `addr` speaking HTTP/3 (ALPN `h3`), with the
 /// same certificate source as the TCP listener (so a SIGHUP reload covers both).
@@ -56,6 +65,8 @@ pub(crate) fn endpoint(addr: SocketAddr, tls: &rustls::ServerConfig) -> io::Resu
     transport
         .max_concurrent_bidi_streams(MAX_STREAMS.into())
         .max_concurrent_uni_streams(16u32.into())
+        .stream_receive_window(STREAM_WINDOW.into())
+        .receive_window(CONNECTION_WINDOW.into())
         .max_idle_timeout(Some(IDLE.try_into().map_err(io::Error::other)?));
     config.transport_config(Arc::new(transport));
     quinn::Endpoint::server(config, addr)

@@ -31,6 +31,18 @@ struct Common {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Open the WebSockets over HTTP/2 (RFC 8441; wss:// only), as streams of --h2-connections connections (echo, idle).
+    #[arg(long, conflicts_with = "http3")]
+    http2: bool,
+    /// HTTP/2 connections the streams are spread over (with --http2).
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    h2_connections: usize,
+    /// Open the WebSockets over HTTP/3 (RFC 9220, QUIC; wss:// only), as streams of --h3-connections connections (echo, idle).
+    #[arg(long)]
+    http3: bool,
+    /// HTTP/3 connections the streams are spread over (with --http3).
+    #[arg(long, default_value_t = 1, requires = "http3")]
+    h3_connections: usize,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -57,12 +69,6 @@ enum ScenarioArgs {
         /// Send text messages instead of binary.
         #[arg(long)]
         text: bool,
-        /// Open the connections as WebSockets over HTTP/2 (RFC 8441; wss:// only), as streams of --h2-connections connections.
-        #[arg(long)]
-        http2: bool,
-        /// HTTP/2 connections the streams are spread over (with --http2).
-        #[arg(long, default_value_t = 1, requires = "http2")]
-        h2_connections: usize,
     },
     /// Connection setup rate and handshake latency (TLS too, with a wss:// URL).
     Connect {
@@ -201,6 +207,13 @@ impl Common {
             url: self.url(scenario),
             connector,
             server_pid: self.server_pid,
+            transport: if self.http2 {
+                volley_bench::Transport::Http2(self.h2_connections)
+            } else if self.http3 {
+                volley_bench::Transport::Http3(self.h3_connections)
+            } else {
+                volley_bench::Transport::Http1
+            },
         })
     }
 }
@@ -216,8 +229,6 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             duration,
             warmup,
             text,
-            http2,
-            h2_connections,
         } => {
             let scenario = Echo {
                 connections,
@@ -226,7 +237,6 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 duration: secs(duration),
                 warmup: secs(warmup),
                 text,
-                http2: http2.then_some(h2_connections),
             };
             report(&scenario, &common).await
         }
