@@ -1,6 +1,7 @@
 // What the browser end-to-end tests share: a free port, `volley serve`
 // started and stopped, headless Chromium, and checks.
 import { spawn } from "node:child_process";
+import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { chromium } from "playwright-core";
 
@@ -18,8 +19,9 @@ export function freePort() {
   });
 }
 
-/** Start `volley serve` on `port` with extra arguments; resolves once /readyz answers. */
-export async function startServer(port, dataDir, extra = []) {
+/** Start `volley serve` on `port` with extra arguments; resolves once /readyz answers
+ * (over `scheme`; with https the certificate is not checked: it is a fresh self-signed one). */
+export async function startServer(port, dataDir, extra = [], scheme = "http") {
   const proc = spawn(bin, ["serve", "--addr", `127.0.0.1:${port}`, "--data-dir", dataDir, ...extra], {
     stdio: ["ignore", "inherit", "inherit"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
@@ -27,13 +29,27 @@ export async function startServer(port, dataDir, extra = []) {
   const deadline = Date.now() + 30000;
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
-      if (res.ok) return proc;
+      if (scheme === "https") {
+        if (await httpsReady(port)) return proc;
+      } else {
+        const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+        if (res.ok) return proc;
+      }
     } catch {}
     if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error("server did not become ready");
+}
+
+function httpsReady(port) {
+  return new Promise((resolve) => {
+    const req = httpsGet({ host: "127.0.0.1", port, path: "/readyz", rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on("error", () => resolve(false));
+  });
 }
 
 /** SIGTERM; resolves with how the server exited. */

@@ -27,6 +27,10 @@ pub(crate) fn register(broker: Option<&'static str>) {
     for reason in ["origin", "shutdown", "handshake"] {
         metrics::counter!("volley_handshake_rejected_total", "reason" => reason).increment(0);
     }
+    for transport in ["http/1.1", "h2", "h3"] {
+        metrics::counter!("volley_websocket_upgrades_total", "transport" => transport).increment(0);
+    }
+    metrics::counter!("volley_h3_requests_total").increment(0);
     for name in ["volley_connections", "volley_presence_online"] {
         metrics::gauge!(name).increment(0.0);
     }

@@ -33,9 +33,12 @@ fn malformed(reason: impl Into<String>) -> Error {
     Error::Message(reason.into())
 }
 
+/// Pseudo-headers by name, in the order received.
+type Pseudo<'a> = Vec<(&'a str, &'a str)>;
+
 /// Split pseudo-headers from regular ones, enforcing order, case and the
 /// connection-specific ban.
-fn split<'a>(fields: &'a [Field], allowed: &[&str]) -> Result<(Vec<(&'a str, &'a str)>, HeaderMap), Error> {
+fn split<'a>(fields: &'a [Field], allowed: &[&str]) -> Result<(Pseudo<'a>, HeaderMap), Error> {
     let mut pseudo: Vec<(&str, &str)> = Vec::new();
     let mut headers = HeaderMap::new();
     for field in fields {

@@ -22,7 +22,7 @@ use volley_h3::Code;
 const MAX_DATA_FRAME: usize = 64 * 1024;
 
 /// Bytes read from QUIC per call.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
 
 /// A bidirectional HTTP/3 stream, past its HEADERS frame.
 #[derive(Debug)]
@@ -36,7 +36,6 @@ pub struct H3Stream {
     out: Vec<u8>,
     /// The peer finished its side (or sent trailers).
     ended: bool,
-    scratch: Vec<u8>,
     /// On the client, what keeps the connection usable while any of its
     /// streams lives (see [`ClientGuard`]).
     _guard: Option<Arc<ClientGuard>>,
@@ -73,7 +72,6 @@ impl H3Stream {
             pending: Bytes::new(),
             out: Vec::new(),
             ended: false,
-            scratch: Vec::new(),
             _guard: None,
         }
     }
@@ -165,8 +163,9 @@ impl AsyncRead for H3Stream {
                 }
                 Err(e) => return Poll::Ready(Err(this.frame_error(e.code(), &e.to_string()))),
                 Ok(None) => {
-                    this.scratch.resize(READ_CHUNK, 0);
-                    match ready!(this.recv.poll_read(cx, &mut this.scratch)) {
+                    // On the stack: an idle stream holds no read buffer.
+                    let mut chunk = [0u8; READ_CHUNK];
+                    match ready!(this.recv.poll_read(cx, &mut chunk)) {
                         Ok(0) => {
                             if !this.decoder.at_boundary() {
                                 return Poll::Ready(Err(
@@ -175,7 +174,7 @@ impl AsyncRead for H3Stream {
                             }
                             this.ended = true;
                         }
-                        Ok(n) => this.decoder.push(&this.scratch[..n]),
+                        Ok(n) => this.decoder.push(&chunk[..n]),
                         Err(e) => return Poll::Ready(Err(e.into())),
                     }
                 }

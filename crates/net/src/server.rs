@@ -281,6 +281,12 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
+    /// Whether this is an extended CONNECT (HTTP/2 or HTTP/3) rather than
+    /// an HTTP/1.1 upgrade.
+    pub(crate) fn extended(&self) -> bool {
+        self.validated.extended
+    }
+
     /// The subprotocol agreed, if any.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()

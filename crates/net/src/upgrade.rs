@@ -144,6 +144,14 @@ impl WebSocketUpgrade {
     {
         let WebSocketUpgrade { negotiated, on_upgrade } = self;
         let (parts, ()) = negotiated.response().into_parts();
+        // Which transport carries it: what operators (and the browser test)
+        // read to learn what clients really use.
+        let transport = match (&on_upgrade, negotiated.extended()) {
+            (Pending::H3(_), _) => "h3",
+            (Pending::Hyper(_), true) => "h2",
+            (Pending::Hyper(_), false) => "http/1.1",
+        };
+        metrics::counter!("volley_websocket_upgrades_total", "transport" => transport).increment(1);
         tokio::spawn(async move {
             let stream = match on_upgrade {
                 Pending::Hyper(on_upgrade) => match on_upgrade.await {
