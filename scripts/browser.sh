@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser end-to-end tests of `volley serve`'s web clients (chat, game) in headless
+# Browser end-to-end tests of `volley serve`'s web clients (chat, game; chat over HTTPS, HTTP/2 and HTTP/3) in headless
 # Chromium (Debian's chromium, driven by playwright-core from npm).
 # Installs chromium (apt) and playwright-core (npm ci) when missing.
 set -euo pipefail
@@ -13,3 +13,4 @@ cargo build --quiet -p volley
 bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/volley"
 VOLLEY_BIN="$bin" node web/tests/chat.e2e.mjs
 VOLLEY_BIN="$bin" node web/tests/game.e2e.mjs
+VOLLEY_BIN="$bin" node web/tests/https.e2e.mjs

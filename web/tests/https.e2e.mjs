@@ -4,11 +4,12 @@
 // Navigation Timing entry) and which one carried the WebSocket (from the
 // server's volley_websocket_upgrades_total{transport}).
 //
-// Two browser runs: one as a user's would be (Alt-Svc may move later
-// requests to HTTP/3), and one with QUIC forced for this origin
-// (--origin-to-force-quic-on), since a browser uses HTTP/3 only after it
-// learned of it. Self-signed certificates need --ignore-certificate-errors
-// (TCP) and, for QUIC, the certificate's SPKI hash.
+// Three browser runs: one as a user's would be; one with QUIC forced for
+// this origin (--origin-to-force-quic-on: a browser uses HTTP/3 only after
+// it learned of it, and a fresh test profile has not); and one with QUIC
+// forced and Chromium's EnableWebsocketsOverHttp3 feature. Self-signed
+// certificates need --ignore-certificate-errors (TCP) and, for QUIC, the
+// certificate's SPKI hash.
 //
 // Usage: VOLLEY_BIN=target/debug/volley node https.e2e.mjs
 import { createHash, X509Certificate } from "node:crypto";
@@ -32,6 +33,11 @@ try {
   for (const [label, extra] of [
     ["default", []],
     ["QUIC forced", [`--origin-to-force-quic-on=localhost:${port}`]],
+    // Chromium's own switch for RFC 9220 (off by default in Chromium 156).
+    [
+      "QUIC forced + EnableWebsocketsOverHttp3",
+      [`--origin-to-force-quic-on=localhost:${port}`, "--enable-features=EnableWebsocketsOverHttp3"],
+    ],
   ]) {
     const browser = await chromium.launch({
       executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -42,6 +48,8 @@ try {
         "--disable-background-networking",
         "--ignore-certificate-errors",
         `--ignore-certificate-errors-spki-list=${spki}`,
+        // The server listens on 127.0.0.1 only; QUIC does not fall back from ::1.
+        "--host-resolver-rules=MAP localhost 127.0.0.1",
         ...extra,
       ],
     });
@@ -74,6 +82,11 @@ try {
     }
   }
   for (const r of results) console.log(`chromium ${r.run}: page over ${r.page}, chat WebSocket over ${r.websocket}; chat works`);
+  // What Chromium 156 does (Debian's package): RFC 8441 on the page's HTTP/2
+  // connection by default, RFC 9220 once QUIC is known and the feature is on.
+  check(results[0].websocket === "h2", "Chromium opens the chat WebSocket over HTTP/2 by default");
+  check(results[1].page === "h3", "the page loads over HTTP/3 when QUIC is forced");
+  check(results[2].page === "h3" && results[2].websocket === "h3", "with EnableWebsocketsOverHttp3 the WebSocket runs over HTTP/3");
 } finally {
   if (server) await stopServer(server);
   rmSync(dataDir, { recursive: true, force: true });

@@ -101,7 +101,7 @@ impl Scenario for Chat {
     }
 
     async fn run(&self, target: &Target) -> Result<Measured, Error> {
-        crate::transport::http1_only(target, "chat")?;
+        target.http1_only("chat")?;
         let rooms = self.rooms.clamp(1, self.clients.max(1));
         let clients = self.clients.max(rooms);
         let setup_started = Instant::now();

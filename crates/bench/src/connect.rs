@@ -42,7 +42,7 @@ impl Scenario for Connect {
     }
 
     async fn run(&self, target: &Target) -> Result<Measured, Error> {
-        crate::transport::http1_only(target, "connect")?;
+        target.http1_only("connect")?;
         // Fail fast, with the reason, if the server is not there at all.
         let first = target
             .connector

@@ -66,7 +66,7 @@ impl Scenario for Game {
     }
 
     async fn run(&self, target: &Target) -> Result<Measured, Error> {
-        crate::transport::http1_only(target, "game")?;
+        target.http1_only("game")?;
         let metrics_url = metrics_address(&target.url)?;
         let gate = std::sync::Arc::new(Semaphore::new(self.connect_concurrency.max(1)));
         let mut set = JoinSet::new();

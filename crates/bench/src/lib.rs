@@ -51,6 +51,18 @@ pub struct Target {
     pub transport: Transport,
 }
 
+impl Target {
+    /// Refuse a transport a scenario does not drive yet, saying so.
+    pub(crate) fn http1_only(&self, scenario: &str) -> Result<(), Error> {
+        if self.transport == Transport::Http1 {
+            return Ok(());
+        }
+        Err(Error::Chat(format!(
+            "bench {scenario} runs over HTTP/1.1 only; --http2 and --http3 drive echo and idle"
+        )))
+    }
+}
+
 /// What a scenario measured.
 #[derive(Debug, Default)]
 pub struct Measured {

@@ -49,16 +49,6 @@ impl Opened {
     }
 }
 
-/// Refuse a transport a scenario does not drive yet, saying so.
-pub(crate) fn http1_only(target: &Target, scenario: &str) -> Result<(), Error> {
-    if target.transport == Transport::Http1 {
-        return Ok(());
-    }
-    Err(Error::Chat(format!(
-        "bench {scenario} runs over HTTP/1.1 only; --http2 and --http3 drive echo and idle"
-    )))
-}
-
 /// Open `total` WebSockets to the target over its transport (`concurrency`
 /// HTTP/1.1 handshakes at once).
 pub(crate) async fn open(target: &Target, total: usize, concurrency: usize) -> Result<Opened, Error> {

@@ -24,6 +24,7 @@ pub mod kind {
     pub const CANCEL_PUSH: u64 = 0x03;
     /// The peer's settings, first on its control stream.
     pub const SETTINGS: u64 = 0x04;
+    const _: () = assert!(SETTINGS == crate::settings::FRAME_TYPE);
     /// Promises a server push.
     pub const PUSH_PROMISE: u64 = 0x05;
     /// Graceful shutdown: no stream past this id will be served.

@@ -3,7 +3,11 @@
 //! `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1` (RFC 9220, section 3), and a
 //! client must not send an extended CONNECT before it has seen that.
 
-use crate::{frame, varint, Code, Error};
+use crate::{varint, Code, Error};
+
+/// The SETTINGS frame type (`frame::kind::SETTINGS`; written here so the
+/// frame decoder can parse settings without a module cycle).
+pub(crate) const FRAME_TYPE: u64 = 0x04;
 
 /// Setting identifiers.
 pub mod id {
@@ -90,8 +94,10 @@ impl Settings {
         if self.h3_datagram {
             put(id::H3_DATAGRAM, 1);
         }
-        let mut out = Vec::new();
-        frame::encode(frame::kind::SETTINGS, &payload, &mut out);
+        let mut out = Vec::with_capacity(payload.len() + 3);
+        varint::encode(FRAME_TYPE, &mut out);
+        varint::encode(payload.len() as u64, &mut out);
+        out.extend_from_slice(&payload);
         out
     }
 }
