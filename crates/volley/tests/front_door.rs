@@ -396,6 +396,23 @@ async fn a_renewed_certificate_is_served_after_sighup_without_dropping_connectio
     )
     .await
     .expect("the first certificate is served");
+    // HTTP/3 on the UDP twin shares the certificate source.
+    let quic_trusting = |pem: &str| {
+        let ca = dir.path().join(format!("quic-ca-{:x}.pem", fnv(pem.as_bytes())));
+        std::fs::write(&ca, pem).unwrap();
+        volley_net::tls::client_config(Some(&ca)).unwrap()
+    };
+    let authority = serve.addr.to_string();
+    let quic = |pem: &str| {
+        volley_net::H3Connection::connect(
+            &authority,
+            "localhost",
+            quic_trusting(pem),
+            volley_net::Config::default(),
+        )
+    };
+    let h3_before = quic(&old_cert).await.expect("QUIC with the first certificate");
+    let mut ws_before = h3_before.websocket("/ws", &[]).await.expect("a WebSocket over HTTP/3");
 
     let (new_cert, new_key) = certificate();
     std::fs::write(&cert, &new_cert).unwrap();
@@ -418,6 +435,21 @@ async fn a_renewed_certificate_is_served_after_sighup_without_dropping_connectio
     )
     .await;
     assert!(stale.is_err(), "the old certificate is no longer served");
+    quic(&new_cert).await.expect("QUIC serves the renewed certificate");
+    assert!(
+        quic(&old_cert).await.is_err(),
+        "QUIC no longer serves the old certificate"
+    );
+    ws_before
+        .send(volley_net::Message::Text(r#"{"type":"auth","guest":"quic"}"#.into()))
+        .await
+        .unwrap();
+    let ready = tokio::time::timeout(Duration::from_secs(5), ws_before.recv())
+        .await
+        .expect("the HTTP/3 WebSocket opened before the reload answers")
+        .unwrap()
+        .unwrap();
+    assert!(ready.as_bytes().starts_with(br#"{"type":"ready""#), "{ready:?}");
     // The connection made before the reload is untouched.
     before
         .send_json(&serde_json::json!({ "type": "create_room", "name": "still" }))
