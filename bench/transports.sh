@@ -9,10 +9,10 @@
 # the setups; the table shows medians. Then server memory per idle WebSocket
 # on each transport (`volley bench idle`, IDLE WebSockets; streams spread
 # over IDLE/250 connections, under the 200-256 streams a server allows on
-# one connection).
+# one connection). Then the chat on `volley serve` over each transport.
 # Results: reports/transports/.
 #
-#   bench/transports.sh              # about 7 minutes
+#   bench/transports.sh              # about 8 minutes
 #   ROUNDS=1 DURATION=5 bench/transports.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,7 +76,32 @@ for entry in "HTTP/1.1|" "HTTP/2|--http2 --h2-connections $per" "HTTP/3|--http3 
   printf '{"name":"%s","report":%s}\n' "$name" "$report" >>"$OUT/idle.jsonl"
 done
 
-"$PY" - "$OUT/results.jsonl" "$OUT/idle.jsonl" <<'PY' | tee "$OUT/summary.md"
+# The chat over each transport: CHAT_CLIENTS clients in 4 rooms, 200
+# messages/s in total, on `volley serve` (SQLite) over TLS; streams spread
+# over CHAT_CLIENTS/100 connections.
+rm -f "$OUT/chat.jsonl"
+CHAT_CLIENTS=${CHAT_CLIENTS:-200}
+per=$(( (CHAT_CLIENTS + 99) / 100 ))
+for entry in "HTTP/1.1|" "HTTP/2|--http2 --h2-connections $per" "HTTP/3|--http3 --h3-connections $per"; do
+  name=${entry%%|*}
+  extra=${entry#*|}
+  port=$(free_port)
+  dir=$(mktemp -d)
+  RUST_LOG=warn VOLLEY_THREADS=1 taskset -c 0 "$VOLLEY" serve --addr "127.0.0.1:$port" --data-dir "$dir" \
+    --max-connections-per-ip 0 --account-attempts-per-sec 0 \
+    --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" >"$OUT/serve.log" 2>&1 &
+  pid=$!
+  wait_port "$port"
+  echo "chat: $name"
+  # shellcheck disable=SC2086
+  report=$(taskset -c 1 "$VOLLEY" bench chat --url "wss://localhost:$port/ws" --ca "$OUT/cert.pem" \
+    -n "$CHAT_CLIENTS" -r 4 -p 200 -d "$DURATION" --warmup 2 --server-pid "$pid" --json $extra) || report=null
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+  printf '{"name":"%s","report":%s}\n' "$name" "$report" >>"$OUT/chat.jsonl"
+done
+
+"$PY" - "$OUT/results.jsonl" "$OUT/idle.jsonl" "$OUT/chat.jsonl" <<'PY' | tee "$OUT/summary.md"
 import json, sys, statistics
 from collections import defaultdict
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -106,4 +131,16 @@ for line in open(sys.argv[2]):
     mem = (rep.get("server_memory") or {}).get("bytes_per_connection")
     mem = f"{mem / 1024:.1f} KiB" if mem is not None else "n/a"
     print(f"| {r['name']} ({rep['params'].get('transport')}) | {rep['ops']} | {mem} | {rep['errors']} |")
+print()
+print("| transport | clients | deliveries/s | p50 ms | p99 ms | server CPU µs per delivery | errors |")
+print("|---|---|---|---|---|---|---|")
+for line in open(sys.argv[3]):
+    r = json.loads(line)
+    rep = r["report"]
+    if not rep:
+        print(f"| {r['name']} | failed | | | | | |")
+        continue
+    lat = rep.get("latency") or {}
+    print(f"| {r['name']} ({rep['params'].get('transport')}) | {rep['params'].get('clients')} | {rep['ops_per_sec']:,.0f} "
+          f"| {lat.get('p50_us', 0) / 1000:.1f} | {lat.get('p99_us', 0) / 1000:.1f} | {rep.get('server_cpu_us_per_op') or 0:.1f} | {rep['errors']} |")
 PY

@@ -137,7 +137,10 @@ def main():
     # CONNECT without :protocol asks for a tunnel: 400.
     sid, status = c.open([(":method", "CONNECT"), (":authority", c.authority)])
     assert status == 400, f"plain CONNECT: {status}"
-    print("bad cases: a reset mid-message ends only its stream; CONNECT without :protocol is 400")
+    # A :scheme that is not HTTP: 400.
+    sid, status = c.open([(k, "ftp" if k == ":scheme" else v) for k, v in base])
+    assert status == 400, f":scheme ftp: {status}"
+    print("bad cases: a reset mid-message ends only its stream; CONNECT without :protocol and :scheme ftp are 400")
 
 
 main()

@@ -2,7 +2,8 @@
 `volley echo` (or `volley serve`'s /ws path for --path): extended CONNECT
 streams on one QUIC connection echoing text and binary messages (masked
 client frames, up to 64 KiB) checked byte for byte, then the bad cases:
-a missing Sec-WebSocket-Version (426), a stream reset in the middle of a
+a missing Sec-WebSocket-Version (426), :scheme http and :protocol chat
+(400), a stream reset in the middle of a
 message (the other streams go on), and DATA before HEADERS (the connection
 is closed with H3_FRAME_UNEXPECTED and a new one is served).
 
@@ -61,11 +62,11 @@ class Client(QuicConnectionProtocol):
             await asyncio.sleep(0.01)
         raise RuntimeError("no SETTINGS from the server")
 
-    async def open(self, authority, path, headers=()):
+    async def open(self, authority, path, headers=(), scheme=b"https", protocol=b"websocket"):
         sid = self._quic.get_next_available_stream_id()
         self.queues[sid] = asyncio.Queue()
         self.h3.send_headers(sid, [
-            (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"https"),
+            (b":method", b"CONNECT"), (b":protocol", protocol), (b":scheme", scheme),
             (b":authority", authority.encode()), (b":path", path.encode()),
         ] + list(headers))
         self.transmit()
@@ -133,6 +134,12 @@ async def main():
         # Missing Sec-WebSocket-Version: 426.
         _, status = await client.open(authority, a.path)
         assert status == 426, f"no version: {status}"
+        # :scheme http over QUIC (always TLS): 400.
+        _, status = await client.open(authority, a.path, version, scheme=b"http")
+        assert status == 400, f":scheme http: {status}"
+        # :protocol other than websocket: 400.
+        _, status = await client.open(authority, a.path, version, protocol=b"chat")
+        assert status == 400, f":protocol chat: {status}"
         # A stream reset in the middle of a message: only that stream ends.
         partial = frame(0x2, os.urandom(1000))[:300]
         client.send(streams[0], partial)
@@ -141,7 +148,7 @@ async def main():
         client.send(streams[1], frame(0x1, b"after the reset"))
         got = await client.message(streams[1], bufs[1])
         assert got == (0x1, b"after the reset"), got
-        print("bad cases: 426 without a version; a reset mid-message ends only its stream")
+        print("bad cases: 426 without a version; 400 for :scheme http and :protocol chat; a reset mid-message ends only its stream")
 
         # DATA before HEADERS on a request stream: H3_FRAME_UNEXPECTED closes the connection.
         sid = client._quic.get_next_available_stream_id()

@@ -13,8 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use std::future::Future;
+
 use hdrhistogram::Histogram;
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -101,7 +104,49 @@ impl Scenario for Chat {
     }
 
     async fn run(&self, target: &Target) -> Result<Measured, Error> {
-        target.http1_only("chat")?;
+        match target.transport {
+            crate::Transport::Http1 => self.run_on(target, Direct(target.clone())).await,
+            _ => {
+                let shared = crate::transport::Shared::connect(target).await?;
+                self.run_on(target, Streams(Arc::new(shared))).await
+            }
+        }
+    }
+}
+
+/// How the `i`-th client reaches the server.
+trait Dial: Clone + Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn dial(&self, i: usize) -> impl Future<Output = Result<ChatClient<Self::Stream>, Error>> + Send;
+}
+
+/// A connection of its own per client (HTTP/1.1 upgrade).
+#[derive(Clone)]
+struct Direct(Target);
+
+impl Dial for Direct {
+    type Stream = MaybeTlsStream;
+    async fn dial(&self, i: usize) -> Result<ChatClient, Error> {
+        connect(&self.0, i).await
+    }
+}
+
+/// A stream of a shared HTTP/2 or HTTP/3 connection per client.
+#[derive(Clone)]
+struct Streams(Arc<crate::transport::Shared>);
+
+impl Dial for Streams {
+    type Stream = volley_net::Upgraded;
+    async fn dial(&self, i: usize) -> Result<ChatClient<volley_net::Upgraded>, Error> {
+        let ws = self.0.websocket(i).await?;
+        ChatClient::over(ws, Login::Guest(format!("bot{i}")), &HashMap::new())
+            .await
+            .map_err(|e| Error::Chat(e.to_string()))
+    }
+}
+
+impl Chat {
+    async fn run_on<D: Dial>(&self, target: &Target, dial: D) -> Result<Measured, Error> {
         let rooms = self.rooms.clamp(1, self.clients.max(1));
         let clients = self.clients.max(rooms);
         let setup_started = Instant::now();
@@ -111,7 +156,7 @@ impl Scenario for Chat {
         let mut room_ids = Vec::with_capacity(rooms);
         let mut owners = Vec::with_capacity(rooms);
         for r in 0..rooms {
-            let mut owner = connect(target, r).await?;
+            let mut owner = dial.dial(r).await?;
             let id = match owner
                 .request(json!({ "type": "create_room", "name": format!("bench-{tag:08x}-{r}") }))
                 .await
@@ -125,19 +170,19 @@ impl Scenario for Chat {
         let gate = Arc::new(Semaphore::new(self.connect_concurrency.max(1)));
         let mut joining = JoinSet::new();
         for i in rooms..clients {
-            let target = target.clone();
+            let dial = dial.clone();
             let gate = gate.clone();
             let room = room_ids[i % rooms];
             joining.spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                let mut client = connect(&target, i).await?;
+                let mut client = dial.dial(i).await?;
                 match client.request(json!({ "type": "join", "room": room })).await {
                     Ok(ServerMsg::Ok { .. }) => Ok((i, client)),
                     other => Err(Error::Chat(format!("join: {other:?}"))),
                 }
             });
         }
-        let mut members: Vec<(usize, ChatClient)> = owners.into_iter().enumerate().collect();
+        let mut members: Vec<(usize, ChatClient<D::Stream>)> = owners.into_iter().enumerate().collect();
         while let Some(joined) = joining.join_next().await {
             members.push(joined.map_err(|e| Error::Chat(e.to_string()))??);
         }
@@ -318,8 +363,8 @@ struct TaskContext {
     pad: String,
 }
 
-async fn client_task(
-    mut ws: WebSocket<MaybeTlsStream>,
+async fn client_task<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocket<S>,
     ctx: TaskContext,
     mut sends: mpsc::Receiver<()>,
     mut stop: watch::Receiver<bool>,

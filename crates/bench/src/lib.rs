@@ -58,7 +58,7 @@ impl Target {
             return Ok(());
         }
         Err(Error::Chat(format!(
-            "bench {scenario} runs over HTTP/1.1 only; --http2 and --http3 drive echo and idle"
+            "bench {scenario} runs over HTTP/1.1 only; --http2 and --http3 drive echo, idle and chat"
         )))
     }
 }

@@ -52,70 +52,96 @@ impl Opened {
 /// Open `total` WebSockets to the target over its transport (`concurrency`
 /// HTTP/1.1 handshakes at once).
 pub(crate) async fn open(target: &Target, total: usize, concurrency: usize) -> Result<Opened, Error> {
-    let per = match target.transport {
-        Transport::Http1 => {
-            return Ok(Opened::Sockets(
-                crate::connect::open_many(target, total, concurrency).await?,
-            ))
-        }
-        Transport::Http2(n) | Transport::Http3(n) => n.max(1),
-    };
-    let url = volley_wire::handshake::WsUrl::parse(&target.url).map_err(|e| Error::Chat(e.to_string()))?;
-    if !url.secure {
-        return Err(Error::Chat(
-            "--http2 and --http3 need a wss:// URL (both run over TLS)".into(),
+    if target.transport == Transport::Http1 {
+        return Ok(Opened::Sockets(
+            crate::connect::open_many(target, total, concurrency).await?,
         ));
     }
-    let tls = match target.connector.tls_config() {
-        Some(tls) => tls,
-        None => volley_net::tls::client_config(None).map_err(|source| Error::Connect {
-            url: target.url.clone(),
-            source,
-        })?,
-    };
-    let authority = format!("{}:{}", url.host, url.port);
-    let failed = |source| Error::Connect {
-        url: target.url.clone(),
-        source,
-    };
-    let config = volley_net::Config {
-        ping_interval: None,
-        ..volley_net::Config::default()
-    };
+    let shared = Shared::connect(target).await?;
     let mut streams = Vec::with_capacity(total);
-    match target.transport {
-        Transport::Http2(_) => {
-            let mut connections = Vec::with_capacity(per);
-            for _ in 0..per {
-                let c = volley_net::H2Connection::connect(&authority, &url.host, tls.clone(), config.clone())
-                    .await
-                    .map_err(failed)?;
-                connections.push(c);
-            }
-            for i in 0..total {
-                let ws = connections[i % per]
-                    .websocket(&url.path_and_query, &[])
-                    .await
-                    .map_err(failed)?;
-                streams.push(ws);
-            }
-        }
-        _ => {
-            let mut connections = Vec::with_capacity(per);
-            for _ in 0..per {
-                let c = volley_net::H3Connection::connect(&authority, &url.host, tls.clone(), config.clone())
-                    .await
-                    .map_err(failed)?;
-                connections.push(c);
-            }
-            for i in 0..total {
-                let ws = connections[i % per]
-                    .websocket(&url.path_and_query, &[])
-                    .await
-                    .map_err(failed)?;
-                streams.push(ws);
-            }
-        }
+    for i in 0..total {
+        streams.push(shared.websocket(i).await?);
     }
     Ok(Opened::Streams(streams))
+}
+
+/// The HTTP/2 or HTTP/3 connections a scenario's WebSockets open on, in turn.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    connections: Connections,
+    path: String,
+    url: String,
+}
+
+#[derive(Debug, Clone)]
+enum Connections {
+    H2(Vec<volley_net::H2Connection>),
+    H3(Vec<volley_net::H3Connection>),
+}
+
+impl Shared {
+    /// Connect as the target's transport says (HTTP/2 or HTTP/3 only).
+    pub(crate) async fn connect(target: &Target) -> Result<Shared, Error> {
+        let url = volley_wire::handshake::WsUrl::parse(&target.url).map_err(|e| Error::Chat(e.to_string()))?;
+        if !url.secure {
+            return Err(Error::Chat(
+                "--http2 and --http3 need a wss:// URL (both run over TLS)".into(),
+            ));
+        }
+        let failed = |source| Error::Connect {
+            url: target.url.clone(),
+            source,
+        };
+        let tls = match target.connector.tls_config() {
+            Some(tls) => tls,
+            None => volley_net::tls::client_config(None).map_err(failed)?,
+        };
+        let authority = format!("{}:{}", url.host, url.port);
+        let config = volley_net::Config {
+            ping_interval: None,
+            ..volley_net::Config::default()
+        };
+        let connections = match target.transport {
+            Transport::Http2(n) => {
+                let mut all = Vec::with_capacity(n.max(1));
+                for _ in 0..n.max(1) {
+                    all.push(
+                        volley_net::H2Connection::connect(&authority, &url.host, tls.clone(), config.clone())
+                            .await
+                            .map_err(failed)?,
+                    );
+                }
+                Connections::H2(all)
+            }
+            Transport::Http3(n) => {
+                let mut all = Vec::with_capacity(n.max(1));
+                for _ in 0..n.max(1) {
+                    all.push(
+                        volley_net::H3Connection::connect(&authority, &url.host, tls.clone(), config.clone())
+                            .await
+                            .map_err(failed)?,
+                    );
+                }
+                Connections::H3(all)
+            }
+            Transport::Http1 => return Err(Error::Chat("HTTP/1.1 opens a connection per WebSocket".into())),
+        };
+        Ok(Shared {
+            connections,
+            path: url.path_and_query,
+            url: target.url.clone(),
+        })
+    }
+
+    /// Open the `i`-th WebSocket, on connection `i` modulo their number.
+    pub(crate) async fn websocket(&self, i: usize) -> Result<WebSocket<Upgraded>, Error> {
+        let opened = match &self.connections {
+            Connections::H2(all) => all[i % all.len()].websocket(&self.path, &[]).await,
+            Connections::H3(all) => all[i % all.len()].websocket(&self.path, &[]).await,
+        };
+        opened.map_err(|source| Error::Connect {
+            url: self.url.clone(),
+            source,
+        })
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
 use volley_hub::{RoomId, Seq, UserId};
 use volley_net::{Connector, MaybeTlsStream, Message, WebSocket};
 
@@ -21,10 +22,12 @@ pub enum Login {
     Guest(String),
 }
 
-/// A connected, authenticated chat client.
+/// A connected, authenticated chat client, over its own connection
+/// (`MaybeTlsStream`, the default) or over an HTTP/2 or HTTP/3 stream
+/// (`volley_net::Upgraded`, see [`ChatClient::over`]).
 #[derive(Debug)]
-pub struct ChatClient {
-    ws: WebSocket<MaybeTlsStream>,
+pub struct ChatClient<S = MaybeTlsStream> {
+    ws: WebSocket<S>,
     /// Who we are.
     pub user: UserView,
     /// Our rooms as of `ready`.
@@ -49,7 +52,22 @@ impl ChatClient {
         login: Login,
         resume: &HashMap<RoomId, Seq>,
     ) -> Result<ChatClient, Error> {
-        let mut ws = connector.connect(url).await?;
+        let ws = connector.connect(url).await?;
+        ChatClient::over(ws, login, resume).await
+    }
+}
+
+impl<S> ChatClient<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Authenticate on an open WebSocket (say, a stream of an
+    /// `H2Connection` or `H3Connection`), resuming as [`ChatClient::connect`] does.
+    pub async fn over(
+        mut ws: WebSocket<S>,
+        login: Login,
+        resume: &HashMap<RoomId, Seq>,
+    ) -> Result<ChatClient<S>, Error> {
         let resume: HashMap<String, Seq> = resume.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let auth = match &login {
             Login::Token(token) => json!({ "type": "auth", "token": token, "resume": resume }),
@@ -81,7 +99,7 @@ impl ChatClient {
     }
 
     /// The socket, for tests that need to misbehave.
-    pub fn socket(&mut self) -> &mut WebSocket<MaybeTlsStream> {
+    pub fn socket(&mut self) -> &mut WebSocket<S> {
         &mut self.ws
     }
 
@@ -160,7 +178,7 @@ impl ChatClient {
 
     /// The socket alone, for load generators that do their own framing.
     /// Frames kept while waiting for replies are dropped.
-    pub fn into_socket(self) -> WebSocket<MaybeTlsStream> {
+    pub fn into_socket(self) -> WebSocket<S> {
         self.ws
     }
 

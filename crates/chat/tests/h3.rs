@@ -129,6 +129,15 @@ async fn chat_over_http3_streams_of_one_quic_connection() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 431, "a head past max_head_bytes");
+    let names: Vec<String> = (0..100).map(|i| format!("x-field-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let (answer, _) = h3.request(Method::GET, "/healthz", &many, &[]).await.unwrap();
+    assert_eq!(answer.status(), 431, "more header fields than max_headers");
+    let (answer, _) = h3
+        .request(Method::GET, "/healthz", &[("host", "elsewhere.example")], &[])
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400, "host differs from :authority");
 
     // Garbage datagrams at the QUIC port harm nobody.
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -81,6 +81,14 @@ pub fn request_from_fields(fields: &[Field]) -> Result<RequestHead, Error> {
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| malformed("invalid :method"))?;
     let protocol = get(":protocol").map(str::to_owned);
     let (scheme, authority, path) = (get(":scheme"), get(":authority"), get(":path"));
+    if let (Some(authority), Some(host)) = (authority, headers.get(http::header::HOST)) {
+        if host.as_bytes() != authority.as_bytes() {
+            return Err(malformed(":authority and host differ"));
+        }
+    }
+    if authority.is_some_and(|a| a.contains('@')) {
+        return Err(malformed(":authority with userinfo"));
+    }
     if protocol.is_some() && method != Method::CONNECT {
         return Err(malformed(":protocol on a request that is not CONNECT"));
     }
@@ -131,7 +139,7 @@ pub fn response_from_fields(fields: &[Field]) -> Result<Response<()>, Error> {
 fn regular(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .iter()
-        .filter(|(name, _)| !CONNECTION_SPECIFIC.contains(&name.as_str()) && *name != http::header::HOST)
+        .filter(|(name, _)| !CONNECTION_SPECIFIC.contains(&name.as_str()))
         .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
 }
 

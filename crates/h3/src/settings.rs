@@ -47,7 +47,7 @@ impl Settings {
     pub fn decode(mut payload: &[u8]) -> Result<Settings, Error> {
         let bad = |reason: String| Error::protocol(Code::SettingsError, reason);
         let mut settings = Settings::default();
-        let mut seen = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         while !payload.is_empty() {
             let (key, a) = varint::decode(payload).ok_or_else(|| bad("truncated setting".into()))?;
             let (value, b) = varint::decode(&payload[a..]).ok_or_else(|| bad("truncated setting".into()))?;
@@ -55,10 +55,9 @@ impl Settings {
             if RESERVED_H2.contains(&key) {
                 return Err(bad(format!("setting {key:#x} is reserved (HTTP/2 only)")));
             }
-            if seen.contains(&key) {
+            if !seen.insert(key) {
                 return Err(bad(format!("setting {key:#x} sent twice")));
             }
-            seen.push(key);
             let flag = |value: u64| match value {
                 0 => Ok(false),
                 1 => Ok(true),

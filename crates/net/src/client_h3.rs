@@ -75,11 +75,12 @@ impl H3Connection {
         };
         let control = h3_conn::open_control(&conn, ours).await?;
         Ok(H3Connection {
-            conn,
+            conn: conn.clone(),
             settings,
             authority: authority.to_owned(),
             config,
             guard: Arc::new(ClientGuard {
+                conn,
                 _control: control,
                 _endpoint: endpoint,
             }),

@@ -39,11 +39,11 @@ pub(crate) async fn open_control(conn: &quinn::Connection, settings: Settings) -
 /// the peer's SETTINGS arrive on `settings`.
 pub(crate) async fn accept_uni(conn: quinn::Connection, settings: watch::Sender<Option<Settings>>) {
     let settings = Arc::new(settings);
-    let control_seen = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
     while let Ok(recv) = conn.accept_uni().await {
-        let (conn, settings, control_seen) = (conn.clone(), settings.clone(), control_seen.clone());
+        let (conn, settings, seen) = (conn.clone(), settings.clone(), seen.clone());
         tokio::spawn(async move {
-            if let Err((code, reason)) = uni_stream(&conn, recv, &settings, &control_seen).await {
+            if let Err((code, reason)) = uni_stream(&conn, recv, &settings, &seen).await {
                 close(&conn, code, &reason);
             }
         });
@@ -52,11 +52,19 @@ pub(crate) async fn accept_uni(conn: quinn::Connection, settings: watch::Sender<
 
 type Fault = (Code, String);
 
+/// The peer's critical streams seen so far: one of each is allowed.
+#[derive(Debug, Default)]
+struct Seen {
+    control: AtomicBool,
+    encoder: AtomicBool,
+    decoder: AtomicBool,
+}
+
 async fn uni_stream(
     conn: &quinn::Connection,
     mut recv: quinn::RecvStream,
     settings: &watch::Sender<Option<Settings>>,
-    control_seen: &AtomicBool,
+    seen: &Seen,
 ) -> Result<(), Fault> {
     // The stream type: one varint, possibly split over reads.
     let mut head = Vec::new();
@@ -74,7 +82,7 @@ async fn uni_stream(
     let critical = || (Code::ClosedCriticalStream, "a critical stream ended".to_owned());
     match ty {
         stream_type::CONTROL => {
-            if control_seen.swap(true, Ordering::SeqCst) {
+            if seen.control.swap(true, Ordering::SeqCst) {
                 return Err((Code::StreamCreationError, "a second control stream".into()));
             }
             let mut decoder = FrameDecoder::new(16 * 1024);
@@ -100,13 +108,16 @@ async fn uni_stream(
                 }
                 match recv.read(&mut chunk).await {
                     Ok(Some(n)) => decoder.push(&chunk[..n]),
-                    Ok(None) => return Err(critical()),
+                    Ok(None) | Err(quinn::ReadError::Reset(_)) => return Err(critical()),
                     // The connection is going away: nothing left to judge.
                     Err(_) => return Ok(()),
                 }
             }
         }
         stream_type::QPACK_ENCODER => {
+            if seen.encoder.swap(true, Ordering::SeqCst) {
+                return Err((Code::StreamCreationError, "a second QPACK encoder stream".into()));
+            }
             let mut chunk = vec![0u8; 1024];
             loop {
                 match recv.read(&mut chunk).await {
@@ -119,18 +130,21 @@ async fn uni_stream(
                             "insertion into a table of capacity 0".into(),
                         ))
                     }
-                    Ok(None) => return Err(critical()),
+                    Ok(None) | Err(quinn::ReadError::Reset(_)) => return Err(critical()),
                     Err(_) => return Ok(()),
                 }
             }
         }
         stream_type::QPACK_DECODER => {
+            if seen.decoder.swap(true, Ordering::SeqCst) {
+                return Err((Code::StreamCreationError, "a second QPACK decoder stream".into()));
+            }
             // Stream cancellations only (we never insert): read and drop.
             let mut chunk = vec![0u8; 1024];
             loop {
                 match recv.read(&mut chunk).await {
                     Ok(Some(_)) => {}
-                    Ok(None) => return Err(critical()),
+                    Ok(None) | Err(quinn::ReadError::Reset(_)) => return Err(critical()),
                     Err(_) => return Ok(()),
                 }
             }

@@ -47,8 +47,18 @@ pub struct H3Stream {
 /// closes once the `H3Connection` and all its WebSockets are gone.
 #[derive(Debug)]
 pub(crate) struct ClientGuard {
+    pub(crate) conn: quinn::Connection,
     pub(crate) _control: quinn::SendStream,
     pub(crate) _endpoint: quinn::Endpoint,
+}
+
+impl Drop for ClientGuard {
+    /// The last user is gone: close with H3_NO_ERROR rather than let the
+    /// control stream's end look like a failure to the server.
+    fn drop(&mut self) {
+        self.conn
+            .close(quinn::VarInt::from_u32(Code::NoError.value() as u32), b"");
+    }
 }
 
 /// Why a head could not be read.

@@ -117,6 +117,9 @@ where
             request.headers_mut().insert(http::header::HOST, host);
         }
     }
+    if let Err(refused) = crate::upgrade::check_scheme(request.version(), request.uri()) {
+        return axum::response::IntoResponse::into_response(refused);
+    }
     let negotiated = match acceptor.negotiate_head(
         request.method(),
         request.version(),

@@ -50,6 +50,9 @@ const MAX_STREAMS: u32 = 256;
 /// QUIC hold at most this much per stream and `CONNECTION_WINDOW` per
 /// connection (quinn's defaults are 1.25 MB per stream, unbounded per
 /// connection).
+/// The same bound applies to what we send and the peer has not
+/// acknowledged (quinn's default is 10 MB): past it writes wait, so the
+/// WebSocket's own outbound limit and write-stall timeout take over.
 const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
@@ -67,6 +70,7 @@ pub(crate) fn endpoint(addr: SocketAddr, tls: &rustls::ServerConfig) -> io::Resu
         .max_concurrent_uni_streams(16u32.into())
         .stream_receive_window(STREAM_WINDOW.into())
         .receive_window(CONNECTION_WINDOW.into())
+        .send_window(u64::from(CONNECTION_WINDOW))
         .max_idle_timeout(Some(IDLE.try_into().map_err(io::Error::other)?));
     config.transport_config(Arc::new(transport));
     quinn::Endpoint::server(config, addr)
@@ -103,6 +107,17 @@ pub(crate) async fn serve<H, Fut>(
             },
             () = stopped(&mut stop) => break,
         };
+        // Count an address only once it is proven (the client echoed a
+        // Retry token): otherwise forged Initial packets from a victim's
+        // address would fill its slots, on TCP too, since the count is shared.
+        if !incoming.remote_address_validated() {
+            if incoming.may_retry() {
+                let _ = incoming.retry();
+            } else {
+                incoming.ignore();
+            }
+            continue;
+        }
         let Some(slot) = addresses.take(incoming.remote_address().ip(), limits.per_address) else {
             metrics::counter!("volley_connections_refused_total", "reason" => "address_cap").increment(1);
             incoming.refuse();
@@ -151,12 +166,14 @@ async fn connection<H, Fut>(
         enable_connect_protocol: true,
         ..Settings::default()
     };
-    let mut control = match h3_conn::open_control(&conn, ours).await {
-        Ok(control) => control,
-        Err(e) => {
+    // A peer that grants no stream or no credit must not hold us here.
+    let mut control = match tokio::time::timeout(limits.head_timeout, h3_conn::open_control(&conn, ours)).await {
+        Ok(Ok(control)) => control,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "HTTP/3 control stream failed");
-            return;
+            return h3_conn::close(&conn, Code::StreamCreationError, "no control stream");
         }
+        Err(_) => return h3_conn::close(&conn, Code::StreamCreationError, "no credit for the control stream"),
     };
     // A connection that opens no request within the head timeout is closed,
     // as an HTTP/1.1 connection that sends no head is.
@@ -185,7 +202,8 @@ async fn connection<H, Fut>(
             }
             () = stopped(&mut stop), if !going_away => {
                 going_away = true;
-                let _ = control.write_all(&frame::goaway(next_id)).await;
+                let goaway = frame::goaway(next_id);
+                let _ = tokio::time::timeout(limits.head_timeout, control.write_all(&goaway)).await;
             }
         }
     }
@@ -229,6 +247,17 @@ async fn request<H, Fut>(
             return;
         }
     };
+    // Regular fields, as HTTP/1.1 counts them (pseudo-headers aside).
+    let regular = fields.iter().filter(|f| f.name.first() != Some(&b':')).count();
+    if regular > limits.max_headers {
+        let refused = Refused::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("{regular} header fields, over the limit of {}", limits.max_headers),
+            "handshake",
+        );
+        let _ = send_response(&mut stream, refused.into_response()).await;
+        return;
+    }
     let head = match head::request_from_fields(&fields) {
         Ok(head) => head,
         Err(e) => {
@@ -324,7 +353,10 @@ pub(crate) async fn route(mut router: Router, alt_svc: Option<HeaderValue>, requ
     if let Some(alt_svc) = alt_svc {
         response.headers_mut().insert(http::header::ALT_SVC, alt_svc);
     }
-    if extended && response.status().is_success() {
+    // A tunnel only if the handler took the stream (a 2xx answer that did
+    // not is sent as a plain response).
+    let taken = upgrade.as_ref().is_some_and(|tx| !tx.is_closed());
+    if extended && response.status().is_success() && taken {
         let (parts, _) = response.into_parts();
         if stream
             .send_head(&head::encode_response(parts.status, &parts.headers))
@@ -400,6 +432,10 @@ where
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     {
         request.headers_mut().entry(http::header::HOST).or_insert(host);
+    }
+    if let Err(refused) = crate::upgrade::check_scheme(request.version(), request.uri()) {
+        let _ = send_response(&mut stream, refused.into_response()).await;
+        return;
     }
     match acceptor.negotiate_head(
         request.method(),

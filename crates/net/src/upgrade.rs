@@ -191,6 +191,9 @@ where
             .extensions
             .get::<hyper::ext::Protocol>()
             .map(|p| p.as_str().to_owned());
+        if protocol.is_some() {
+            check_scheme(parts.version, &parts.uri)?;
+        }
         let negotiated = state
             .acceptor()
             .negotiate_head(&parts.method, parts.version, protocol.as_deref(), &parts.headers)
@@ -206,6 +209,27 @@ where
         })?;
         Ok(WebSocketUpgrade { negotiated, on_upgrade })
     }
+}
+
+/// The `:scheme` of an extended CONNECT must name HTTP: `https` (or `http`
+/// on cleartext HTTP/2), and only `https` over HTTP/3, which is always TLS.
+/// An HTTP/1.1 upgrade carries no scheme.
+pub(crate) fn check_scheme(version: http::Version, uri: &http::Uri) -> Result<(), Refused> {
+    let Some(scheme) = uri.scheme_str() else {
+        return Ok(());
+    };
+    let allowed = match version {
+        http::Version::HTTP_3 => scheme == "https",
+        _ => scheme == "https" || scheme == "http",
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(Refused::new(
+        StatusCode::BAD_REQUEST,
+        format!(":scheme {scheme} is not allowed on an extended CONNECT over {version:?}"),
+        "handshake",
+    ))
 }
 
 /// A refused upgrade: its HTTP status and a one-line reason for the body.

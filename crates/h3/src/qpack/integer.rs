@@ -57,21 +57,23 @@ pub(crate) fn decode_string(buf: &[u8], prefix: u8, limit: usize) -> Result<(Vec
         return Err(Error::Qpack("truncated string".into()));
     };
     let raw = &buf[n..end];
+    // The caller's buffer is a whole field section already capped in size,
+    // and Huffman codes are at least 5 bits: decoding is bounded by 8/5 of
+    // it, so the real length is what is checked against the limit.
     let text = if huffman {
-        // Huffman codes are at least 5 bits: the output is at most 8/5 the input.
-        if raw.len().saturating_mul(8) / 5 > limit {
-            return Err(Error::Qpack("string over the field section limit".into()));
-        }
         let mut out = Vec::with_capacity(raw.len() * 8 / 5 + 1);
         httlib_huffman::decode(raw, &mut out, httlib_huffman::DecoderSpeed::FourBits)
             .map_err(|_| Error::Qpack("bad Huffman string".into()))?;
         out
     } else {
-        if raw.len() > limit {
-            return Err(Error::Qpack("string over the field section limit".into()));
-        }
         raw.to_vec()
     };
+    if text.len() > limit {
+        return Err(Error::HeadersTooLarge {
+            size: text.len(),
+            limit,
+        });
+    }
     Ok((text, end))
 }
 
