@@ -47,7 +47,7 @@ pub(crate) struct ServeArgs {
     #[arg(long = "allow-origin", env = "VOLLEY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub(crate) allowed_origins: Vec<String>,
     /// Refuse guests (name-only accounts).
-    #[arg(long, env = "VOLLEY_NO_GUESTS")]
+    #[arg(long, env = "VOLLEY_NO_GUESTS", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) no_guests: bool,
     /// Sustained messages per second per user [default: 10].
     #[arg(long, env = "VOLLEY_MESSAGES_PER_SEC")]
@@ -77,10 +77,10 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) self_signed_cert_out: Option<PathBuf>,
     /// Without TLS, also accept HTTP/2 with prior knowledge (h2c).
-    #[arg(long, env = "VOLLEY_H2C")]
+    #[arg(long, env = "VOLLEY_H2C", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) h2c: bool,
     /// With TLS, do not serve HTTP/3 (QUIC) on the port's UDP twin.
-    #[arg(long, env = "VOLLEY_NO_HTTP3")]
+    #[arg(long, env = "VOLLEY_NO_HTTP3", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) no_http3: bool,
     /// Serve /metrics on this address only (for Prometheus) [default: on --addr, to clients on this machine only].
     #[arg(long, env = "VOLLEY_METRICS_ADDR")]

@@ -151,3 +151,40 @@ fn a_bad_value_fails_the_start_naming_the_key() {
         );
     }
 }
+
+/// On/off switches read from the environment take the usual spellings
+/// (`1`, `true`, `yes` on; `0`, `false`, empty off), and the file's
+/// `http3 = false` turns HTTP/3 off as `--no-http3` does.
+#[test]
+fn switches_from_the_environment_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = volley(
+        &["serve", "--print-config"],
+        &[("VOLLEY_NO_HTTP3", "1"), ("VOLLEY_H2C", "yes")],
+        dir.path(),
+    );
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("http3 = false\n") && shown.contains("h2c = true\n"),
+        "{shown}"
+    );
+    let out = volley(
+        &["serve", "--print-config"],
+        &[("VOLLEY_NO_HTTP3", "0"), ("VOLLEY_H2C", "false")],
+        dir.path(),
+    );
+    let shown = text(&out);
+    assert!(
+        shown.contains("http3 = true\n") && shown.contains("h2c = false\n"),
+        "{shown}"
+    );
+    let file = dir.path().join("volley.toml");
+    std::fs::write(&file, "http3 = false\n").unwrap();
+    let out = volley(
+        &["serve", "--config", file.to_str().unwrap(), "--print-config"],
+        &[],
+        dir.path(),
+    );
+    assert!(text(&out).contains("http3 = false\n"), "{}", text(&out));
+}
