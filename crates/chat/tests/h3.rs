@@ -166,7 +166,37 @@ async fn chat_over_http3_streams_of_one_quic_connection() {
     )
     .await;
     assert_eq!(next(&mut bob, "ack").await["id"], "b3");
-    server.stop().await;
+
+    // Shutdown: the WebSockets get 1001, then the server closes the QUIC
+    // connection itself (GOAWAY, then H3_NO_ERROR once no stream is left)
+    // instead of leaving the client to its idle timeout.
+    drop(bob);
+    drop(carol);
+    let last = H3Connection::connect(&authority, "localhost", tls, Config::default())
+        .await
+        .unwrap();
+    let mut dave = last.websocket("/ws", &[]).await.unwrap();
+    send(&mut dave, json!({"type":"auth","guest":"dave"})).await;
+    next(&mut dave, "ready").await;
+    let stopping = tokio::spawn(server.stop());
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match dave.recv().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the WebSocket ends at shutdown");
+    assert!(matches!(ended, Ok(None)), "a clean close: {ended:?}");
+    assert_eq!(dave.peer_close().map(|c| c.code), Some(volley_net::CloseCode::GOING_AWAY));
+    drop(dave);
+    let reason = tokio::time::timeout(Duration::from_secs(5), last.closed())
+        .await
+        .expect("the server closes the QUIC connection, not the idle timeout");
+    assert!(reason.contains("256") || reason.contains("0x100"), "closed with H3_NO_ERROR: {reason}");
+    stopping.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

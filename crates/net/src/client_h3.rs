@@ -192,6 +192,12 @@ impl H3Connection {
         Ok((head::response_from_fields(&fields)?, stream))
     }
 
+    /// Resolves when the connection has closed, with why (a server that
+    /// shuts down closes it with H3_NO_ERROR once its WebSockets are gone).
+    pub async fn closed(&self) -> String {
+        self.conn.closed().await.to_string()
+    }
+
     /// Close the connection (every WebSocket on it ends).
     pub fn close(&self) {
         self.conn

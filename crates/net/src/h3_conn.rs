@@ -18,7 +18,9 @@ use volley_h3::{stream_type, varint, Code};
 /// Close the whole connection with an HTTP/3 error code.
 pub(crate) fn close(conn: &quinn::Connection, code: Code, reason: &str) {
     tracing::debug!(?code, reason, "closing HTTP/3 connection");
-    metrics::counter!("volley_h3_connection_errors_total", "code" => format!("{code:?}")).increment(1);
+    if code != Code::NoError {
+        metrics::counter!("volley_h3_connection_errors_total", "code" => format!("{code:?}")).increment(1);
+    }
     let value = quinn::VarInt::from_u64(code.value()).unwrap_or(quinn::VarInt::from_u32(0x102));
     conn.close(value, reason.as_bytes());
 }

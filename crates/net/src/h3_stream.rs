@@ -39,6 +39,45 @@ pub struct H3Stream {
     /// On the client, what keeps the connection usable while any of its
     /// streams lives (see [`ClientGuard`]).
     _guard: Option<Arc<ClientGuard>>,
+    /// On the server, this stream's place in its connection's count.
+    _live: Option<LiveStream>,
+}
+
+/// The request streams (and the WebSockets on them) a server connection
+/// still has, so a connection told GOAWAY closes itself once they are gone
+/// instead of waiting for the idle timeout.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Live(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
+
+impl Live {
+    /// Count a new stream for as long as the token lives.
+    pub(crate) fn enter(&self) -> LiveStream {
+        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        LiveStream(self.clone())
+    }
+
+    /// Resolves once no stream is left.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let notified = self.0 .1.notified();
+            if self.0 .0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One counted stream; leaves the count on drop.
+#[derive(Debug)]
+pub(crate) struct LiveStream(Live);
+
+impl Drop for LiveStream {
+    fn drop(&mut self) {
+        let inner = &(self.0).0;
+        inner.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        inner.1.notify_waiters();
+    }
 }
 
 /// A client connection's control stream and endpoint. Dropping the control
@@ -83,7 +122,14 @@ impl H3Stream {
             out: Vec::new(),
             ended: false,
             _guard: None,
+            _live: None,
         }
+    }
+
+    /// The same, for a server stream counted in its connection's `live`.
+    pub(crate) fn counted(mut self, live: LiveStream) -> H3Stream {
+        self._live = Some(live);
+        self
     }
 
     /// The same, for a client stream that keeps its connection alive.

@@ -29,7 +29,7 @@ use volley_h3::{frame, head, Code};
 
 use crate::addresses::Addresses;
 use crate::h3_conn;
-use crate::h3_stream::{H3OnUpgrade, H3Stream, HeadError};
+use crate::h3_stream::{H3OnUpgrade, H3Stream, HeadError, Live};
 use crate::limits::FrontLimits;
 use crate::upgrade::Upgraded;
 use crate::{Acceptor, Error, Refused, WebSocket};
@@ -182,6 +182,7 @@ async fn connection<H, Fut>(
     let mut served_any = false;
     let mut going_away = false;
     let mut next_id = 0u64;
+    let live = Live::default();
     loop {
         tokio::select! {
             accepted = conn.accept_bi() => {
@@ -193,6 +194,7 @@ async fn connection<H, Fut>(
                     continue;
                 }
                 next_id = stream.id() + 4;
+                let stream = stream.counted(live.enter());
                 tokio::spawn(request(stream, peer, limits, handler.clone(), conn.clone()));
             }
             () = &mut first, if !served_any => {
@@ -204,6 +206,13 @@ async fn connection<H, Fut>(
                 going_away = true;
                 let goaway = frame::goaway(next_id);
                 let _ = tokio::time::timeout(limits.head_timeout, control.write_all(&goaway)).await;
+            }
+            // Told to go away and nothing left on it (the WebSockets were
+            // closed by their application): close now, so the client learns
+            // at once rather than at the idle timeout.
+            () = live.idle(), if going_away => {
+                h3_conn::close(&conn, Code::NoError, "shutting down");
+                break;
             }
         }
     }
