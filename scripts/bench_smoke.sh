@@ -56,3 +56,21 @@ check chat "$OUT/chat.json" 'r["ops"] > 0 and r["errors"] == 0 and r["extra"]["d
 # the server's /metrics.
 "$VOLLEY" bench game --url "ws://127.0.0.1:$chat_port/game/ws" -n 40 -d 4 --warmup 1 --server-pid "$chat_server" --json >"$OUT/game.json"
 check game "$OUT/game.json" 'r["errors"] == 0 and r["extra"]["snapshots_per_bot_per_s"] > 20 and r["extra"]["tick_count"] > 60 and r["extra"]["tick_p99_ms"] > 0'
+
+# The same scenarios over HTTP/2 and HTTP/3 streams (TLS; one port number).
+"$VOLLEY" dev-cert --cert "$OUT/cert.pem" --key "$OUT/key.pem" >/dev/null
+tls_port=$(free_port)
+tls_dir=$(mktemp -d)
+RUST_LOG=warn "$VOLLEY" serve --addr "127.0.0.1:$tls_port" --data-dir "$tls_dir" --max-connections-per-ip 0 \
+  --account-attempts-per-sec 0 --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" >"$OUT/serve-tls.log" 2>&1 &
+tls_server=$!
+trap 'kill $server $chat_server $tls_server 2>/dev/null || true; rm -rf "$chat_dir" "$tls_dir"' EXIT
+wait_port "$tls_port"
+for transport in http2 http3; do
+  "$VOLLEY" bench chat --url "wss://localhost:$tls_port/ws" --ca "$OUT/cert.pem" --$transport -n 50 -r 2 -p 50 -d 3 \
+    --warmup 1 --json >"$OUT/chat-$transport.json"
+  check "chat-$transport" "$OUT/chat-$transport.json" 'r["ops"] > 0 and r["errors"] == 0 and r["extra"]["delivery_ratio"] == 1.0'
+  "$VOLLEY" bench game --url "wss://localhost:$tls_port/game/ws" --ca "$OUT/cert.pem" --$transport -n 10 -d 3 --warmup 1 \
+    --json >"$OUT/game-$transport.json"
+  check "game-$transport" "$OUT/game-$transport.json" 'r["errors"] == 0 and r["extra"]["snapshots_per_bot_per_s"] > 20'
+done

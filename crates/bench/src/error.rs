@@ -30,6 +30,10 @@ pub enum Error {
     /// Reading the server's metrics failed.
     #[error("metrics: {0}")]
     Io(#[from] std::io::Error),
+    /// The options do not fit together (a transport a scenario does not
+    /// drive, `--http2` on a `ws://` URL...).
+    #[error("{0}")]
+    Usage(String),
     /// The plot could not be drawn.
     #[error("plot: {0}")]
     Plot(String),

@@ -66,50 +66,70 @@ impl Scenario for Game {
     }
 
     async fn run(&self, target: &Target) -> Result<Measured, Error> {
-        target.http1_only("game")?;
-        let metrics_url = metrics_address(&target.url)?;
+        let metrics = Metrics::for_target(target).await?;
+        let shared = match target.transport {
+            crate::Transport::Http1 => None,
+            _ => Some(std::sync::Arc::new(crate::transport::Shared::connect(target).await?)),
+        };
         let gate = std::sync::Arc::new(Semaphore::new(self.connect_concurrency.max(1)));
         let mut set = JoinSet::new();
         let start = Instant::now() + Duration::from_millis(200) + self.bots as u32 * Duration::from_millis(2);
         let window_start = start + self.warmup;
         let window_end = window_start + self.duration;
         for n in 0..self.bots {
-            let url = target.url.clone();
+            let (target, shared) = (target.clone(), shared.clone());
             let gate = gate.clone();
             let period = Duration::from_secs_f64(1.0 / self.input_rate.max(0.1));
             set.spawn(async move {
-                let client = {
-                    let _permit = gate.acquire().await;
-                    GameClient::join(
-                        &url,
-                        Join {
-                            name: format!("bench {n}"),
-                            spectate: false,
-                            resume: None,
-                        },
-                    )
-                    .await
+                let join = Join {
+                    name: format!("bench {n}"),
+                    spectate: false,
+                    resume: None,
                 };
-                match client {
-                    Ok(client) => bot(client, period, window_start, window_end).await,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "bot could not join");
-                        BotStats {
-                            snapshots: 0,
-                            bytes: 0,
-                            errors: 1,
-                            deaths: 0,
-                            latency: histogram(),
+                let permit = gate.acquire().await;
+                let failed = |e: String| {
+                    tracing::warn!(error = %e, "bot could not join");
+                    BotStats {
+                        snapshots: 0,
+                        bytes: 0,
+                        errors: 1,
+                        deaths: 0,
+                        latency: histogram(),
+                    }
+                };
+                match shared {
+                    // Own connections: through the target's connector (its CA, for wss://).
+                    None => {
+                        let client = match target.connector.connect(&target.url).await {
+                            Ok(ws) => GameClient::join_on(ws, join).await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        drop(permit);
+                        match client {
+                            Ok(client) => bot(client, period, window_start, window_end).await,
+                            Err(e) => failed(e),
+                        }
+                    }
+                    // Streams of shared HTTP/2 or HTTP/3 connections.
+                    Some(shared) => {
+                        let client = match shared.websocket(n).await {
+                            Ok(ws) => GameClient::join_on(ws, join).await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        drop(permit);
+                        match client {
+                            Ok(client) => bot(client, period, window_start, window_end).await,
+                            Err(e) => failed(e),
                         }
                     }
                 }
             });
         }
         tokio::time::sleep_until(window_start).await;
-        let before = scrape(&metrics_url).await?;
+        let before = metrics.scrape().await?;
         let cpu_before = target.server_pid.and_then(crate::sys::pid_cpu_time);
         tokio::time::sleep_until(window_end).await;
-        let after = scrape(&metrics_url).await?;
+        let after = metrics.scrape().await?;
         let cpu_after = target.server_pid.and_then(crate::sys::pid_cpu_time);
         let mut measured = Measured {
             latency: Some(histogram()),
@@ -168,7 +188,10 @@ impl Scenario for Game {
 
 /// One bot: steer toward a wandering point at `period`, acknowledge and
 /// read snapshots, respawn when eaten.
-async fn bot(mut client: GameClient, period: Duration, window_start: Instant, window_end: Instant) -> BotStats {
+async fn bot<S>(mut client: GameClient<S>, period: Duration, window_start: Instant, window_end: Instant) -> BotStats
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut stats = BotStats {
         snapshots: 0,
         bytes: 0,
@@ -259,23 +282,51 @@ async fn bot(mut client: GameClient, period: Duration, window_start: Instant, wi
     stats
 }
 
-/// `ws://host:port/...` -> `host:port` of the same server's `/metrics`.
-fn metrics_address(url: &str) -> Result<String, Error> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| Error::Game("bench game needs a ws:// URL (it reads /metrics over plain HTTP)".into()))?;
-    Ok(rest.split('/').next().unwrap_or(rest).to_owned())
+/// Where the server's `/metrics` is read: the same host and port as the
+/// game, over plain HTTP/1.0 for `ws://`, over HTTP/2 for `wss://`.
+enum Metrics {
+    Plain(String),
+    Tls(volley_net::H2Connection),
 }
 
-/// GET /metrics over HTTP/1.0.
-async fn scrape(addr: &str) -> Result<String, Error> {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).await?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok(body.to_owned())
+impl Metrics {
+    async fn for_target(target: &Target) -> Result<Metrics, Error> {
+        let url = volley_wire::handshake::WsUrl::parse(&target.url).map_err(|e| Error::Game(e.to_string()))?;
+        let authority = format!("{}:{}", url.host, url.port);
+        if !url.secure {
+            return Ok(Metrics::Plain(authority));
+        }
+        let tls = match target.connector.tls_config() {
+            Some(tls) => tls,
+            None => volley_net::tls::client_config(None).map_err(|e| Error::Game(e.to_string()))?,
+        };
+        let h2 = volley_net::H2Connection::connect(&authority, &url.host, tls, volley_net::Config::default())
+            .await
+            .map_err(|e| Error::Game(format!("reading /metrics over HTTP/2: {e}")))?;
+        Ok(Metrics::Tls(h2))
+    }
+
+    /// GET /metrics.
+    async fn scrape(&self) -> Result<String, Error> {
+        match self {
+            Metrics::Plain(addr) => {
+                let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+                tcp.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+                    .await?;
+                let mut text = String::new();
+                tcp.read_to_string(&mut text).await?;
+                let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                Ok(body.to_owned())
+            }
+            Metrics::Tls(h2) => {
+                let (status, body) = h2.get("/metrics").await.map_err(|e| Error::Game(e.to_string()))?;
+                if !status.is_success() {
+                    return Err(Error::Game(format!("/metrics answered {status}")));
+                }
+                Ok(String::from_utf8_lossy(&body).into_owned())
+            }
+        }
+    }
 }
 
 fn value(line: &str) -> Option<f64> {

@@ -57,8 +57,8 @@ impl Target {
         if self.transport == Transport::Http1 {
             return Ok(());
         }
-        Err(Error::Chat(format!(
-            "bench {scenario} runs over HTTP/1.1 only; --http2 and --http3 drive echo, idle and chat"
+        Err(Error::Usage(format!(
+            "bench {scenario} measures HTTP/1.1 handshakes only; --http2 and --http3 drive echo, idle, chat and game"
         )))
     }
 }

@@ -124,7 +124,7 @@ impl Shared {
                 }
                 Connections::H3(all)
             }
-            Transport::Http1 => return Err(Error::Chat("HTTP/1.1 opens a connection per WebSocket".into())),
+            Transport::Http1 => return Err(Error::Usage("HTTP/1.1 opens a connection per WebSocket".into())),
         };
         Ok(Shared {
             connections,

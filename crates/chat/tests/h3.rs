@@ -190,12 +190,18 @@ async fn chat_over_http3_streams_of_one_quic_connection() {
     .await
     .expect("the WebSocket ends at shutdown");
     assert!(matches!(ended, Ok(None)), "a clean close: {ended:?}");
-    assert_eq!(dave.peer_close().map(|c| c.code), Some(volley_net::CloseCode::GOING_AWAY));
+    assert_eq!(
+        dave.peer_close().map(|c| c.code),
+        Some(volley_net::CloseCode::GOING_AWAY)
+    );
     drop(dave);
     let reason = tokio::time::timeout(Duration::from_secs(5), last.closed())
         .await
         .expect("the server closes the QUIC connection, not the idle timeout");
-    assert!(reason.contains("256") || reason.contains("0x100"), "closed with H3_NO_ERROR: {reason}");
+    assert!(
+        reason.contains("256") || reason.contains("0x100"),
+        "closed with H3_NO_ERROR: {reason}"
+    );
     stopping.await.unwrap();
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use volley_net::{MaybeTlsStream, Message, WebSocket};
 
 use crate::protocol::{
@@ -34,9 +35,11 @@ pub enum Event {
     Error(ErrorCode, String),
 }
 
-/// A connected, seated game client.
-pub struct GameClient {
-    ws: WebSocket<MaybeTlsStream>,
+/// A connected, seated game client, over its own connection
+/// (`MaybeTlsStream`, the default) or over an HTTP/2 or HTTP/3 stream
+/// (`volley_net::Upgraded`, see [`GameClient::join_on`]).
+pub struct GameClient<S = MaybeTlsStream> {
+    ws: WebSocket<S>,
     /// The server's answer to the join: player id, room, resume token, tick rate.
     pub welcome: Welcome,
     /// The newest snapshot's header.
@@ -56,7 +59,7 @@ pub struct GameClient {
     seq: u32,
 }
 
-impl std::fmt::Debug for GameClient {
+impl<S> std::fmt::Debug for GameClient<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GameClient")
             .field("welcome", &self.welcome)
@@ -71,9 +74,14 @@ impl GameClient {
         let ws = volley_net::connect(url).await?;
         GameClient::join_on(ws, join).await
     }
+}
 
+impl<S> GameClient<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     /// Join over an open WebSocket.
-    pub async fn join_on(mut ws: WebSocket<MaybeTlsStream>, join: Join) -> Result<GameClient, Error> {
+    pub async fn join_on(mut ws: WebSocket<S>, join: Join) -> Result<GameClient<S>, Error> {
         ws.send(Message::Binary(ClientMsg::Join(join).encode().into())).await?;
         let mut resume_expired = false;
         let mut received_bytes = 0;
@@ -195,7 +203,7 @@ impl GameClient {
     }
 
     /// The raw socket (tests send malformed frames through it).
-    pub fn socket(&mut self) -> &mut WebSocket<MaybeTlsStream> {
+    pub fn socket(&mut self) -> &mut WebSocket<S> {
         &mut self.ws
     }
 

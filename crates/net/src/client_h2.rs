@@ -114,6 +114,20 @@ impl H2Connection {
             .map_err(|e| Error::Io(std::io::Error::other(e)))
     }
 
+    /// GET `path` on the connection and read the whole body.
+    pub async fn get(&self, path: &str) -> Result<(StatusCode, bytes::Bytes), Error> {
+        let request = Request::get(format!("https://{}{path}", self.authority))
+            .body(Body::empty())
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let response = self.request(request).await?;
+        let status = response.status();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
     /// Whether the connection can still open streams.
     pub fn is_ready(&self) -> bool {
         self.sender.is_ready()

@@ -31,13 +31,13 @@ struct Common {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Open the WebSockets over HTTP/2 (RFC 8441; wss:// only), as streams of --h2-connections connections (echo, idle, chat).
+    /// Open the WebSockets over HTTP/2 (RFC 8441; wss:// only), as streams of --h2-connections connections (echo, idle, chat, game).
     #[arg(long, conflicts_with = "http3")]
     http2: bool,
     /// HTTP/2 connections the streams are spread over (with --http2).
     #[arg(long, default_value_t = 1, requires = "http2")]
     h2_connections: usize,
-    /// Open the WebSockets over HTTP/3 (RFC 9220, QUIC; wss:// only), as streams of --h3-connections connections (echo, idle, chat).
+    /// Open the WebSockets over HTTP/3 (RFC 9220, QUIC; wss:// only), as streams of --h3-connections connections (echo, idle, chat, game).
     #[arg(long)]
     http3: bool,
     /// HTTP/3 connections the streams are spread over (with --http3).
