@@ -81,6 +81,13 @@ pub struct ChatConfig {
     /// With TLS, also serve HTTP/3 (QUIC) on the same port number over UDP,
     /// announced by `Alt-Svc`.
     pub http3: bool,
+    /// Connections from `trusted_proxies` start with a PROXY protocol v2
+    /// header naming the real client (a layer-4 proxy in front), which is
+    /// then the address limits, logs and `/metrics` see.
+    pub proxy_protocol: bool,
+    /// Addresses or CIDR blocks whose PROXY headers are believed (with
+    /// `proxy_protocol`); connections from anywhere else are taken as they come.
+    pub trusted_proxies: Vec<String>,
     /// Serve `/metrics` on this address alone (for Prometheus); unset, it
     /// is on the main port for clients on this machine only.
     pub metrics_addr: Option<SocketAddr>,
@@ -279,6 +286,8 @@ impl Default for ChatConfig {
             self_signed_cert_out: std::env::temp_dir().join("volley-dev-cert.pem"),
             h2c: false,
             http3: true,
+            proxy_protocol: false,
+            trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
             metrics_addr: None,
             // The front door's defaults, which are `volley echo`'s.
             head_timeout_ms: front.head_timeout.as_millis() as u64,
@@ -321,6 +330,9 @@ impl ChatConfig {
         }
         if self.self_signed && self.tls_cert.is_some() {
             return bad("self_signed", &true, "not together with tls_cert");
+        }
+        if let Err(e) = volley_net::proxy_protocol::Trusted::parse(&self.trusted_proxies) {
+            return bad("trusted_proxies", &e, "addresses or CIDR blocks (10.0.0.0/8, ::1)");
         }
         if !(100..=600_000).contains(&self.head_timeout_ms) {
             return bad("head_timeout_ms", &self.head_timeout_ms, "100 to 600000");

@@ -306,10 +306,16 @@ impl Server {
         if let Some(pair) = reload {
             tokio::spawn(reload_on_hangup(pair));
         }
+        let proxy_protocol = if config.proxy_protocol {
+            volley_net::proxy_protocol::Trusted::parse(&config.trusted_proxies).unwrap_or_default()
+        } else {
+            volley_net::proxy_protocol::Trusted::default()
+        };
         let transport = volley_net::front::Transport {
             tls,
             h2c: config.h2c,
             h3: config.http3,
+            proxy_protocol,
         };
         let server = volley_net::front::serve(listener, routes, limits, transport, stop.clone());
         let shutdown_tx = Arc::new(shutdown_tx);

@@ -109,6 +109,9 @@ pub struct Transport {
     /// With TLS, also serve HTTP/3 on the same port number over UDP, and
     /// announce it with `Alt-Svc` on every HTTP/1.1 and HTTP/2 response.
     pub h3: bool,
+    /// Connections from these sources start with a PROXY protocol v2 header
+    /// naming the real client (a layer-4 proxy in front); empty: none do.
+    pub proxy_protocol: crate::proxy_protocol::Trusted,
 }
 
 /// Serve `router` on `listener` under `limits` until `stop` turns true:
@@ -161,8 +164,18 @@ pub async fn serve(
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     });
+    let admit = Arc::new(Admit {
+        http,
+        router,
+        limits,
+        stop: stop.clone(),
+        alt_svc,
+        tls,
+        addresses,
+    });
+    let trusted = transport.proxy_protocol;
     loop {
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -175,22 +188,58 @@ pub async fn serve(
             },
             () = stopped(&mut stop) => return Ok(()),
         };
-        let Some(slot) = addresses.take(peer.ip(), limits.per_address) else {
+        if !trusted.contains(peer.ip()) {
+            admit.admit(stream, peer);
+            continue;
+        }
+        // A trusted proxy: its PROXY header names the client, who is then
+        // counted and served as if it had connected itself.
+        let admit = admit.clone();
+        tokio::spawn(async move {
+            match crate::proxy_protocol::read_header(&mut stream, peer, admit.limits.head_timeout).await {
+                Ok(client) => admit.admit(stream, client),
+                Err(e) => {
+                    metrics::counter!("volley_connections_refused_total", "reason" => "proxy_protocol").increment(1);
+                    tracing::debug!(%peer, error = %e, "bad or missing PROXY protocol header");
+                }
+            }
+        });
+    }
+}
+
+/// What serving an accepted connection needs, shared by the accept loop and
+/// the tasks that read PROXY headers.
+struct Admit {
+    http: Arc<auto::Builder<TokioExecutor>>,
+    router: Router,
+    limits: FrontLimits,
+    stop: watch::Receiver<bool>,
+    alt_svc: Option<http::HeaderValue>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    addresses: Arc<Addresses>,
+}
+
+impl Admit {
+    /// Count the connection against `peer`'s cap, then serve it (TLS first
+    /// when configured) in a task of its own.
+    fn admit(&self, stream: TcpStream, peer: std::net::SocketAddr) {
+        let limits = self.limits;
+        let Some(slot) = self.addresses.take(peer.ip(), limits.per_address) else {
             metrics::counter!("volley_connections_refused_total", "reason" => "address_cap").increment(1);
             tokio::spawn(refuse(stream));
-            continue;
+            return;
         };
         let _ = stream.set_nodelay(true);
         let counted = Counted { stream, _slot: slot };
         let connection = Connection {
-            http: http.clone(),
-            router: router.clone(),
+            http: self.http.clone(),
+            router: self.router.clone(),
             peer,
             limits,
-            stop: stop.clone(),
-            alt_svc: alt_svc.clone(),
+            stop: self.stop.clone(),
+            alt_svc: self.alt_svc.clone(),
         };
-        match &tls {
+        match &self.tls {
             None => {
                 tokio::spawn(connection.serve(counted));
             }

@@ -25,6 +25,7 @@ mod h3_conn;
 mod h3_stream;
 mod limits;
 mod origin;
+pub mod proxy_protocol;
 mod server;
 mod server_h2;
 mod server_h3;

@@ -79,6 +79,12 @@ pub(crate) struct ServeArgs {
     /// Without TLS, also accept HTTP/2 with prior knowledge (h2c).
     #[arg(long, env = "VOLLEY_H2C", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) h2c: bool,
+    /// Expect a PROXY protocol v2 header from --trusted-proxies (a layer-4 proxy in front) and take its client address.
+    #[arg(long, env = "VOLLEY_PROXY_PROTOCOL", value_parser = clap::builder::FalseyValueParser::new())]
+    pub(crate) proxy_protocol: bool,
+    /// Addresses or CIDR blocks whose PROXY headers are believed, comma-separated [default: 127.0.0.1,::1].
+    #[arg(long, env = "VOLLEY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub(crate) trusted_proxies: Vec<String>,
     /// With TLS, do not serve HTTP/3 (QUIC) on the port's UDP twin.
     #[arg(long, env = "VOLLEY_NO_HTTP3", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) no_http3: bool,
@@ -214,6 +220,12 @@ impl ServeConfig {
         }
         if args.no_http3 {
             chat.http3 = false;
+        }
+        if args.proxy_protocol {
+            chat.proxy_protocol = true;
+        }
+        if !args.trusted_proxies.is_empty() {
+            chat.trusted_proxies = args.trusted_proxies;
         }
         if let Some(store) = args.store {
             chat.store = Some(store);

@@ -5,6 +5,7 @@ mod bench;
 mod config;
 mod devcert;
 mod echo;
+mod proxy;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a self-signed certificate and key (PEM) for local TLS testing.
     DevCert(devcert::DevCertArgs),
+    /// The proxy in front of volley nodes: layer 4 (--mode tcp) with balancing, health checks, PROXY protocol v2.
+    Proxy(proxy::ProxyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             Command::Echo(args) => echo::run(args).await,
             Command::DevCert(args) => devcert::run(args),
             Command::Bench(args) => bench::run(args).await,
+            Command::Proxy(args) => proxy::run(args).await,
         }
     })
 }

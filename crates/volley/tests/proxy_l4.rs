@@ -1,0 +1,237 @@
+//! `volley proxy --mode tcp` in front of real `volley serve` processes:
+//! connections spread over the backends, a backend killed with -9 is taken
+//! out (clients go to the other at once) and brought back when it returns,
+//! hashing keeps a client on one node, and with PROXY protocol v2 the node
+//! counts and limits the real client addresses (clients connect from
+//! 127.0.0.2 and 127.0.0.3 so the node can tell them apart from the proxy
+//! on 127.0.0.1).
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use volley_testkit::free_port;
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn volley(args: &[&str]) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start volley");
+    Proc(child)
+}
+
+fn wait_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{addr} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn node(addr: SocketAddr, name: &str, dir: &std::path::Path, extra: &[&str]) -> Proc {
+    let (addr_s, data) = (addr.to_string(), dir.join(name).display().to_string());
+    let mut args = vec!["serve", "--addr", &addr_s, "--node-id", name, "--data-dir", &data];
+    args.extend_from_slice(extra);
+    let p = volley(&args);
+    wait_port(addr);
+    p
+}
+
+/// A TCP connection from `from` (a loopback address) to `to` (std cannot
+/// bind before connecting; tokio's `TcpSocket` can).
+fn connect_from(from: IpAddr, to: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        socket.connect(to).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+}
+
+/// One HTTP/1.1 GET on a fresh connection from `from`: status and the
+/// `x-volley-node` header (status 0 when the connection closed without an answer).
+fn get_from(from: IpAddr, to: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = connect_from(from, to);
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let node = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-volley-node: "))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    (status, node)
+}
+
+const ME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+#[test]
+fn balances_fails_over_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let b = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut node_a = node(a, "a", dir.path(), &[]);
+    let _node_b = node(b, "b", dir.path(), &[]);
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let (a_s, b_s, l_s) = (a.to_string(), b.to_string(), listen.to_string());
+    let _proxy = volley(&[
+        "proxy",
+        "--mode",
+        "tcp",
+        "--listen",
+        &l_s,
+        "--backend",
+        &a_s,
+        "--backend",
+        &b_s,
+    ]);
+    wait_port(listen);
+
+    // Round robin: both nodes answer, in turn.
+    let seen: Vec<String> = (0..6).map(|_| get_from(ME, listen, "/healthz").1).collect();
+    assert_eq!(seen.iter().filter(|n| *n == "a").count(), 3, "{seen:?}");
+    assert_eq!(seen.iter().filter(|n| *n == "b").count(), 3, "{seen:?}");
+
+    // kill -9 of a: no client is turned away (a failed connect moves on to
+    // b at once), and the checks take a out.
+    let _ = node_a.0.kill();
+    let _ = node_a.0.wait();
+    let killed = Instant::now();
+    for _ in 0..10 {
+        let (status, node) = get_from(ME, listen, "/healthz");
+        assert_eq!((status, node.as_str()), (200, "b"), "after the kill");
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "no request waited on the dead node"
+    );
+
+    // a returns on the same port: after two passed checks it gets traffic again.
+    node_a = node(a, "a", dir.path(), &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if get_from(ME, listen, "/healthz").1 == "a" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a never came back into rotation");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(node_a);
+}
+
+#[test]
+fn hashing_keeps_a_client_on_one_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let b = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let _node_a = node(a, "a", dir.path(), &[]);
+    let _node_b = node(b, "b", dir.path(), &[]);
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let (a_s, b_s, l_s) = (a.to_string(), b.to_string(), listen.to_string());
+    let _proxy = volley(&[
+        "proxy",
+        "--mode",
+        "tcp",
+        "--balance",
+        "hash",
+        "--listen",
+        &l_s,
+        "--backend",
+        &a_s,
+        "--backend",
+        &b_s,
+    ]);
+    wait_port(listen);
+    let mut nodes = std::collections::HashSet::new();
+    for last in 2..=9u8 {
+        let client = IpAddr::from([127, 0, 0, last]);
+        let first = get_from(client, listen, "/healthz").1;
+        for _ in 0..3 {
+            assert_eq!(get_from(client, listen, "/healthz").1, first, "client {client} moved");
+        }
+        nodes.insert(first);
+    }
+    assert_eq!(nodes.len(), 2, "eight clients spread over both nodes: {nodes:?}");
+}
+
+#[test]
+fn proxy_protocol_gives_the_node_the_real_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    // The node believes PROXY headers from 127.0.0.1 (the proxy) only, and
+    // allows one connection per client address.
+    let _node = node(
+        a,
+        "a",
+        dir.path(),
+        &[
+            "--proxy-protocol",
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--max-connections-per-ip",
+            "1",
+        ],
+    );
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let (a_s, l_s) = (a.to_string(), listen.to_string());
+    let _proxy = volley(&[
+        "proxy",
+        "--mode",
+        "tcp",
+        "--proxy-protocol",
+        "--listen",
+        &l_s,
+        "--backend",
+        &a_s,
+    ]);
+    wait_port(listen);
+    // Wait for the proxy's first health check (sent with a LOCAL header).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_from(IpAddr::from([127, 0, 0, 4]), listen, "/healthz").0 != 200 {
+        assert!(Instant::now() < deadline, "no answer through the proxy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 127.0.0.2 holds its one connection open (a head not yet finished).
+    let mut held = connect_from(ME, listen);
+    held.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Another client is not counted with it: the node sees 127.0.0.3, not
+    // the proxy's 127.0.0.1 (which would now be over the cap of one).
+    assert_eq!(get_from(IpAddr::from([127, 0, 0, 3]), listen, "/healthz").0, 200);
+    // 127.0.0.2 itself is over its cap.
+    assert_eq!(get_from(ME, listen, "/healthz").0, 429, "the real address is counted");
+    drop(held);
+
+    // Straight to the node from the trusted address without a header: refused.
+    let mut bare = TcpStream::connect(a).unwrap();
+    bare.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = bare.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut text = String::new();
+    let _ = bare.read_to_string(&mut text);
+    assert!(text.is_empty(), "a trusted source must send the header: {text}");
+    // From an untrusted address the header is not expected (nor believed).
+    assert_eq!(get_from(IpAddr::from([127, 0, 0, 5]), a, "/healthz").0, 200);
+}
