@@ -4,7 +4,8 @@
 #   integration tests (with real PostgreSQL, Redis and NATS servers started
 #   on free ports), the Autobahn conformance suite in both modes, interop
 #   with independent WebSocket implementations, the browser end-to-end
-#   tests in headless Chromium, and a short run of each benchmark scenario.
+#   tests in headless Chromium, a short run of each benchmark scenario, and
+#   the HAProxy and nginx configurations of deploy/ with real traffic.
 # Works on a fresh machine with the Rust toolchain and Python 3; each step
 # prints how long it took, and the whole run its total.
 set -euo pipefail
@@ -57,13 +58,16 @@ python3 scripts/doc_commands.py "${CARGO_TARGET_DIR:-target}/debug/volley"
 step "conformance: Autobahn|Testsuite via kosoku, both modes"
 ./scripts/conformance.sh
 
-step "interop: Python websockets and Node.js ws, ws:// and wss://, compressed and not"
+step "interop: Python websockets and Node.js ws (ws://, wss://, compressed and not); HTTP/2 (Node http2, Python h2) and HTTP/3 (aioquic)"
 ./scripts/interop.sh
 
-step "browser: the chat and game web clients in headless Chromium (two tabs each; reload; server restart)"
+step "browser: the chat and game web clients in headless Chromium (two tabs each; reload; server restart; HTTPS over HTTP/2 and HTTP/3)"
 ./scripts/browser.sh
 
 step "volley bench: a short run of each scenario"
 ./scripts/bench_smoke.sh
+
+step "proxies: deploy/ HAProxy and nginx configurations with chat and game traffic, health checks, PROXY v2"
+./scripts/proxies.sh
 
 step "all tests passed"

@@ -33,6 +33,10 @@ pub struct Game {
     pub warmup: Duration,
     /// Connections set up at once.
     pub connect_concurrency: usize,
+    /// Read the server's `/metrics` at this `host:port` over plain HTTP
+    /// instead of the game's own address (a node behind a proxy that keeps
+    /// `/metrics` from its clients).
+    pub metrics_addr: Option<String>,
 }
 
 struct BotStats {
@@ -66,7 +70,10 @@ impl Scenario for Game {
     }
 
     async fn run(&self, target: &Target) -> Result<Measured, Error> {
-        let metrics = Metrics::for_target(target).await?;
+        let metrics = match &self.metrics_addr {
+            Some(addr) => Metrics::Plain(addr.clone()),
+            None => Metrics::for_target(target).await?,
+        };
         let shared = match target.transport {
             crate::Transport::Http1 => None,
             _ => Some(std::sync::Arc::new(crate::transport::Shared::connect(target).await?)),

@@ -138,6 +138,9 @@ enum ScenarioArgs {
         /// Connections set up at once.
         #[arg(long, default_value_t = 32)]
         connect_concurrency: usize,
+        /// Read the server's /metrics at this host:port over plain HTTP (a node behind a proxy) [default: the game's address].
+        #[arg(long)]
+        metrics_addr: Option<String>,
     },
     /// Tick cost (simulation + every player's snapshot) per player count, in-process on this thread; JSON and SVG.
     GameCurve {
@@ -290,6 +293,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             duration,
             warmup,
             connect_concurrency,
+            metrics_addr,
         } => {
             let scenario = Game {
                 bots,
@@ -297,6 +301,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 duration: secs(duration),
                 warmup: secs(warmup),
                 connect_concurrency,
+                metrics_addr,
             };
             report(&scenario, &common).await
         }
