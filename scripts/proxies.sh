@@ -85,8 +85,12 @@ traffic haproxy "$listen" "127.0.0.1:$listen"
 # trusted address is refused, so an answer proves the header was there.
 echo "  PROXY v2: node $first answered through HAProxy"
 kill -9 "${pid_of[$first]}"
-
-sleep 3
+# Within 10 s (checks every second, two failures out): answers from the other.
+for _ in $(seq 1 100); do
+  got=$(node_of "$listen")
+  [ -n "$got" ] && [ "$got" != "$first" ] && break
+  sleep 0.1
+done
 for _ in 1 2 3 4 5; do
   got=$(node_of "$listen")
   [ -n "$got" ] && [ "$got" != "$first" ] || { echo "proxies: after kill -9 of $first, got '$got'"; exit 1; }

@@ -334,6 +334,13 @@ impl ChatConfig {
         if let Err(e) = volley_net::proxy_protocol::Trusted::parse(&self.trusted_proxies) {
             return bad("trusted_proxies", &e, "addresses or CIDR blocks (10.0.0.0/8, ::1)");
         }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return bad(
+                "trusted_proxies",
+                &"[]",
+                "at least one address with proxy_protocol (whose headers would be believed?)",
+            );
+        }
         if !(100..=600_000).contains(&self.head_timeout_ms) {
             return bad("head_timeout_ms", &self.head_timeout_ms, "100 to 600000");
         }

@@ -174,6 +174,7 @@ pub async fn serve(
         addresses,
     });
     let trusted = transport.proxy_protocol;
+    let header_reads = Arc::new(tokio::sync::Semaphore::new(PENDING_PROXY_HEADERS));
     loop {
         let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -193,10 +194,19 @@ pub async fn serve(
             continue;
         }
         // A trusted proxy: its PROXY header names the client, who is then
-        // counted and served as if it had connected itself.
+        // counted and served as if it had connected itself. Proxies send
+        // the header at once: a short deadline, and a bound on how many
+        // such reads wait at a time, so no trusted host can pile them up.
+        let Ok(reading) = header_reads.clone().try_acquire_owned() else {
+            metrics::counter!("volley_connections_refused_total", "reason" => "proxy_protocol").increment(1);
+            continue;
+        };
         let admit = admit.clone();
+        let deadline = admit.limits.head_timeout.min(PROXY_HEADER_DEADLINE);
         tokio::spawn(async move {
-            match crate::proxy_protocol::read_header(&mut stream, peer, admit.limits.head_timeout).await {
+            let header = crate::proxy_protocol::read_header(&mut stream, peer, deadline).await;
+            drop(reading);
+            match header {
                 Ok(client) => admit.admit(stream, client),
                 Err(e) => {
                     metrics::counter!("volley_connections_refused_total", "reason" => "proxy_protocol").increment(1);
@@ -260,6 +270,13 @@ impl Admit {
         }
     }
 }
+
+/// PROXY protocol headers read at once (connections from trusted proxies
+/// whose header has not arrived yet); beyond, new ones are closed.
+const PENDING_PROXY_HEADERS: usize = 1024;
+
+/// A trusted proxy's header must arrive within this (it is sent at once).
+const PROXY_HEADER_DEADLINE: Duration = Duration::from_secs(2);
 
 /// HTTP/2 connections are pinged this often; one that does not answer is closed.
 const H2_PING: Duration = Duration::from_secs(30);

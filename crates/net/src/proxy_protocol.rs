@@ -119,7 +119,8 @@ pub fn encode(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     let mut out = Vec::with_capacity(FIXED + 36);
     out.extend_from_slice(&SIGNATURE);
     out.push(0x21);
-    match (source.ip(), destination.ip()) {
+    // An IPv4 client seen on a dual-stack socket goes out as IPv4.
+    match (source.ip().to_canonical(), destination.ip().to_canonical()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             out.push(0x11);
             out.extend_from_slice(&12u16.to_be_bytes());
@@ -150,7 +151,8 @@ pub fn encode_local() -> Vec<u8> {
 }
 
 /// Read exactly one header from `stream` within `deadline`, and the client
-/// address it names (`peer` itself for LOCAL and non-IP headers).
+/// address it names (`peer` itself for LOCAL, the unspecified address for
+/// a client that is not on IP).
 pub async fn read_header<S>(stream: &mut S, peer: SocketAddr, deadline: Duration) -> io::Result<SocketAddr>
 where
     S: AsyncRead + Unpin,
@@ -168,7 +170,13 @@ where
         stream.read_exact(&mut buf[FIXED..]).await?;
         match parse(&buf).map_err(invalid)? {
             Some((Header::Proxied { source, .. }, _)) => Ok(source),
-            Some(_) => Ok(peer),
+            // The proxy's own connection (a health check).
+            Some((Header::Local, _)) => Ok(peer),
+            // A client whose address the proxy does not know (a UNIX
+            // socket, UDP): not the proxy's own (often loopback) address,
+            // which would open loopback-only pages to it. All such clients
+            // share the unspecified address's count.
+            Some((Header::Unknown, _)) => Ok(SocketAddr::from(([0, 0, 0, 0], 0))),
             None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short PROXY header")),
         }
     };
@@ -195,14 +203,20 @@ impl Trusted {
             let ip: IpAddr = addr
                 .parse()
                 .map_err(|_| format!("{item}: not an address or CIDR block"))?;
+            // ::ffff:10.0.0.0/104 is 10.0.0.0/8.
+            let (ip, shift) = match ip {
+                IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => (ip.to_canonical(), 96u8),
+                _ => (ip, 0),
+            };
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let bits = match bits {
                 None => max,
                 Some(b) => b
                     .parse::<u8>()
                     .ok()
-                    .filter(|b| *b <= max)
-                    .ok_or_else(|| format!("{item}: prefix length must be 0 to {max}"))?,
+                    .filter(|b| *b >= shift && *b <= max + shift)
+                    .map(|b| b - shift)
+                    .ok_or_else(|| format!("{item}: prefix length must be {shift} to {}", max + shift))?,
             };
             nets.push((ip, bits));
         }
@@ -297,6 +311,9 @@ mod tests {
         assert!(t.contains("2001:db8:1::5".parse().unwrap()));
         assert!(!t.contains("2001:db9::5".parse().unwrap()));
         assert!(Trusted::parse(&["10.0.0.0/33"]).is_err());
+        let mapped = Trusted::parse(&["::ffff:10.0.0.0/104"]).unwrap();
+        assert!(mapped.contains("10.9.9.9".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
         assert!(Trusted::parse(&["example.com"]).is_err());
     }
 

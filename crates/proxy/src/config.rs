@@ -110,6 +110,13 @@ pub struct ProxyConfig {
     pub connect_attempts: u32,
     /// Open client connections at most (new ones wait in the kernel's queue).
     pub max_connections: usize,
+    /// A connection with no byte either way for this long is closed, in
+    /// milliseconds (volley pings a silent WebSocket every 30 s, so a live
+    /// one never idles this long).
+    pub idle_timeout_ms: u64,
+    /// Once one side has finished, the other gets this long to finish too,
+    /// in milliseconds (a WebSocket's closing handshake), then both close.
+    pub fin_timeout_ms: u64,
     /// Health checks.
     pub health: HealthConfig,
 }
@@ -125,6 +132,8 @@ impl Default for ProxyConfig {
             connect_timeout_ms: 2000,
             connect_attempts: 3,
             max_connections: 10_000,
+            idle_timeout_ms: 300_000,
+            fin_timeout_ms: 10_000,
             health: HealthConfig::default(),
         }
     }
@@ -164,6 +173,12 @@ impl ProxyConfig {
         if self.max_connections == 0 {
             return bad("max_connections", "at least 1".into());
         }
+        if self.idle_timeout_ms < 1000 {
+            return bad("idle_timeout_ms", "at least 1000".into());
+        }
+        if self.fin_timeout_ms == 0 {
+            return bad("fin_timeout_ms", "at least 1".into());
+        }
         let h = &self.health;
         if h.interval_ms < 50 || h.timeout_ms == 0 || h.fall == 0 || h.rise == 0 {
             return bad(
@@ -175,6 +190,16 @@ impl ProxyConfig {
             return bad("health.path", format!("{} must start with /", h.path));
         }
         Ok(())
+    }
+
+    /// The idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// The half-close timeout as a duration.
+    pub fn fin_timeout(&self) -> Duration {
+        Duration::from_millis(self.fin_timeout_ms)
     }
 
     /// The connect timeout as a duration.

@@ -62,6 +62,11 @@ impl Backend {
         Active(self.clone())
     }
 
+    /// A client's connection opened: failures so far were not "in a row".
+    pub fn connected(&self) {
+        self.streaks.lock().unwrap_or_else(|e| e.into_inner()).failed = 0;
+    }
+
     /// Record a check or connection outcome: `fall` failures in a row take
     /// the backend out, `rise` successes in a row bring it back.
     pub fn report(&self, ok: bool, rise: u32, fall: u32) {
@@ -169,23 +174,23 @@ impl Pool {
     /// ones and those in `tried`; `None` when none is left.
     pub fn choose(&self, client: IpAddr, tried: &[usize]) -> Option<Arc<Backend>> {
         let usable = |b: &Arc<Backend>| b.is_healthy() && !tried.contains(&b.index);
-        let n = self.backends.len();
         match self.balance {
-            Balance::RoundRobin => {
+            Balance::RoundRobin | Balance::LeastConn => {
+                // Turns are taken among the usable backends only: skipping
+                // a down one must not hand its share to its neighbour.
+                let usable: Vec<&Arc<Backend>> = self.backends.iter().filter(|b| usable(b)).collect();
+                if usable.is_empty() {
+                    return None;
+                }
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..n)
-                    .map(|k| &self.backends[(start + k) % n])
-                    .find(|b| usable(b))
-                    .cloned()
-            }
-            Balance::LeastConn => {
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
-                // Ties go round robin rather than always to the first.
-                (0..n)
-                    .map(|k| &self.backends[(start + k) % n])
-                    .filter(|b| usable(b))
-                    .min_by_key(|b| b.active())
-                    .cloned()
+                let n = usable.len();
+                let mut in_turn = (0..n).map(|k| usable[(start + k) % n]);
+                if self.balance == Balance::RoundRobin {
+                    in_turn.next().cloned()
+                } else {
+                    // Ties go round robin rather than always to the first.
+                    in_turn.min_by_key(|b| b.active()).cloned()
+                }
             }
             Balance::Hash => {
                 let key = match client.to_canonical() {
@@ -228,6 +233,8 @@ mod tests {
         p.backends[1].report(false, 2, 1);
         let picks: Vec<usize> = (0..4).map(|_| p.choose(client(1), &[]).unwrap().index).collect();
         assert!(!picks.contains(&1), "{picks:?}");
+        // The remaining two share evenly.
+        assert_eq!(picks.iter().filter(|i| **i == 0).count(), 2, "{picks:?}");
         assert!(p.choose(client(1), &[0, 2]).is_none());
         // Two passed checks bring it back.
         p.backends[1].report(true, 2, 1);
