@@ -12,25 +12,13 @@ import argparse
 import os
 import socket
 import ssl
-import struct
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.settings
 
-
-def frame(opcode, payload):
-    mask = os.urandom(4)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    n = len(payload)
-    if n < 126:
-        head = bytes([0x80 | opcode, 0x80 | n])
-    elif n < 65536:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + struct.pack("!Q", n)
-    return head + mask + body
+from wsframe import frame, take_message
 
 
 class Client:
@@ -92,17 +80,9 @@ class Client:
 
     def message(self, sid):
         while True:
-            buf = self.data.setdefault(sid, bytearray())
-            if len(buf) >= 2:
-                n, off = buf[1] & 0x7F, 2
-                if n == 126 and len(buf) >= 4:
-                    n, off = struct.unpack("!H", buf[2:4])[0], 4
-                elif n == 127 and len(buf) >= 10:
-                    n, off = struct.unpack("!Q", buf[2:10])[0], 10
-                if (n < 126 or off > 2) and len(buf) >= off + n:
-                    opcode, payload = buf[0] & 0x0F, bytes(buf[off:off + n])
-                    del buf[:off + n]
-                    return opcode, payload
+            got = take_message(self.data.setdefault(sid, bytearray()))
+            if got is not None:
+                return got
             self.pump()
 
 

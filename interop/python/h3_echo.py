@@ -13,8 +13,6 @@ Usage: h3_echo.py HOST PORT --ca cert.pem [--path /]
 import argparse
 import asyncio
 import os
-import ssl
-import struct
 
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -23,20 +21,9 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, StreamReset
 
+from wsframe import frame, take_message
+
 ENABLE_CONNECT_PROTOCOL = 0x08
-
-
-def frame(opcode, payload):
-    mask = os.urandom(4)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    n = len(payload)
-    if n < 126:
-        head = bytes([0x80 | opcode, 0x80 | n])
-    elif n < 65536:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + struct.pack("!Q", n)
-    return head + mask + body
 
 
 class Client(QuicConnectionProtocol):
@@ -81,17 +68,9 @@ class Client(QuicConnectionProtocol):
     async def message(self, sid, buf):
         """The next WebSocket message on `sid` (buf: bytearray carried between calls)."""
         while True:
-            if len(buf) >= 2:
-                n, off = buf[1] & 0x7F, 2
-                if n == 126 and len(buf) >= 4:
-                    n, off = struct.unpack("!H", buf[2:4])[0], 4
-                elif n == 127 and len(buf) >= 10:
-                    n, off = struct.unpack("!Q", buf[2:10])[0], 10
-                if n < 126 or off > 2:
-                    if len(buf) >= off + n:
-                        opcode, payload = buf[0] & 0x0F, bytes(buf[off:off + n])
-                        del buf[:off + n]
-                        return opcode, payload
+            got = take_message(buf)
+            if got is not None:
+                return got
             ev = await asyncio.wait_for(self.queues[sid].get(), 10)
             if not isinstance(ev, DataReceived):
                 raise RuntimeError(f"stream {sid} ended: {ev}")
