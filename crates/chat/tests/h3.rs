@@ -8,32 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, start};
+use common::{config, next_frame as next, send_frame as send, start};
 use http::Method;
-use serde_json::{json, Value};
-use volley_net::{Config, H3Connection, Message, WebSocket};
-
-type Ws = WebSocket<volley_net::Upgraded>;
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::Text(value.to_string().into())).await.unwrap();
-}
-
-/// The next frame of `kind`, skipping others (10 s at most).
-async fn next(ws: &mut Ws, kind: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let message = tokio::time::timeout_at(deadline, ws.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no {kind} frame"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("closed before {kind}"));
-        let value: Value = serde_json::from_slice(message.as_bytes()).unwrap();
-        if value["type"] == kind {
-            return value;
-        }
-    }
-}
+use serde_json::json;
+use volley_net::{Config, H3Connection};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_over_http3_streams_of_one_quic_connection() {

@@ -166,3 +166,29 @@ pub(crate) async fn http(
     };
     (status, value)
 }
+
+/// A WebSocket over an HTTP/2 or HTTP/3 stream.
+pub(crate) type StreamWs = volley_net::WebSocket<volley_net::Upgraded>;
+
+/// Send one JSON text frame.
+pub(crate) async fn send_frame(ws: &mut StreamWs, value: Value) {
+    ws.send(volley_net::Message::Text(value.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next frame of `kind`, skipping others (10 s at most).
+pub(crate) async fn next_frame(ws: &mut StreamWs, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = tokio::time::timeout_at(deadline, ws.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} frame"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("closed before {kind}"));
+        let value: Value = serde_json::from_slice(message.as_bytes()).unwrap();
+        if value["type"] == kind {
+            return value;
+        }
+    }
+}
