@@ -117,6 +117,9 @@ pub struct ProxyConfig {
     /// Once one side has finished, the other gets this long to finish too,
     /// in milliseconds (a WebSocket's closing handshake), then both close.
     pub fin_timeout_ms: u64,
+    /// Serve `GET /metrics` (Prometheus) on this address: backend health,
+    /// open connections, bytes, refusals. Keep it off public interfaces.
+    pub admin: Option<SocketAddr>,
     /// Health checks.
     pub health: HealthConfig,
 }
@@ -134,6 +137,7 @@ impl Default for ProxyConfig {
             max_connections: 10_000,
             idle_timeout_ms: 300_000,
             fin_timeout_ms: 10_000,
+            admin: None,
             health: HealthConfig::default(),
         }
     }

@@ -9,6 +9,7 @@
 //! layer-7 mode (`http`: TLS termination, HTTP/2 and HTTP/3 downstream,
 //! routing and room affinity, paced draining) is not built yet.
 
+mod admin;
 mod config;
 mod error;
 pub mod health;
@@ -30,7 +31,11 @@ pub async fn run(config: ProxyConfig, stop: watch::Receiver<bool>) -> Result<(),
             "mode = \"http\" (layer 7) is not built yet; use mode = \"tcp\" (--mode tcp)".into(),
         ));
     }
+    let metrics = admin::recorder();
     let pool = Arc::new(pool::Pool::new(&config)?);
+    if let Some(addr) = config.admin {
+        admin::serve(addr, metrics, stop.clone()).await?;
+    }
     for backend in pool.backends() {
         tokio::spawn(health::watch(
             backend.clone(),

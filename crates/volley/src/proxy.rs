@@ -34,6 +34,9 @@ pub(crate) struct ProxyArgs {
     /// Active health check: tcp (a connection opens) or http (GET /healthz answers 2xx) [default: http].
     #[arg(long, value_parser = ["tcp", "http"])]
     health: Option<String>,
+    /// Serve Prometheus metrics on this address (GET /metrics); keep it off public interfaces.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
     /// Print the merged settings as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -83,6 +86,9 @@ impl ProxyArgs {
         }
         if self.proxy_protocol {
             config.proxy_protocol = true;
+        }
+        if let Some(admin) = self.admin {
+            config.admin = Some(admin);
         }
         Ok(config)
     }

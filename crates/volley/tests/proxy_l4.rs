@@ -95,7 +95,8 @@ fn balances_fails_over_and_comes_back() {
     let mut node_a = node(a, "a", dir.path(), &[]);
     let _node_b = node(b, "b", dir.path(), &[]);
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let (a_s, b_s, l_s) = (a.to_string(), b.to_string(), listen.to_string());
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let (a_s, b_s, l_s, admin_s) = (a.to_string(), b.to_string(), listen.to_string(), admin.to_string());
     let _proxy = volley(&[
         "proxy",
         "--mode",
@@ -106,8 +107,11 @@ fn balances_fails_over_and_comes_back() {
         &a_s,
         "--backend",
         &b_s,
+        "--admin",
+        &admin_s,
     ]);
     wait_port(listen);
+    wait_port(admin);
 
     // Round robin: both nodes answer, in turn (the readiness probe took a
     // turn too, so the split is 3/3 or 4/2, never all on one).
@@ -128,6 +132,25 @@ fn balances_fails_over_and_comes_back() {
         killed.elapsed() < Duration::from_secs(5),
         "no request waited on the dead node"
     );
+    // The admin address shows it: a down, b up, connections counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let down = format!("volley_proxy_backend_up{{backend=\"{a}\"}} 0");
+    loop {
+        let mut s = TcpStream::connect(admin).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        if text.contains(&down) {
+            assert!(
+                text.contains(&format!("volley_proxy_backend_up{{backend=\"{b}\"}} 1")),
+                "{text}"
+            );
+            assert!(text.contains("volley_proxy_connections_total"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "a never shown down on /metrics: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // a returns on the same port: after two passed checks it gets traffic again.
     node_a = node(a, "a", dir.path(), &[]);
