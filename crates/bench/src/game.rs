@@ -107,27 +107,13 @@ impl Scenario for Game {
                 match shared {
                     // Own connections: through the target's connector (its CA, for wss://).
                     None => {
-                        let client = match target.connector.connect(&target.url).await {
-                            Ok(ws) => GameClient::join_on(ws, join).await.map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        drop(permit);
-                        match client {
-                            Ok(client) => bot(client, period, window_start, window_end).await,
-                            Err(e) => failed(e),
-                        }
+                        let ws = target.connector.connect(&target.url).await;
+                        play(ws, join, permit, failed, period, window_start, window_end).await
                     }
                     // Streams of shared HTTP/2 or HTTP/3 connections.
                     Some(shared) => {
-                        let client = match shared.websocket(n).await {
-                            Ok(ws) => GameClient::join_on(ws, join).await.map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        drop(permit);
-                        match client {
-                            Ok(client) => bot(client, period, window_start, window_end).await,
-                            Err(e) => failed(e),
-                        }
+                        let ws = shared.websocket(n).await;
+                        play(ws, join, permit, failed, period, window_start, window_end).await
                     }
                 }
             });
@@ -190,6 +176,32 @@ impl Scenario for Game {
             gauge_sum(&after, "volley_game_players{kind=\"bot\"}"),
         );
         Ok(measured)
+    }
+}
+
+/// Join on an opened WebSocket (or report why not), free the connect
+/// slot, and play until the window ends.
+async fn play<S, E>(
+    ws: Result<volley_net::WebSocket<S>, E>,
+    join: Join,
+    permit: Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError>,
+    failed: impl FnOnce(String) -> BotStats,
+    period: Duration,
+    window_start: Instant,
+    window_end: Instant,
+) -> BotStats
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    E: std::fmt::Display,
+{
+    let client = match ws {
+        Ok(ws) => GameClient::join_on(ws, join).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    drop(permit);
+    match client {
+        Ok(client) => bot(client, period, window_start, window_end).await,
+        Err(e) => failed(e),
     }
 }
 

@@ -81,17 +81,7 @@ impl H2Connection {
             .send_request(request)
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        if response.status() != StatusCode::OK {
-            return Err(Error::Handshake(volley_wire::handshake::HandshakeError::Rejected {
-                status: response.status().as_u16(),
-                reason: format!("extended CONNECT answered {}", response.status()),
-            }));
-        }
-        let protocol = response
-            .headers()
-            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let protocol = crate::upgrade::extended_connect_answer(response.status(), response.headers())?;
         let upgraded = hyper::upgrade::on(response)
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use volley_h3::head;
@@ -110,17 +110,7 @@ impl H3Connection {
         let mut all = vec![("sec-websocket-version", "13")];
         all.extend_from_slice(headers);
         let (response, stream) = self.open(Method::CONNECT, path, Some("websocket"), &all).await?;
-        if response.status() != StatusCode::OK {
-            return Err(Error::Handshake(HandshakeError::Rejected {
-                status: response.status().as_u16(),
-                reason: format!("extended CONNECT answered {}", response.status()),
-            }));
-        }
-        let protocol = response
-            .headers()
-            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let protocol = crate::upgrade::extended_connect_answer(response.status(), response.headers())?;
         Ok(WebSocket::from_raw(
             Upgraded::H3(Box::new(stream)),
             Role::Client,

@@ -211,6 +211,24 @@ where
     }
 }
 
+/// A client's check of the answer to its extended CONNECT (HTTP/2 or
+/// HTTP/3): 200, and the subprotocol the server chose, if any.
+pub(crate) fn extended_connect_answer(
+    status: StatusCode,
+    headers: &http::HeaderMap,
+) -> Result<Option<String>, crate::Error> {
+    if status != StatusCode::OK {
+        return Err(crate::Error::Handshake(HandshakeError::Rejected {
+            status: status.as_u16(),
+            reason: format!("extended CONNECT answered {status}"),
+        }));
+    }
+    Ok(headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned))
+}
+
 /// The `:scheme` of an extended CONNECT must name HTTP: `https` (or `http`
 /// on cleartext HTTP/2), and only `https` over HTTP/3, which is always TLS.
 /// An HTTP/1.1 upgrade carries no scheme.
