@@ -48,5 +48,5 @@ pub use server::{Acceptor, Negotiated};
 pub use server_h2::{Accepted, H2Accepted};
 pub use socket::WebSocket;
 pub use stream::MaybeTlsStream;
-pub use upgrade::{Refused, UpgradeState, Upgraded, WebSocketUpgrade};
+pub use upgrade::{check_scheme, PendingUpgrade, Refused, UpgradeState, Upgraded, WebSocketUpgrade};
 pub use volley_wire::{CloseCode, CloseFrame, DeflateConfig, Message, OpCode, PreparedMessage, Role, Utf8Bytes};

@@ -97,7 +97,9 @@ impl rustls::server::ResolvesServerCert for Reloadable {
     }
 }
 
-fn certified(cert_path: &Path, key_path: &Path) -> Result<rustls::sign::CertifiedKey, Error> {
+/// A certificate chain and key read from PEM files, checked to belong
+/// together: what a certificate resolver hands out (one per name, say).
+pub fn certified(cert_path: &Path, key_path: &Path) -> Result<rustls::sign::CertifiedKey, Error> {
     let (certs, key) = read_pair(cert_path, key_path)?;
     let signing = provider()
         .key_provider
@@ -132,6 +134,36 @@ pub fn self_signed(names: &[String]) -> Result<(Arc<ServerConfig>, String), Erro
     let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der()).map_err(|e| Error::TlsConfig(e.into()))?;
     let config = server_config(vec![generated.cert.der().clone()], key)?;
     Ok((config, pem))
+}
+
+/// A self-signed certificate for `names` as a resolver's pair, and its PEM
+/// for clients to trust; for development only.
+pub fn self_signed_certified(names: &[String]) -> Result<(rustls::sign::CertifiedKey, String), Error> {
+    let generated = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| Error::TlsConfig(e.to_string()))?;
+    let pem = generated.cert.pem();
+    let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der()).map_err(|e| Error::TlsConfig(e.into()))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| Error::TlsConfig(e.to_string()))?;
+    Ok((
+        rustls::sign::CertifiedKey::new(vec![generated.cert.der().clone()], signing),
+        pem,
+    ))
+}
+
+/// A server configuration whose certificates come from `resolver` (one per
+/// SNI name, reloadable), offering [`ALPN`].
+pub fn server_config_with_resolver(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>, Error> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::TlsConfig(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = alpn();
+    Ok(Arc::new(config))
 }
 
 /// A client configuration trusting the system's roots and, if given, the

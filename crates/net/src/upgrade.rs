@@ -100,6 +100,54 @@ enum Pending {
     H3(oneshot::Receiver<H3Stream>),
 }
 
+/// The stream a request will hand over once it is answered with `101` (or
+/// `200` to an extended CONNECT), whatever the transport: for code that
+/// answers upgrades itself rather than through [`WebSocketUpgrade`], such as
+/// a proxy that must hear its backend first.
+#[derive(Debug)]
+pub struct PendingUpgrade(Pending);
+
+impl PendingUpgrade {
+    /// Take the pending upgrade out of a request (once); `None` when the
+    /// connection cannot be upgraded (an HTTP/1.0 request, say).
+    pub fn take(parts: &mut Parts) -> Option<PendingUpgrade> {
+        let h3 = parts.extensions.get::<H3OnUpgrade>().and_then(H3OnUpgrade::take);
+        let hyper = parts.extensions.remove::<OnUpgrade>();
+        h3.map(Pending::H3).or(hyper.map(Pending::Hyper)).map(PendingUpgrade)
+    }
+
+    /// `http/1.1`, `h2` or `h3`: the transport the WebSocket travels on
+    /// (`extended` tells HTTP/2 from HTTP/1.1, which share hyper's upgrade).
+    pub fn transport(&self, extended: bool) -> &'static str {
+        match (&self.0, extended) {
+            (Pending::H3(_), _) => "h3",
+            (Pending::Hyper(_), true) => "h2",
+            (Pending::Hyper(_), false) => "http/1.1",
+        }
+    }
+
+    /// Wait until the HTTP server hands the stream over (after the answer
+    /// went out); `None` if the connection or stream ended first.
+    pub async fn upgraded(self) -> Option<Upgraded> {
+        match self.0 {
+            Pending::Hyper(on_upgrade) => match on_upgrade.await {
+                Ok(upgraded) => Some(Upgraded::Hyper(TokioIo::new(upgraded))),
+                Err(e) => {
+                    tracing::debug!(error = %e, "upgrade failed");
+                    None
+                }
+            },
+            Pending::H3(stream) => match stream.await {
+                Ok(stream) => Some(Upgraded::H3(Box::new(stream))),
+                Err(_) => {
+                    tracing::debug!("HTTP/3 stream closed before the upgrade");
+                    None
+                }
+            },
+        }
+    }
+}
+
 /// Router state that knows its endpoint's upgrade policy.
 ///
 /// Implement it for the state type of a router (it is implemented for
@@ -125,7 +173,7 @@ impl<T: UpgradeState> UpgradeState for Arc<T> {
 #[derive(Debug)]
 pub struct WebSocketUpgrade {
     negotiated: Negotiated,
-    on_upgrade: Pending,
+    on_upgrade: PendingUpgrade,
 }
 
 impl WebSocketUpgrade {
@@ -146,24 +194,12 @@ impl WebSocketUpgrade {
         let (parts, ()) = negotiated.response().into_parts();
         // Which transport carries it: what operators (and the browser test)
         // read to learn what clients really use.
-        let transport = match (&on_upgrade, negotiated.extended()) {
-            (Pending::H3(_), _) => "h3",
-            (Pending::Hyper(_), true) => "h2",
-            (Pending::Hyper(_), false) => "http/1.1",
-        };
+        let transport = on_upgrade.transport(negotiated.extended());
         metrics::counter!("volley_websocket_upgrades_total", "transport" => transport).increment(1);
         tokio::spawn(async move {
-            let stream = match on_upgrade {
-                Pending::Hyper(on_upgrade) => match on_upgrade.await {
-                    Ok(upgraded) => Upgraded::Hyper(TokioIo::new(upgraded)),
-                    Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
-                },
-                Pending::H3(stream) => match stream.await {
-                    Ok(stream) => Upgraded::H3(Box::new(stream)),
-                    Err(_) => return tracing::debug!("HTTP/3 stream closed before the upgrade"),
-                },
-            };
-            session(negotiated.into_websocket(stream, &[])).await
+            if let Some(stream) = on_upgrade.upgraded().await {
+                session(negotiated.into_websocket(stream, &[])).await
+            }
         });
         Response::from_parts(parts, Body::empty())
     }
@@ -198,9 +234,7 @@ where
             .acceptor()
             .negotiate_head(&parts.method, parts.version, protocol.as_deref(), &parts.headers)
             .map_err(Refused::from)?;
-        let h3 = parts.extensions.get::<H3OnUpgrade>().and_then(H3OnUpgrade::take);
-        let hyper = parts.extensions.remove::<OnUpgrade>();
-        let on_upgrade = h3.map(Pending::H3).or(hyper.map(Pending::Hyper)).ok_or_else(|| {
+        let on_upgrade = PendingUpgrade::take(parts).ok_or_else(|| {
             Refused::new(
                 StatusCode::UPGRADE_REQUIRED,
                 "this connection cannot be upgraded",
@@ -232,7 +266,7 @@ pub(crate) fn extended_connect_answer(
 /// The `:scheme` of an extended CONNECT must name HTTP: `https` (or `http`
 /// on cleartext HTTP/2), and only `https` over HTTP/3, which is always TLS.
 /// An HTTP/1.1 upgrade carries no scheme.
-pub(crate) fn check_scheme(version: http::Version, uri: &http::Uri) -> Result<(), Refused> {
+pub fn check_scheme(version: http::Version, uri: &http::Uri) -> Result<(), Refused> {
     let Some(scheme) = uri.scheme_str() else {
         return Ok(());
     };

@@ -2,6 +2,7 @@
 //! by `volley proxy check FILE`) or the quick flags for the common case.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,8 @@ use crate::Error;
 pub enum Mode {
     /// Layer 4: bytes spliced between client and backend.
     Tcp,
-    /// Layer 7: HTTP and WebSockets understood (not built yet).
+    /// Layer 7: HTTP and WebSockets understood; TLS ended here; HTTP/1.1,
+    /// HTTP/2 and HTTP/3 from clients, HTTP/1.1 to the backends.
     #[default]
     Http,
 }
@@ -88,8 +90,41 @@ impl HealthConfig {
     }
 }
 
-/// Everything `volley proxy` needs.
+/// A certificate for one SNI name (layer 7).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCert {
+    /// The server name clients ask for.
+    pub name: String,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// A layer-7 route: requests that match every condition given go to its
+/// backends (or the top-level ones), with its affinity (or the top-level
+/// one). Routes are tried in order; a request no route takes goes to the
+/// top-level backends.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    /// A name for logs and metrics.
+    pub name: Option<String>,
+    /// The `Host` (or `:authority`) without its port, exactly (ASCII case ignored).
+    pub host: Option<String>,
+    /// The path starts with this.
+    pub path_prefix: Option<String>,
+    /// `name` (the header is present) or `name: value` (it has this value).
+    pub header: Option<String>,
+    /// Its backends, `host:port` each; empty: the top-level ones.
+    pub backends: Vec<String>,
+    /// Its affinity SPEC (see [`ProxyConfig::affinity`]).
+    pub affinity: Option<String>,
+}
+
+/// Everything `volley proxy` needs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
     /// Where clients connect.
@@ -122,6 +157,45 @@ pub struct ProxyConfig {
     pub admin: Option<SocketAddr>,
     /// Health checks.
     pub health: HealthConfig,
+    /// Layer 7: keep a key's connections on one backend, the key taken from
+    /// `query:NAME`, `path:N` (the Nth path segment, from 1), `header:NAME`
+    /// or `cookie:NAME` (a room id, a match id). Requests without the key
+    /// are balanced as usual.
+    pub affinity: Option<String>,
+    /// Bounded loads: a new key is not placed on a backend already above
+    /// (1 + this) times the mean load; it goes to the next on the ring.
+    pub affinity_epsilon: f64,
+    /// Layer 7: end TLS with this PEM certificate chain (and `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Layer 7: end TLS with a self-signed certificate (development only).
+    pub self_signed: bool,
+    /// Certificates for particular SNI names; others get `tls_cert`.
+    pub sni: Vec<SniCert>,
+    /// With TLS, also serve HTTP/3 on the listen port over UDP.
+    pub http3: bool,
+    /// Layer 7 routes, tried in order.
+    pub routes: Vec<RouteConfig>,
+    /// Draining closes at most this many live connections per second (each
+    /// WebSocket with close code 1012), so clients do not reconnect at once.
+    pub drain_rate: u32,
+    /// The close reason tells each client to come back within a random
+    /// delay up to this, in milliseconds, spreading reconnects further.
+    pub drain_reconnect_ms: u64,
+    /// Layer 7: open connections per client address; beyond, 429. 0: no limit.
+    pub max_connections_per_ip: u32,
+    /// Layer 7: WebSocket handshakes per second per client address (bursts
+    /// of twice this); beyond, 429. 0: no limit.
+    pub handshake_rate: u32,
+    /// Layer 7: a request head must arrive within this, and a backend must
+    /// answer a handshake within this, in milliseconds (408 or 504 after).
+    pub handshake_timeout_ms: u64,
+    /// Layer 7: largest request head in bytes (431 beyond).
+    pub max_head_bytes: usize,
+    /// Log one line per proxied WebSocket at its end (target
+    /// `volley_proxy::access`): client, backend, duration, bytes, close codes.
+    pub access_log: bool,
 }
 
 impl Default for ProxyConfig {
@@ -139,6 +213,21 @@ impl Default for ProxyConfig {
             fin_timeout_ms: 10_000,
             admin: None,
             health: HealthConfig::default(),
+            affinity: None,
+            affinity_epsilon: 0.25,
+            tls_cert: None,
+            tls_key: None,
+            self_signed: false,
+            sni: Vec::new(),
+            http3: true,
+            routes: Vec::new(),
+            drain_rate: 100,
+            drain_reconnect_ms: 5000,
+            max_connections_per_ip: 256,
+            handshake_rate: 50,
+            handshake_timeout_ms: 10_000,
+            max_head_bytes: 16 * 1024,
+            access_log: true,
         }
     }
 }
@@ -157,10 +246,11 @@ impl ProxyConfig {
     /// Check every setting, naming the key at fault.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
-        if self.backends.is_empty() {
+        let routed = !self.routes.is_empty() && self.routes.iter().all(|r| !r.backends.is_empty());
+        if self.backends.is_empty() && !routed {
             return bad("backends", "at least one backend (host:port)".into());
         }
-        for backend in &self.backends {
+        for backend in self.backends.iter().chain(self.routes.iter().flat_map(|r| &r.backends)) {
             let ok = backend
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
@@ -193,7 +283,76 @@ impl ProxyConfig {
         if h.kind == HealthKind::Http && !h.path.starts_with('/') {
             return bad("health.path", format!("{} must start with /", h.path));
         }
+        if let Some(spec) = &self.affinity {
+            if let Err(e) = crate::affinity::Affinity::parse(spec) {
+                return bad("affinity", e);
+            }
+        }
+        if !(0.0..=100.0).contains(&self.affinity_epsilon) {
+            return bad("affinity_epsilon", "between 0 and 100".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert", "tls_cert and tls_key go together".into());
+        }
+        if self.self_signed && self.tls_cert.is_some() {
+            return bad("self_signed", "either self_signed or tls_cert, not both".into());
+        }
+        if !self.sni.is_empty() && !self.tls() {
+            return bad("sni", "needs tls_cert/tls_key (the default certificate)".into());
+        }
+        if self.mode == Mode::Tcp && (self.tls() || self.affinity.is_some() || !self.routes.is_empty()) {
+            return bad("mode", "tls, affinity and routes are layer 7 (mode = \"http\")".into());
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            if let Some(prefix) = &route.path_prefix {
+                if !prefix.starts_with('/') {
+                    return bad(&key, format!("path_prefix {prefix} must start with /"));
+                }
+            }
+            if let Some(header) = &route.header {
+                let name = header.split_once(':').map_or(header.as_str(), |(n, _)| n).trim();
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return bad(&key, format!("header {header}: not a header name"));
+                }
+            }
+            if let Some(spec) = &route.affinity {
+                if let Err(e) = crate::affinity::Affinity::parse(spec) {
+                    return bad(&key, e);
+                }
+            }
+        }
+        if self.drain_rate == 0 {
+            return bad("drain_rate", "at least 1 per second".into());
+        }
+        if self.handshake_timeout_ms < 100 {
+            return bad("handshake_timeout_ms", "at least 100".into());
+        }
+        if self.max_head_bytes < 1024 {
+            return bad("max_head_bytes", "at least 1024".into());
+        }
         Ok(())
+    }
+
+    /// Whether layer 7 ends TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() || self.self_signed
+    }
+
+    /// Every backend named anywhere, once each, in order of appearance.
+    pub fn all_backends(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for b in self.backends.iter().chain(self.routes.iter().flat_map(|r| &r.backends)) {
+            if !all.contains(b) {
+                all.push(b.clone());
+            }
+        }
+        all
+    }
+
+    /// The handshake timeout as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
     }
 
     /// The idle timeout as a duration.

@@ -1,34 +1,61 @@
 //! Active health checks: every backend is checked on an interval (a TCP
 //! connection, or `GET /healthz` answered 2xx), and `fall` failures in a
-//! row take it out of rotation, `rise` successes bring it back. Failed
-//! connections of real clients count as failures too ([`crate::tcp`]).
+//! row take it out of rotation (and drain its live connections), `rise`
+//! successes bring it back. Failed connections of real clients count as
+//! failures too. The settings are read at each check, so a reload changes
+//! them; a backend a reload removed is no longer checked.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 use crate::config::HealthConfig;
 use crate::pool::Backend;
-use crate::HealthKind;
+use crate::{HealthKind, Shared};
 
-/// Check `backend` until `stop` turns true. With `proxy_protocol`, each
-/// check starts with a LOCAL header, as the backend expects one from us.
-pub async fn watch(backend: Arc<Backend>, config: HealthConfig, proxy_protocol: bool, mut stop: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(config.interval());
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let ok = tokio::time::timeout(config.timeout(), check(&backend.addr, &config, proxy_protocol))
+/// Check `backend` until the proxy stops or a reload removes it (once per
+/// backend: a checker already running goes on).
+pub(crate) fn ensure(shared: Arc<Shared>, backend: Arc<Backend>) {
+    if backend.checked.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut stop = shared.stop.clone();
+        loop {
+            let config = shared.current().config.clone();
+            tokio::select! {
+                () = tokio::time::sleep(config.health.interval()) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            if backend.is_removed() {
+                break;
+            }
+            let ok = tokio::time::timeout(
+                config.health.timeout(),
+                check(&backend.addr, &config.health, config.proxy_protocol),
+            )
             .await
             .unwrap_or(false);
-        metrics::counter!("volley_proxy_health_checks_total", "backend" => backend.addr.clone(), "ok" => ok.to_string())
-            .increment(1);
-        backend.report(ok, config.rise, config.fall);
+            metrics::counter!("volley_proxy_health_checks_total", "backend" => backend.addr.clone(), "ok" => ok.to_string())
+                .increment(1);
+            failed(&shared, &backend, ok);
+        }
+        backend.checked.store(false, Ordering::Release);
+    });
+}
+
+/// Record a check or connection outcome; a backend it takes out is drained.
+pub(crate) fn failed(shared: &Shared, backend: &Arc<Backend>, ok: bool) {
+    let config = shared.current().config.clone();
+    if backend.report(ok, config.health.rise, config.health.fall) {
+        crate::drain::start(
+            backend.clone(),
+            config.drain_rate,
+            config.drain_reconnect_ms,
+            "backend down",
+        );
     }
 }
 

@@ -1,14 +1,28 @@
 //! The backends and how one is chosen for a new connection.
 //!
 //! Each backend carries its health (set by [`crate::health`] and by
-//! connection failures) and its count of open connections. Selection skips
-//! unhealthy backends and those already tried for this client.
+//! connection failures), whether it is draining or was removed by a reload,
+//! its count of open connections, and the live connections a drain closes.
+//! Backends live in [`Backends`], which outlasts reloads, so a reload that
+//! keeps a backend keeps its state and its connections. Selection skips
+//! backends that are unhealthy, draining, removed, or already tried for this
+//! client. With affinity, a key (a room) goes where its other connections
+//! are; a new key goes to its place on the hash ring unless that backend is
+//! above (1 + ε) times the mean load, and then to the next on the ring
+//! (consistent hashing with bounded loads).
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::oneshot;
+
 use crate::{Balance, Error, ProxyConfig};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Points per backend on the hash ring: enough that keys spread evenly
 /// (within a few percent) over a handful of backends.
@@ -22,8 +36,17 @@ pub struct Backend {
     /// `host:port`.
     pub addr: String,
     healthy: AtomicBool,
+    draining: AtomicBool,
+    removed: AtomicBool,
     active: AtomicUsize,
     streaks: Mutex<Streaks>,
+    /// Live connections a drain can close: id -> where to send the reason.
+    live: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    next_live: AtomicU64,
+    /// A drain task is running for this backend.
+    pub(crate) drainer: AtomicBool,
+    /// A health checker is running for this backend.
+    pub(crate) checked: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -40,9 +63,79 @@ impl Backend {
             // Healthy until checks say otherwise: a proxy that starts before
             // its first check round serves at once.
             healthy: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             streaks: Mutex::new(Streaks::default()),
+            live: Mutex::new(HashMap::new()),
+            next_live: AtomicU64::new(0),
+            drainer: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
         }
+    }
+
+    /// Whether new connections may go here: healthy, not draining, still
+    /// configured.
+    pub fn is_usable(&self) -> bool {
+        self.is_healthy() && !self.is_draining() && !self.removed.load(Ordering::Relaxed)
+    }
+
+    /// Whether an operator asked for this backend to drain.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Start or stop draining (the admin API, `volley proxy drain`).
+    pub fn set_draining(&self, on: bool) {
+        self.draining.store(on, Ordering::Relaxed);
+        metrics::gauge!("volley_proxy_backend_draining", "backend" => self.addr.clone()).set(if on {
+            1.0
+        } else {
+            0.0
+        });
+    }
+
+    /// A reload left it out.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
+    }
+
+    /// A reload left it out (or put it back).
+    pub(crate) fn set_removed(&self, on: bool) {
+        self.removed.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether its live connections should be closed: drained, removed, or
+    /// down.
+    pub fn should_shed(&self) -> bool {
+        !self.is_usable()
+    }
+
+    /// Live connections a drain would close.
+    pub fn live(&self) -> usize {
+        lock(&self.live).len()
+    }
+
+    /// Register a live connection: the receiver gets a reason when a drain
+    /// closes it; the guard unregisters it.
+    pub fn register(self: &Arc<Self>) -> (LiveGuard, oneshot::Receiver<String>) {
+        let id = self.next_live.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.live).insert(id, tx);
+        (
+            LiveGuard {
+                backend: self.clone(),
+                id,
+            },
+            rx,
+        )
+    }
+
+    /// Take one live connection to close (any one).
+    pub(crate) fn take_one(&self) -> Option<oneshot::Sender<String>> {
+        let mut live = lock(&self.live);
+        let id = *live.keys().next()?;
+        live.remove(&id)
     }
 
     /// Whether new connections may go here.
@@ -68,8 +161,9 @@ impl Backend {
     }
 
     /// Record a check or connection outcome: `fall` failures in a row take
-    /// the backend out, `rise` successes in a row bring it back.
-    pub fn report(&self, ok: bool, rise: u32, fall: u32) {
+    /// the backend out, `rise` successes in a row bring it back. True when
+    /// this outcome took it out.
+    pub fn report(&self, ok: bool, rise: u32, fall: u32) -> bool {
         let mut streaks = self.streaks.lock().unwrap_or_else(|e| e.into_inner());
         if ok {
             streaks.passed = streaks.passed.saturating_add(1);
@@ -86,8 +180,10 @@ impl Backend {
                 self.healthy.store(false, Ordering::Relaxed);
                 tracing::warn!(backend = %self.addr, "backend down");
                 self.publish();
+                return true;
             }
         }
+        false
     }
 
     fn publish(&self) {
@@ -107,13 +203,134 @@ impl Drop for Active {
     }
 }
 
-/// The configured backends and the balancing rule.
+/// A live connection's entry in its backend's drain list.
+#[derive(Debug)]
+pub struct LiveGuard {
+    backend: Arc<Backend>,
+    id: u64,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        lock(&self.backend.live).remove(&self.id);
+    }
+}
+
+/// Every backend the proxy knows, by address: what outlasts a reload.
+#[derive(Debug, Default)]
+pub struct Backends {
+    map: Mutex<HashMap<String, Arc<Backend>>>,
+    next: AtomicUsize,
+}
+
+impl Backends {
+    /// The backend at `addr`, made on first use; true when new.
+    pub fn get(&self, addr: &str) -> (Arc<Backend>, bool) {
+        let mut map = lock(&self.map);
+        if let Some(b) = map.get(addr) {
+            return (b.clone(), false);
+        }
+        let b = Arc::new(Backend::new(self.next.fetch_add(1, Ordering::Relaxed), addr.to_owned()));
+        b.publish();
+        map.insert(addr.to_owned(), b.clone());
+        (b, true)
+    }
+
+    /// The backend at `addr`, if known.
+    pub fn find(&self, addr: &str) -> Option<Arc<Backend>> {
+        lock(&self.map).get(addr).cloned()
+    }
+
+    /// Every known backend, configured or being drained after a reload.
+    pub fn all(&self) -> Vec<Arc<Backend>> {
+        let mut all: Vec<_> = lock(&self.map).values().cloned().collect();
+        all.sort_by_key(|b| b.index);
+        all
+    }
+
+    /// Mark the backends not in `keep` removed (and those in it not), and
+    /// forget removed ones with no connection left. Returns the newly removed.
+    pub(crate) fn retain(&self, keep: &HashSet<String>) -> Vec<Arc<Backend>> {
+        let mut map = lock(&self.map);
+        let mut gone = Vec::new();
+        for (addr, b) in map.iter() {
+            let removed = !keep.contains(addr);
+            if removed && !b.removed.load(Ordering::Relaxed) {
+                gone.push(b.clone());
+            }
+            b.set_removed(removed);
+        }
+        map.retain(|addr, b| keep.contains(addr) || b.active() > 0);
+        gone
+    }
+}
+
+/// Keys (rooms) with live connections, and where they are: a key's next
+/// connection joins the others. An entry lives as long as its connections,
+/// so the table never outgrows them.
+#[derive(Debug, Default)]
+pub struct Affinities {
+    keys: Mutex<HashMap<String, (Arc<Backend>, u32)>>,
+}
+
+/// One connection's hold on its key's placement.
+#[derive(Debug)]
+pub struct KeyHold {
+    table: Arc<Affinities>,
+    key: String,
+}
+
+impl Drop for KeyHold {
+    fn drop(&mut self) {
+        let mut keys = lock(&self.table.keys);
+        if let Some(entry) = keys.get_mut(&self.key) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                keys.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Affinities {
+    /// Where `key`'s connections are now, if any.
+    fn placed(&self, key: &str) -> Option<Arc<Backend>> {
+        lock(&self.keys).get(key).map(|(b, _)| b.clone())
+    }
+
+    /// Count one more connection of `key` on `backend`. A key whose backend
+    /// changed (its old one left) follows the newest connection.
+    pub fn hold(self: &Arc<Self>, key: &str, backend: &Arc<Backend>) -> KeyHold {
+        let mut keys = lock(&self.keys);
+        let entry = keys.entry(key.to_owned()).or_insert_with(|| (backend.clone(), 0));
+        if !Arc::ptr_eq(&entry.0, backend) {
+            entry.0 = backend.clone();
+        }
+        entry.1 += 1;
+        KeyHold {
+            table: self.clone(),
+            key: key.to_owned(),
+        }
+    }
+
+    /// Keys with live connections.
+    pub fn len(&self) -> usize {
+        lock(&self.keys).len()
+    }
+
+    /// No key has a live connection.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A route's backends and the balancing rule.
 #[derive(Debug)]
 pub struct Pool {
     backends: Vec<Arc<Backend>>,
     balance: Balance,
     next: AtomicUsize,
-    /// (point, backend index), sorted by point.
+    /// (point, position in `backends`), sorted by point.
     ring: Vec<(u64, usize)>,
 }
 
@@ -136,33 +353,77 @@ fn mix(mut h: u64) -> u64 {
 }
 
 impl Pool {
-    /// The pool for `config`'s backends.
+    /// The pool for `config`'s backends, each new (for tests and tools;
+    /// the proxy takes its backends from [`Backends`]).
     pub fn new(config: &ProxyConfig) -> Result<Pool, Error> {
         if config.backends.is_empty() {
             return Err(Error::Config("backends: at least one".into()));
         }
-        let backends: Vec<Arc<Backend>> = config
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| Arc::new(Backend::new(i, addr.clone())))
-            .collect();
+        let registry = Backends::default();
+        let backends = config.backends.iter().map(|addr| registry.get(addr).0).collect();
+        Ok(Pool::of(backends, config.balance))
+    }
+
+    /// A pool over these backends. The ring is placed by address, so every
+    /// proxy (and every reload) with the same backends hashes alike.
+    pub fn of(backends: Vec<Arc<Backend>>, balance: Balance) -> Pool {
         let mut ring = Vec::with_capacity(backends.len() * VIRTUAL_NODES);
-        for backend in &backends {
+        for (pos, backend) in backends.iter().enumerate() {
             for v in 0..VIRTUAL_NODES {
-                ring.push((mix(fnv(format!("{}#{v}", backend.addr).as_bytes())), backend.index));
+                ring.push((mix(fnv(format!("{}#{v}", backend.addr).as_bytes())), pos));
             }
         }
         ring.sort_unstable();
-        for backend in &backends {
-            backend.publish();
-        }
-        Ok(Pool {
+        Pool {
             backends,
-            balance: config.balance,
+            balance,
             next: AtomicUsize::new(0),
             ring,
-        })
+        }
+    }
+
+    /// Whether `backend` is one of this pool's.
+    pub fn contains(&self, backend: &Backend) -> bool {
+        self.backends.iter().any(|b| b.index == backend.index)
+    }
+
+    /// The backend for a new connection whose affinity key is `key`: where
+    /// the key's other connections are if that backend is usable, else the
+    /// first usable backend on the ring from the key's point whose load is
+    /// under (1 + `epsilon`) times the mean. Also says whether the choice
+    /// left the key's home (its first usable backend on the ring).
+    pub fn choose_by_key(
+        &self,
+        key: &str,
+        tried: &[usize],
+        epsilon: f64,
+        placed: &Affinities,
+    ) -> Option<(Arc<Backend>, bool)> {
+        let usable = |b: &Arc<Backend>| b.is_usable() && !tried.contains(&b.index);
+        if let Some(b) = placed.placed(key) {
+            if usable(&b) && self.contains(&b) {
+                return Some((b, false));
+            }
+        }
+        let candidates: Vec<&Arc<Backend>> = self.backends.iter().filter(|b| usable(b)).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let total: usize = candidates.iter().map(|b| b.active()).sum();
+        // The bound counts the connection being placed.
+        let cap = ((1.0 + epsilon) * (total + 1) as f64 / candidates.len() as f64).ceil() as usize;
+        let start = self
+            .ring
+            .partition_point(|(point, _)| *point < mix(fnv(key.as_bytes())));
+        let mut walk = (0..self.ring.len())
+            .map(|k| &self.backends[self.ring[(start + k) % self.ring.len()].1])
+            .filter(|b| usable(b));
+        let home = walk.next()?;
+        if home.active() < cap.max(1) {
+            return Some((home.clone(), false));
+        }
+        let chosen = walk.find(|b| b.active() < cap.max(1)).unwrap_or(home);
+        Some((chosen.clone(), chosen.index != home.index))
     }
 
     /// Every backend, in configured order.
@@ -173,7 +434,7 @@ impl Pool {
     /// The backend for a new connection from `client`, skipping unhealthy
     /// ones and those in `tried`; `None` when none is left.
     pub fn choose(&self, client: IpAddr, tried: &[usize]) -> Option<Arc<Backend>> {
-        let usable = |b: &Arc<Backend>| b.is_healthy() && !tried.contains(&b.index);
+        let usable = |b: &Arc<Backend>| b.is_usable() && !tried.contains(&b.index);
         match self.balance {
             Balance::RoundRobin | Balance::LeastConn => {
                 // Turns are taken among the usable backends only: skipping
@@ -199,8 +460,7 @@ impl Pool {
                 };
                 let start = self.ring.partition_point(|(point, _)| *point < key);
                 (0..self.ring.len())
-                    .map(|k| self.ring[(start + k) % self.ring.len()].1)
-                    .map(|i| &self.backends[i])
+                    .map(|k| &self.backends[self.ring[(start + k) % self.ring.len()].1])
                     .find(|b| usable(b))
                     .cloned()
             }

@@ -29,7 +29,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a self-signed certificate and key (PEM) for local TLS testing.
     DevCert(devcert::DevCertArgs),
-    /// The proxy in front of volley nodes: layer 4 (--mode tcp) with balancing, health checks, PROXY protocol v2.
+    /// The proxy in front of volley nodes: layer 7 (TLS, HTTP/1.1, HTTP/2, HTTP/3 WebSockets, affinity, paced drain) or layer 4 (--mode tcp).
     Proxy(proxy::ProxyArgs),
 }
 

@@ -1,5 +1,6 @@
-//! `volley proxy`: the proxy in front of volley nodes (layer 4 for now;
-//! see `volley_proxy`).
+//! `volley proxy`: the proxy in front of volley nodes (layer 4 or layer 7;
+//! see `volley_proxy`), `volley proxy check FILE`, and `volley proxy drain`
+//! / `undrain` against a running proxy's admin address.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ pub(crate) struct ProxyArgs {
     /// A backend, host:port; repeatable.
     #[arg(long = "backend")]
     backends: Vec<String>,
-    /// tcp (layer 4, bytes spliced) or http (layer 7, not built yet) [default: http].
+    /// tcp (layer 4, bytes spliced) or http (layer 7: TLS, HTTP/1.1, HTTP/2 and HTTP/3 to HTTP/1.1 backends) [default: http].
     #[arg(long, value_parser = ["tcp", "http"])]
     mode: Option<String>,
     /// round-robin, least-conn, or hash (of the client address) [default: round-robin].
@@ -37,6 +38,21 @@ pub(crate) struct ProxyArgs {
     /// Serve Prometheus metrics on this address (GET /metrics); keep it off public interfaces.
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// Layer 7: keep a key's connections on one backend: query:NAME, path:N, header:NAME or cookie:NAME.
+    #[arg(long)]
+    affinity: Option<String>,
+    /// Layer 7: end TLS with this PEM certificate chain.
+    #[arg(long, requires = "tls_key", conflicts_with = "self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Layer 7: end TLS with a self-signed certificate (development only).
+    #[arg(long)]
+    self_signed: bool,
+    /// Live connections a drain closes per second [default: 100].
+    #[arg(long)]
+    drain_rate: Option<u32>,
     /// Print the merged settings as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -48,6 +64,22 @@ enum Action {
     Check {
         /// The TOML file.
         file: PathBuf,
+    },
+    /// Drain a backend of a running proxy: no new connections; its live ones closed at the drain rate (1012).
+    Drain {
+        /// The backend, host:port as configured.
+        backend: String,
+        /// The proxy's admin address.
+        #[arg(long)]
+        admin: SocketAddr,
+    },
+    /// Put a drained backend back into rotation.
+    Undrain {
+        /// The backend, host:port as configured.
+        backend: String,
+        /// The proxy's admin address.
+        #[arg(long)]
+        admin: SocketAddr,
     },
 }
 
@@ -90,17 +122,38 @@ impl ProxyArgs {
         if let Some(admin) = self.admin {
             config.admin = Some(admin);
         }
+        if let Some(affinity) = &self.affinity {
+            config.affinity = Some(affinity.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config.tls_cert = Some(cert.clone());
+            config.tls_key = Some(key.clone());
+            config.self_signed = false;
+        }
+        if self.self_signed {
+            config.self_signed = true;
+            config.tls_cert = None;
+            config.tls_key = None;
+        }
+        if let Some(rate) = self.drain_rate {
+            config.drain_rate = rate;
+        }
         Ok(config)
     }
 }
 
 /// Check a file, or run until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
-    if let Some(Action::Check { file }) = &args.action {
-        let config = read(file)?;
-        config.validate()?;
-        print!("{}", config.to_toml());
-        return Ok(());
+    match &args.action {
+        Some(Action::Check { file }) => {
+            let config = read(file)?;
+            config.validate()?;
+            print!("{}", config.to_toml());
+            return Ok(());
+        }
+        Some(Action::Drain { backend, admin }) => return admin_post(*admin, "drain", backend).await,
+        Some(Action::Undrain { backend, admin }) => return admin_post(*admin, "undrain", backend).await,
+        None => {}
     }
     let config = args.merged()?;
     config.validate()?;
@@ -114,6 +167,57 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: no new connections; open ones run until they close");
         let _ = stop_tx.send(true);
     });
-    volley_proxy::run(config, stop).await?;
+    // SIGHUP: read the file again (flags still win) and put it in force for
+    // new connections; established ones are kept.
+    let (reload_tx, reloads) = tokio::sync::mpsc::channel(4);
+    #[cfg(unix)]
+    {
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match args.merged().and_then(|c| c.validate().map(|()| c).map_err(Into::into)) {
+                    Ok(config) => {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        let _ = reload_tx.send(config).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "SIGHUP: configuration refused; keeping the one in force")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(reload_tx);
+    volley_proxy::run(config, reloads, stop).await?;
+    Ok(())
+}
+
+/// `POST /backends/{action}?backend=...` on a proxy's admin address; print
+/// its answer.
+async fn admin_post(admin: SocketAddr, action: &str, backend: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin)
+        .await
+        .with_context(|| format!("cannot reach the proxy's admin address {admin}"))?;
+    let query: String = backend
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b':' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let request = format!(
+        "POST /backends/{action}?backend={query} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer.as_str(), ""));
+    let ok = head.starts_with("HTTP/1.1 200");
+    println!("{}", body.trim());
+    if !ok {
+        anyhow::bail!("{action} refused: {}", head.lines().next().unwrap_or("no answer"));
+    }
     Ok(())
 }

@@ -1,0 +1,217 @@
+//! Copying bytes both ways between a client and its backend, for layer 4
+//! (TCP) and for layer-7 WebSockets after the handshake.
+//!
+//! Both directions copy until both sides have finished, or nothing moved
+//! for the idle timeout, or one side finished and the other did not follow
+//! within the half-close timeout (a client that never reads nor closes must
+//! not hold the connection, and its backend's count, forever). A drain
+//! order ends the connection: for a WebSocket, with a close frame (1012 and
+//! the order's reason) put between two of the backend's frames
+//! ([`crate::frames`]); for plain TCP, by closing it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use crate::frames::{close_frame, Frames};
+
+/// The close code a drained WebSocket gets: "service restart", come back.
+pub(crate) const DRAIN_CODE: u16 = 1012;
+
+/// What went through a spliced connection.
+#[derive(Debug, Default)]
+pub(crate) struct Spliced {
+    /// Bytes from the client to the backend.
+    pub(crate) up: u64,
+    /// Bytes from the backend to the client.
+    pub(crate) down: u64,
+    /// The close code the client sent, if a WebSocket and it sent one.
+    pub(crate) client_close: Option<u16>,
+    /// The close code the backend sent (or the proxy, when drained).
+    pub(crate) backend_close: Option<u16>,
+    /// A drain ended it.
+    pub(crate) drained: bool,
+}
+
+/// Timeouts of a splice.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) idle: Duration,
+    pub(crate) fin: Duration,
+}
+
+/// Splice `client` and `backend`; `first_down` (bytes the backend sent with
+/// its handshake answer) goes to the client first. With `websocket`, frames
+/// are followed for close codes and drain closes.
+pub(crate) async fn splice<C, B>(
+    client: C,
+    backend: B,
+    first_down: &[u8],
+    websocket: bool,
+    drain: oneshot::Receiver<String>,
+    timeouts: Timeouts,
+) -> Spliced
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (client_read, client_write) = tokio::io::split(client);
+    let (backend_read, backend_write) = tokio::io::split(backend);
+    let epoch = tokio::time::Instant::now();
+    let last = AtomicU64::new(0);
+    let up = pump(client_read, backend_write, &last, epoch, websocket);
+    let down = pump_down(backend_read, client_write, first_down, &last, epoch, websocket, drain);
+    tokio::pin!(up, down);
+    let idle = timeouts.idle;
+    let watchdog = async {
+        loop {
+            tokio::time::sleep(idle / 4).await;
+            let quiet = epoch
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            if quiet >= idle {
+                return;
+            }
+        }
+    };
+    tokio::pin!(watchdog);
+    let mut out = Spliced::default();
+    let (mut up_done, mut down_done) = (None, None);
+    tokio::select! {
+        r = &mut up => up_done = Some(r),
+        r = &mut down => down_done = Some(r),
+        () = &mut watchdog => {}
+    }
+    let plain_drain = matches!(down_done, Some((_, _, true))) && !websocket;
+    if !plain_drain {
+        if up_done.is_some() && down_done.is_none() {
+            down_done = tokio::time::timeout(timeouts.fin, &mut down).await.ok();
+        } else if down_done.is_some() && up_done.is_none() {
+            up_done = tokio::time::timeout(timeouts.fin, &mut up).await.ok();
+        }
+    }
+    if let Some((n, frames)) = up_done {
+        out.up = n;
+        out.client_close = frames.and_then(|f| f.last_close);
+    }
+    if let Some((n, frames, drained)) = down_done {
+        out.down = n;
+        out.backend_close = frames.and_then(|f| f.last_close);
+        out.drained = drained;
+    }
+    out
+}
+
+/// Client to backend: read, follow frames, write; on end of input finish
+/// the backend's writing half (a half-close passes through).
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    last: &AtomicU64,
+    epoch: tokio::time::Instant,
+    websocket: bool,
+) -> (u64, Option<Frames>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut frames = websocket.then(Frames::default);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(f) = &mut frames {
+            f.feed(&buf[..n], false);
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        total += n as u64;
+        last.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    let _ = to.shutdown().await;
+    (total, frames)
+}
+
+/// Backend to client, as [`pump`], and obeying a drain order: the rest of
+/// the current frame goes out, then the close frame, then the client's
+/// writing half is finished (its close answer still travels up).
+async fn pump_down<R, W>(
+    mut from: R,
+    mut to: W,
+    first: &[u8],
+    last: &AtomicU64,
+    epoch: tokio::time::Instant,
+    websocket: bool,
+    mut drain: oneshot::Receiver<String>,
+) -> (u64, Option<Frames>, bool)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut frames = websocket.then(Frames::default);
+    let mut total = 0u64;
+    if !first.is_empty() {
+        if let Some(f) = &mut frames {
+            f.feed(first, false);
+        }
+        if to.write_all(first).await.is_err() {
+            let _ = to.shutdown().await;
+            return (0, frames, false);
+        }
+        total += first.len() as u64;
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut order: Option<String> = None;
+    let mut orders_open = true;
+    loop {
+        if let Some(reason) = &order {
+            match &mut frames {
+                Some(f) if f.at_boundary() => {
+                    let _ = to.write_all(&close_frame(DRAIN_CODE, reason)).await;
+                    f.last_close = Some(DRAIN_CODE);
+                    let _ = to.shutdown().await;
+                    return (total, frames, true);
+                }
+                Some(f) if !f.broken() => {}
+                _ => {
+                    let _ = to.shutdown().await;
+                    return (total, frames, true);
+                }
+            }
+        }
+        let n = tokio::select! {
+            r = &mut drain, if orders_open && order.is_none() => {
+                match r {
+                    Ok(reason) => order = Some(reason),
+                    Err(_) => orders_open = false,
+                }
+                continue;
+            }
+            r = from.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+        };
+        let cut = match (&mut frames, order.is_some()) {
+            (Some(f), true) => f.feed(&buf[..n], true),
+            (Some(f), false) => {
+                f.feed(&buf[..n], false);
+                n
+            }
+            (None, _) => n,
+        };
+        if to.write_all(&buf[..cut]).await.is_err() {
+            break;
+        }
+        total += cut as u64;
+        last.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    let _ = to.shutdown().await;
+    (total, frames, false)
+}
