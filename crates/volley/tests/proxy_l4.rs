@@ -6,50 +6,14 @@
 //! 127.0.0.2 and 127.0.0.3 so the node can tell them apart from the proxy
 //! on 127.0.0.1).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{node, volley, wait_port};
 use volley_testkit::free_port;
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn volley(args: &[&str]) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_volley"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start volley");
-    Proc(child)
-}
-
-fn wait_port(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{addr} never opened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn node(addr: SocketAddr, name: &str, dir: &std::path::Path, extra: &[&str]) -> Proc {
-    let (addr_s, data) = (addr.to_string(), dir.join(name).display().to_string());
-    let mut args = vec!["serve", "--addr", &addr_s, "--node-id", name, "--data-dir", &data];
-    args.extend_from_slice(extra);
-    let p = volley(&args);
-    wait_port(addr);
-    p
-}
 
 /// A TCP connection from `from` (a loopback address) to `to` (std cannot
 /// bind before connecting; tokio's `TcpSocket` can).
