@@ -12,7 +12,7 @@ use volley_wire::{FrameHeader, OpCode};
 
 /// One direction's position in the frame stream.
 #[derive(Debug, Default)]
-pub(crate) struct Frames {
+pub struct Frames {
     head: [u8; 14],
     have: usize,
     /// Payload bytes left in the current frame.
@@ -21,23 +21,23 @@ pub(crate) struct Frames {
     close: Option<([u8; 4], [u8; 2], usize, u64)>,
     broken: bool,
     /// The code of the last close frame seen (1005 when it had none).
-    pub(crate) last_close: Option<u16>,
+    pub last_close: Option<u16>,
 }
 
 impl Frames {
     /// Between two frames: a frame may be put here.
-    pub(crate) fn at_boundary(&self) -> bool {
+    pub fn at_boundary(&self) -> bool {
         !self.broken && self.have == 0 && self.left == 0
     }
 
     /// The stream is not valid framing: boundaries are unknown.
-    pub(crate) fn broken(&self) -> bool {
+    pub fn broken(&self) -> bool {
         self.broken
     }
 
     /// Follow `buf`; with `stop_at_boundary`, stop at the first boundary
     /// (possibly at once) and return how many bytes were taken.
-    pub(crate) fn feed(&mut self, buf: &[u8], stop_at_boundary: bool) -> usize {
+    pub fn feed(&mut self, buf: &[u8], stop_at_boundary: bool) -> usize {
         let mut i = 0;
         while i < buf.len() {
             if self.broken {

@@ -26,7 +26,7 @@ mod connect;
 mod drain;
 mod error;
 mod forward;
-mod frames;
+pub mod frames;
 pub mod health;
 mod l7;
 pub mod pool;

@@ -533,4 +533,48 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn affinity_keeps_a_key_together_bounds_loads_and_moves_only_the_leavers_keys() {
+        let p = pool(Balance::RoundRobin, 3);
+        let placed = Arc::new(Affinities::default());
+        let (first, _) = p.choose_by_key("room-1", &[], 0.25, &placed).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..10 {
+            let (b, moved) = p.choose_by_key("room-1", &[], 0.25, &placed).unwrap();
+            assert_eq!((b.index, moved), (first.index, false), "a room's members meet");
+            held.push((b.enter(), placed.hold("room-1", &b)));
+        }
+        // `first` holds 10 of 10: above 1.25 x the mean, so new keys whose
+        // home it is go to the next backend on the ring.
+        let mut moved_any = false;
+        for k in 0..100 {
+            let (b, moved) = p.choose_by_key(&format!("k{k}"), &[], 0.25, &placed).unwrap();
+            assert_ne!(b.index, first.index, "k{k} placed on the overloaded backend");
+            moved_any |= moved;
+        }
+        assert!(moved_any, "some keys had the loaded backend as home");
+        drop(held);
+        assert!(placed.is_empty(), "keys are forgotten with their last connection");
+
+        let before: Vec<usize> = (0..3000)
+            .map(|k| p.choose_by_key(&format!("r{k}"), &[], 0.25, &placed).unwrap().0.index)
+            .collect();
+        for i in 0..3 {
+            let share = before.iter().filter(|b| **b == i).count();
+            assert!(
+                (700..1300).contains(&share),
+                "backend {i} is home to {share} of 3000 keys"
+            );
+        }
+        p.backends[2].set_draining(true);
+        for (k, was) in before.iter().enumerate() {
+            let now = p.choose_by_key(&format!("r{k}"), &[], 0.25, &placed).unwrap().0.index;
+            if *was == 2 {
+                assert_ne!(now, 2, "a draining backend gets no new key");
+            } else {
+                assert_eq!(now, *was, "r{k} of a remaining backend stays");
+            }
+        }
+    }
 }
