@@ -3,7 +3,10 @@
 # `volley serve` nodes, each proxy on free ports with its own nodes:
 #   - the configuration loads (haproxy -c, nginx -t);
 #   - chat (`volley bench chat`) and game (`volley bench game`) traffic
-#     through the proxy, every message delivered, no errors;
+#     through the proxy, every message delivered, no errors, over plain
+#     HTTP and over TLS ended at the proxy;
+#   - room affinity: requests naming the same `?room=` reach one node, and
+#     rooms spread over both;
 #   - HAProxy: the nodes see the real client address (PROXY v2), and a node
 #     killed with -9 is taken out by the health checks: requests go to the
 #     other node.
@@ -53,22 +56,41 @@ PY
   then :; else echo "proxies: $1 failed"; exit 1; fi
 }
 
-node_of() { # node_of PORT: the x-volley-node of GET /healthz through the proxy
-  curl -s -D - -o /dev/null "http://127.0.0.1:$1/healthz" | tr -d '\r' | sed -n 's/^x-volley-node: //p'
+node_of() { # node_of PORT [QUERY]: the x-volley-node of GET /healthz through the proxy
+  curl -s -D - -o /dev/null "http://127.0.0.1:$1/healthz$2" | tr -d '\r' | sed -n 's/^x-volley-node: //p'
 }
 
-traffic() { # traffic NAME PROXY_PORT METRICS_ADDR: chat and game through the proxy
+affinity() { # affinity NAME PORT: each ?room= keeps one node; 16 rooms use both
+  local seen="" room n
+  for room in $(seq 1 16); do
+    n=$(node_of "$2" "?room=r$room")
+    for _ in 1 2 3; do
+      [ "$(node_of "$2" "?room=r$room")" = "$n" ] || { echo "proxies: $1: room r$room moved"; exit 1; }
+    done
+    seen="$seen $n"
+  done
+  [ "$(echo "$seen" | tr ' ' '\n' | sort -u | grep -c .)" = 2 ] || { echo "proxies: $1: rooms on$seen"; exit 1; }
+  echo "  affinity: each ?room= on one node, 16 rooms over both"
+}
+
+"$VOLLEY" dev-cert --cert "$OUT/cert.pem" --key "$OUT/key.pem" >/dev/null
+cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
+
+traffic() { # traffic NAME PROXY_PORT METRICS_ADDR TLS_PORT: chat (plain and TLS) and game through the proxy
   "$VOLLEY" bench chat --url "ws://127.0.0.1:$2/ws" -n 100 -r 4 -p 100 -d 3 --warmup 1 --json >"$OUT/$1-chat.json"
   check "$1 chat" "$OUT/$1-chat.json" 'r["ops"] > 0 and r["errors"] == 0 and r["extra"]["delivery_ratio"] == 1.0'
+  "$VOLLEY" bench chat --url "wss://localhost:$4/ws" --ca "$OUT/cert.pem" -n 40 -r 2 -p 50 -d 2 --warmup 1 --json >"$OUT/$1-chat-tls.json"
+  check "$1 chat over TLS" "$OUT/$1-chat-tls.json" 'r["ops"] > 0 and r["errors"] == 0 and r["extra"]["delivery_ratio"] == 1.0'
   "$VOLLEY" bench game --url "ws://127.0.0.1:$2/game/ws" --metrics-addr "$3" -n 20 -d 3 --warmup 1 --json >"$OUT/$1-game.json"
   check "$1 game" "$OUT/$1-game.json" 'r["errors"] == 0 and r["extra"]["snapshots_per_bot_per_s"] > 20'
 }
 
 echo "HAProxy $(haproxy -v | head -1 | cut -d' ' -f3) with deploy/haproxy/volley.cfg"
-a=$(free_port); b=$(free_port); listen=$(free_port)
+a=$(free_port); b=$(free_port); listen=$(free_port); tls_listen=$(free_port)
 node ha-a "$a" --proxy-protocol --trusted-proxies 127.0.0.1
 node ha-b "$b" --proxy-protocol --trusted-proxies 127.0.0.1
 export VOLLEY_LISTEN="127.0.0.1:$listen" NODE_A="127.0.0.1:$a" NODE_B="127.0.0.1:$b"
+export VOLLEY_TLS_LISTEN="127.0.0.1:$tls_listen" VOLLEY_TLS_PEM="$PWD/$OUT/haproxy.pem"
 haproxy -c -q -f deploy/haproxy/volley.cfg
 haproxy -db -f deploy/haproxy/volley.cfg >"$OUT/haproxy.log" 2>&1 &
 pids+=($!)
@@ -79,7 +101,8 @@ for _ in $(seq 1 50); do first=$(node_of "$listen"); [ -n "$first" ] && break; s
 # Every client here is 127.0.0.1: source hashing sends them all to one node;
 # its /metrics is read through the proxy (the node sees the loopback client
 # by PROXY v2, so it answers).
-traffic haproxy "$listen" "127.0.0.1:$listen"
+traffic haproxy "$listen" "127.0.0.1:$listen" "$tls_listen"
+affinity haproxy "$listen"
 # The node counted the real client (127.0.0.1 from the PROXY header, on a
 # connection that came from HAProxy): a header-less connection from the
 # trusted address is refused, so an answer proves the header was there.
@@ -98,7 +121,7 @@ done
 echo "  kill -9 of $first: the health checks took it out; requests go to $got"
 
 echo "nginx $(nginx -v 2>&1 | cut -d/ -f2) with deploy/nginx/volley.conf"
-a=$(free_port); b=$(free_port); listen=$(free_port)
+a=$(free_port); b=$(free_port); listen=$(free_port); tls_listen=$(free_port)
 node ng-a "$a" --max-connections-per-ip 0
 node ng-b "$b" --max-connections-per-ip 0
 conf="$OUT/nginx.conf"
@@ -107,7 +130,8 @@ conf="$OUT/nginx.conf"
   echo "events { worker_connections 4096; }"
   echo "http { access_log off; client_body_temp_path $PWD/$OUT/nginx-tmp; proxy_temp_path $PWD/$OUT/nginx-tmp;"
   sed -e "s/127.0.0.1:8081/127.0.0.1:$a/" -e "s/127.0.0.1:8082/127.0.0.1:$b/" -e "s/127.0.0.1:8080/127.0.0.1:$listen/" \
-    deploy/nginx/volley.conf
+    -e "s/127.0.0.1:8443/127.0.0.1:$tls_listen/" -e "s|/etc/nginx/volley/fullchain.pem|$PWD/$OUT/cert.pem|" \
+    -e "s|/etc/nginx/volley/privkey.pem|$PWD/$OUT/key.pem|" deploy/nginx/volley.conf
   echo "}"
 } >"$conf"
 mkdir -p "$OUT/nginx-tmp"
@@ -120,5 +144,6 @@ first=$(node_of "$listen")
 # nginx adds X-Forwarded-For, so the node keeps /metrics from proxied
 # clients: the game's tick time is read from the node directly.
 port_of_first=$a; [ "$first" = ng-b ] && port_of_first=$b
-traffic nginx "$listen" "127.0.0.1:$port_of_first"
+traffic nginx "$listen" "127.0.0.1:$port_of_first" "$tls_listen"
+affinity nginx "$listen"
 echo "proxies: HAProxy and nginx passed"

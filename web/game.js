@@ -113,7 +113,9 @@ export class GameClient extends EventTarget {
     ws.onclose = (ev) => {
       if (this._closed) { this._setState('closed'); return; }
       this._setState('reconnecting');
-      const wait = this._backoff * (0.5 + Math.random());
+      // 1012 from `volley proxy` draining a node names when to come back.
+      const hint = ev.code === 1012 ? /reconnect in (\d+) ms/.exec(ev.reason || '') : null;
+      const wait = hint ? Number(hint[1]) : this._backoff * (0.5 + Math.random());
       this._backoff = Math.min(this._backoff * 2, 5000);
       setTimeout(() => this._connect(), wait);
       this.dispatchEvent(new CustomEvent('disconnect', { detail: { code: ev.code, reason: ev.reason } }));

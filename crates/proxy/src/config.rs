@@ -111,7 +111,9 @@ pub struct SniCert {
 pub struct RouteConfig {
     /// A name for logs and metrics.
     pub name: Option<String>,
-    /// The `Host` (or `:authority`) without its port, exactly (ASCII case ignored).
+    /// The `Host` (or `:authority`) without its port, exactly (ASCII case
+    /// ignored); in layer 4, the SNI name of the client's TLS hello (TLS
+    /// passes through to the route's backends).
     pub host: Option<String>,
     /// The path starts with this.
     pub path_prefix: Option<String>,
@@ -143,7 +145,9 @@ pub struct ProxyConfig {
     pub connect_timeout_ms: u64,
     /// Backends tried for one client before it is turned away.
     pub connect_attempts: u32,
-    /// Open client connections at most (new ones wait in the kernel's queue).
+    /// Layer 4: open client connections at most (new ones wait in the
+    /// kernel's queue). Layer 7: WebSockets and requests in flight at most
+    /// (beyond: 429).
     pub max_connections: usize,
     /// A connection with no byte either way for this long is closed, in
     /// milliseconds (volley pings a silent WebSocket every 30 s, so a live
@@ -183,7 +187,9 @@ pub struct ProxyConfig {
     /// The close reason tells each client to come back within a random
     /// delay up to this, in milliseconds, spreading reconnects further.
     pub drain_reconnect_ms: u64,
-    /// Layer 7: open connections per client address; beyond, 429. 0: no limit.
+    /// Layer 7: open connections per client address, and WebSockets and
+    /// requests in flight per client address (HTTP/2 and HTTP/3 carry many
+    /// on one connection); IPv6 per /64; beyond, 429. 0: no limit.
     pub max_connections_per_ip: u32,
     /// Layer 7: WebSocket handshakes per second per client address (bursts
     /// of twice this); beyond, 429. 0: no limit.
@@ -300,8 +306,23 @@ impl ProxyConfig {
         if !self.sni.is_empty() && !self.tls() {
             return bad("sni", "needs tls_cert/tls_key (the default certificate)".into());
         }
-        if self.mode == Mode::Tcp && (self.tls() || self.affinity.is_some() || !self.routes.is_empty()) {
-            return bad("mode", "tls, affinity and routes are layer 7 (mode = \"http\")".into());
+        if self.mode == Mode::Tcp && (self.tls() || self.affinity.is_some()) {
+            return bad("mode", "tls and affinity are layer 7 (mode = \"http\")".into());
+        }
+        if self.mode == Mode::Tcp {
+            // Layer 4 routes TLS passthrough by SNI: a host and backends only.
+            for (i, route) in self.routes.iter().enumerate() {
+                if route.host.is_none()
+                    || route.path_prefix.is_some()
+                    || route.header.is_some()
+                    || route.affinity.is_some()
+                {
+                    return bad(
+                        &format!("routes[{i}]"),
+                        "in mode = \"tcp\" a route is a host (the TLS SNI name) and its backends".into(),
+                    );
+                }
+            }
         }
         for (i, route) in self.routes.iter().enumerate() {
             let key = format!("routes[{i}]");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::pool::Backend;
+use crate::pool::{Backend, KeyHold};
 use crate::route::Route;
 use crate::{ProxyConfig, Shared};
 
@@ -18,6 +18,8 @@ use crate::{ProxyConfig, Shared};
 pub(crate) struct Connected {
     pub(crate) stream: TcpStream,
     pub(crate) backend: Arc<Backend>,
+    /// The connection's place in its key's placement, if it has a key.
+    pub(crate) hold: Option<KeyHold>,
 }
 
 /// Why no backend took the client.
@@ -39,14 +41,18 @@ pub(crate) async fn connect(
     local: SocketAddr,
 ) -> Result<Connected, NoBackend> {
     let mut tried = Vec::new();
+    // Keys are per route: two routes may use the same room ids for
+    // different backends.
+    let key = key.map(|k| format!("{}\0{k}", route.name));
     for _ in 0..config.connect_attempts {
-        let chosen = match key {
+        let chosen = match &key {
             Some(key) => route
                 .pool
-                .choose_by_key(key, &tried, config.affinity_epsilon, &shared.affinities),
-            None => route.pool.choose(peer.ip(), &tried).map(|b| (b, false)),
+                .choose_by_key(key, &tried, config.affinity_epsilon, &shared.affinities)
+                .map(|(b, moved, hold)| (b, moved, Some(hold))),
+            None => route.pool.choose(peer.ip(), &tried).map(|b| (b, false, None)),
         };
-        let Some((backend, moved)) = chosen else {
+        let Some((backend, moved, hold)) = chosen else {
             break;
         };
         if moved {
@@ -76,7 +82,7 @@ pub(crate) async fn connect(
             }
         }
         backend.connected();
-        return Ok(Connected { stream, backend });
+        return Ok(Connected { stream, backend, hold });
     }
     metrics::counter!("volley_proxy_refused_total", "reason" => "no_backend").increment(1);
     tracing::warn!(client = %peer, tried = tried.len(), "no backend took the connection");

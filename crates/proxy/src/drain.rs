@@ -30,11 +30,22 @@ pub(crate) fn start(backend: Arc<Backend>, rate: u32, reconnect_ms: u64, why: &'
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut late = 0;
         let mut closed = 0u64;
-        while backend.should_shed() {
+        loop {
+            if !backend.should_shed() {
+                break;
+            }
             tick.tick().await;
             let Some(order) = backend.take_one() else {
                 if late == LATE_CHECKS {
-                    break;
+                    backend.drainer.store(false, Ordering::Release);
+                    // A connection that registered just now, while this task
+                    // was leaving: take it up again unless another task did.
+                    if backend.live() > 0 && !backend.drainer.swap(true, Ordering::AcqRel) {
+                        late = 0;
+                        continue;
+                    }
+                    tracing::info!(backend = %backend.addr, closed, "drain done");
+                    return;
                 }
                 late += 1;
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -51,7 +62,7 @@ pub(crate) fn start(backend: Arc<Backend>, rate: u32, reconnect_ms: u64, why: &'
                 metrics::counter!("volley_proxy_drained_total", "backend" => backend.addr.clone()).increment(1);
             }
         }
-        tracing::info!(backend = %backend.addr, closed, "drain done");
+        tracing::info!(backend = %backend.addr, closed, "drain stopped: the backend is usable again");
         backend.drainer.store(false, Ordering::Release);
     });
 }

@@ -26,6 +26,18 @@ pub(crate) async fn forward(
     peer: SocketAddr,
 ) -> Response {
     let key = route.affinity.as_ref().and_then(|a| a.key(&parts));
+    // Each request in flight holds a backend connection: counted with the
+    // WebSockets, per address and in all.
+    let Some(seat) = shared
+        .clients
+        .enter(peer.ip(), config.max_connections_per_ip, config.max_connections)
+    else {
+        metrics::counter!("volley_proxy_refused_total", "reason" => "request_cap").increment(1);
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests in flight from your address, or in all",
+        );
+    };
     let connected = match crate::connect::connect(shared, config, route, key.as_deref(), peer, config.listen).await {
         Ok(c) => c,
         Err(why) => return no_backend(why),
@@ -36,7 +48,11 @@ pub(crate) async fn forward(
         Ok(pair) => pair,
         Err(e) => return refuse(StatusCode::BAD_GATEWAY, &format!("backend connection failed: {e}")),
     };
+    let hold = connected.hold;
     tokio::spawn(async move {
+        // The backend connection, and the client's seat, last until the
+        // response body has gone through.
+        let _held = (seat, hold);
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "backend connection ended");
         }

@@ -106,7 +106,7 @@ pub(crate) fn no_backend(why: NoBackend) -> Response {
     }
 }
 
-/// Headers that belong to one hop and are never passed on (RFC 9110
+/// Request headers that belong to one hop and are never passed on (RFC 9110
 /// section 7.6.1), plus those the proxy sets itself.
 fn hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
     matches!(
@@ -208,14 +208,27 @@ pub(crate) fn upstream_headers(
     out
 }
 
-/// A backend's response headers to pass to the client (end-to-end ones
-/// only; `Content-Length` only with `length`, for a body that follows).
+/// A backend's response headers to pass to the client: end-to-end ones
+/// only (`Sec-WebSocket-Version` of a 426 stays); `Content-Length` only
+/// with `length`, for a body that follows.
 pub(crate) fn downstream_headers(headers: &HeaderMap, length: bool) -> HeaderMap {
     let listed = connection_listed(headers);
     let mut out = HeaderMap::new();
     for (name, value) in headers {
-        let ours = name == header::ALT_SVC || (!length && name == header::CONTENT_LENGTH);
-        if !ours && !hop_by_hop(name, &listed) {
+        let drop = matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "alt-svc"
+                | "sec-websocket-accept"
+        ) || (!length && name == header::CONTENT_LENGTH)
+            || listed.iter().any(|l| l == name.as_str());
+        if !drop {
             out.append(name.clone(), value.clone());
         }
     }

@@ -54,6 +54,7 @@ pub(crate) struct Shared {
     pub(crate) backends: Backends,
     pub(crate) affinities: Arc<Affinities>,
     pub(crate) rates: rates::Rates,
+    pub(crate) clients: Arc<rates::Clients>,
     pub(crate) certs: Arc<certs::Certs>,
     current: RwLock<Arc<Current>>,
     stop: watch::Receiver<bool>,
@@ -70,8 +71,22 @@ impl Shared {
     fn apply(self: &Arc<Self>, config: ProxyConfig) -> Result<(), Error> {
         config.validate()?;
         let old = self.current();
-        if config.listen != old.config.listen || config.mode != old.config.mode || config.admin != old.config.admin {
-            tracing::warn!("listen, mode and admin change only with a restart; the rest of the reload applies");
+        if config.tls() != old.config.tls() || config.http3 != old.config.http3 {
+            return Err(Error::Config(
+                "turning TLS or HTTP/3 on or off needs a restart (certificates themselves reload)".into(),
+            ));
+        }
+        if config.listen != old.config.listen
+            || config.mode != old.config.mode
+            || config.admin != old.config.admin
+            || config.max_head_bytes != old.config.max_head_bytes
+            || config.handshake_timeout_ms != old.config.handshake_timeout_ms
+            || config.max_connections_per_ip != old.config.max_connections_per_ip
+        {
+            tracing::warn!(
+                "listen, mode, admin and the front door's limits (head size and time, connections per address) \
+                 change only with a restart; the rest of the reload applies"
+            );
         }
         if config.tls() {
             self.certs.load(&config)?;
@@ -116,6 +131,7 @@ pub async fn run(
         backends,
         affinities: Arc::new(Affinities::default()),
         rates: rates::Rates::default(),
+        clients: Arc::new(rates::Clients::default()),
         certs,
         current: RwLock::new(Arc::new(Current {
             config: Arc::new(config.clone()),

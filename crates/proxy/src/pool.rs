@@ -293,26 +293,6 @@ impl Drop for KeyHold {
 }
 
 impl Affinities {
-    /// Where `key`'s connections are now, if any.
-    fn placed(&self, key: &str) -> Option<Arc<Backend>> {
-        lock(&self.keys).get(key).map(|(b, _)| b.clone())
-    }
-
-    /// Count one more connection of `key` on `backend`. A key whose backend
-    /// changed (its old one left) follows the newest connection.
-    pub fn hold(self: &Arc<Self>, key: &str, backend: &Arc<Backend>) -> KeyHold {
-        let mut keys = lock(&self.keys);
-        let entry = keys.entry(key.to_owned()).or_insert_with(|| (backend.clone(), 0));
-        if !Arc::ptr_eq(&entry.0, backend) {
-            entry.0 = backend.clone();
-        }
-        entry.1 += 1;
-        KeyHold {
-            table: self.clone(),
-            key: key.to_owned(),
-        }
-    }
-
     /// Keys with live connections.
     pub fn len(&self) -> usize {
         lock(&self.keys).len()
@@ -387,22 +367,31 @@ impl Pool {
         self.backends.iter().any(|b| b.index == backend.index)
     }
 
-    /// The backend for a new connection whose affinity key is `key`: where
-    /// the key's other connections are if that backend is usable, else the
-    /// first usable backend on the ring from the key's point whose load is
-    /// under (1 + `epsilon`) times the mean. Also says whether the choice
-    /// left the key's home (its first usable backend on the ring).
+    /// The backend for a new connection whose affinity key is `key`, held
+    /// for the key at once (choice and hold under one lock, so two members
+    /// of a new room arriving together cannot be placed apart): where the
+    /// key's other connections are if that backend is usable, else the first
+    /// usable backend on the ring from the key's point whose load is under
+    /// (1 + `epsilon`) times the mean. Also says whether the choice left the
+    /// key's home (its first usable backend on the ring). Dropping the hold
+    /// (a failed connect, the connection's end) releases it.
     pub fn choose_by_key(
         &self,
         key: &str,
         tried: &[usize],
         epsilon: f64,
-        placed: &Affinities,
-    ) -> Option<(Arc<Backend>, bool)> {
+        placed: &Arc<Affinities>,
+    ) -> Option<(Arc<Backend>, bool, KeyHold)> {
         let usable = |b: &Arc<Backend>| b.is_usable() && !tried.contains(&b.index);
-        if let Some(b) = placed.placed(key) {
-            if usable(&b) && self.contains(&b) {
-                return Some((b, false));
+        let mut keys = lock(&placed.keys);
+        let hold = || KeyHold {
+            table: placed.clone(),
+            key: key.to_owned(),
+        };
+        if let Some(entry) = keys.get_mut(key) {
+            if usable(&entry.0) && self.contains(&entry.0) {
+                entry.1 += 1;
+                return Some((entry.0.clone(), false, hold()));
             }
         }
         let candidates: Vec<&Arc<Backend>> = self.backends.iter().filter(|b| usable(b)).collect();
@@ -419,16 +408,16 @@ impl Pool {
             .map(|k| &self.backends[self.ring[(start + k) % self.ring.len()].1])
             .filter(|b| usable(b));
         let home = walk.next()?;
-        if home.active() < cap.max(1) {
-            return Some((home.clone(), false));
-        }
-        let chosen = walk.find(|b| b.active() < cap.max(1)).unwrap_or(home);
-        Some((chosen.clone(), chosen.index != home.index))
-    }
-
-    /// Every backend, in configured order.
-    pub fn backends(&self) -> &[Arc<Backend>] {
-        &self.backends
+        let chosen = if home.active() < cap.max(1) {
+            home
+        } else {
+            walk.find(|b| b.active() < cap.max(1)).unwrap_or(home)
+        };
+        // A key whose backend is gone or unusable follows the new choice.
+        let entry = keys.entry(key.to_owned()).or_insert_with(|| (chosen.clone(), 0));
+        entry.0 = chosen.clone();
+        entry.1 += 1;
+        Some((chosen.clone(), chosen.index != home.index, hold()))
     }
 
     /// The backend for a new connection from `client`, skipping unhealthy
@@ -538,24 +527,30 @@ mod tests {
     fn affinity_keeps_a_key_together_bounds_loads_and_moves_only_the_leavers_keys() {
         let p = pool(Balance::RoundRobin, 3);
         let placed = Arc::new(Affinities::default());
-        let (first, _) = p.choose_by_key("room-1", &[], 0.25, &placed).unwrap();
-        let mut held = Vec::new();
+        let (first, _, hold) = p.choose_by_key("room-1", &[], 0.25, &placed).unwrap();
+        let mut held = vec![(first.enter(), hold)];
         for _ in 0..10 {
-            let (b, moved) = p.choose_by_key("room-1", &[], 0.25, &placed).unwrap();
+            let (b, moved, hold) = p.choose_by_key("room-1", &[], 0.25, &placed).unwrap();
             assert_eq!((b.index, moved), (first.index, false), "a room's members meet");
-            held.push((b.enter(), placed.hold("room-1", &b)));
+            held.push((b.enter(), hold));
         }
-        // `first` holds 10 of 10: above 1.25 x the mean, so new keys whose
+        // `first` holds 11 of 11: above 1.25 x the mean, so new keys whose
         // home it is go to the next backend on the ring.
         let mut moved_any = false;
         for k in 0..100 {
-            let (b, moved) = p.choose_by_key(&format!("k{k}"), &[], 0.25, &placed).unwrap();
+            let (b, moved, _) = p.choose_by_key(&format!("k{k}"), &[], 0.25, &placed).unwrap();
             assert_ne!(b.index, first.index, "k{k} placed on the overloaded backend");
             moved_any |= moved;
         }
         assert!(moved_any, "some keys had the loaded backend as home");
         drop(held);
         assert!(placed.is_empty(), "keys are forgotten with their last connection");
+        // Placing and holding are one step: the second member of a new room
+        // meets the first even before the first's connection is counted.
+        let (x, _, hx) = p.choose_by_key("new-room", &[], 0.0, &placed).unwrap();
+        let (y, _, hy) = p.choose_by_key("new-room", &[], 0.0, &placed).unwrap();
+        assert_eq!(x.index, y.index);
+        drop((hx, hy));
 
         let before: Vec<usize> = (0..3000)
             .map(|k| p.choose_by_key(&format!("r{k}"), &[], 0.25, &placed).unwrap().0.index)

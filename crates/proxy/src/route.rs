@@ -144,9 +144,18 @@ impl Table {
         self.routes.iter().find(|r| r.matches(host, parts))
     }
 
-    /// The first route (layer 4 uses only this one: the top-level backends).
-    pub fn first(&self) -> Option<&Route> {
-        self.routes.first()
+    /// Layer 4: the route for a TLS server name (or for none: a client
+    /// that sent no SNI, or no TLS), by host alone.
+    pub fn route_for_sni(&self, name: Option<&str>) -> Option<&Route> {
+        self.routes.iter().find(|r| match &r.host {
+            None => true,
+            Some(want) => name.is_some_and(|n| n.eq_ignore_ascii_case(want)),
+        })
+    }
+
+    /// Whether any route names a host (layer 4 then reads the TLS hello).
+    pub fn routes_by_host(&self) -> bool {
+        self.routes.iter().any(|r| r.host.is_some())
     }
 }
 

@@ -62,7 +62,16 @@ where
     let epoch = tokio::time::Instant::now();
     let last = AtomicU64::new(0);
     let up = pump(client_read, backend_write, &last, epoch, websocket);
-    let down = pump_down(backend_read, client_write, first_down, &last, epoch, websocket, drain);
+    let down = pump_down(
+        backend_read,
+        client_write,
+        first_down,
+        &last,
+        epoch,
+        websocket,
+        drain,
+        timeouts.fin,
+    );
     tokio::pin!(up, down);
     let idle = timeouts.idle;
     let watchdog = async {
@@ -140,7 +149,10 @@ where
 
 /// Backend to client, as [`pump`], and obeying a drain order: the rest of
 /// the current frame goes out, then the close frame, then the client's
-/// writing half is finished (its close answer still travels up).
+/// writing half is finished (its close answer still travels up). A backend
+/// that already sent its close gets no second one; a frame that does not
+/// end within `fin` after the order is cut with the connection.
+#[allow(clippy::too_many_arguments)]
 async fn pump_down<R, W>(
     mut from: R,
     mut to: W,
@@ -149,6 +161,7 @@ async fn pump_down<R, W>(
     epoch: tokio::time::Instant,
     websocket: bool,
     mut drain: oneshot::Receiver<String>,
+    fin: Duration,
 ) -> (u64, Option<Frames>, bool)
 where
     R: AsyncRead + Unpin,
@@ -169,9 +182,15 @@ where
     let mut buf = vec![0u8; 16 * 1024];
     let mut order: Option<String> = None;
     let mut orders_open = true;
+    let mut cut_at: Option<tokio::time::Instant> = None;
     loop {
         if let Some(reason) = &order {
             match &mut frames {
+                Some(f) if f.last_close.is_some() => {
+                    // The backend is closing already: its close went out.
+                    let _ = to.shutdown().await;
+                    return (total, frames, true);
+                }
                 Some(f) if f.at_boundary() => {
                     let _ = to.write_all(&close_frame(DRAIN_CODE, reason)).await;
                     f.last_close = Some(DRAIN_CODE);
@@ -188,10 +207,17 @@ where
         let n = tokio::select! {
             r = &mut drain, if orders_open && order.is_none() => {
                 match r {
-                    Ok(reason) => order = Some(reason),
+                    Ok(reason) => {
+                        order = Some(reason);
+                        cut_at = Some(tokio::time::Instant::now() + fin);
+                    }
                     Err(_) => orders_open = false,
                 }
                 continue;
+            }
+            () = tokio::time::sleep_until(cut_at.unwrap_or_else(tokio::time::Instant::now)), if cut_at.is_some() => {
+                let _ = to.shutdown().await;
+                return (total, frames, true);
             }
             r = from.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,

@@ -60,7 +60,24 @@ pub(crate) async fn proxy(
         );
     }
     let Some(pending) = PendingUpgrade::take(&mut parts) else {
-        return refuse(StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded");
+        let mut refused = refuse(StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded");
+        refused
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return refused;
+    };
+    // Streams of HTTP/2 and HTTP/3 connections are WebSockets too: the
+    // per-address cap of the front door counts connections, this one counts
+    // WebSockets, whatever carries them.
+    let Some(seat) = shared
+        .clients
+        .enter(peer.ip(), config.max_connections_per_ip, config.max_connections)
+    else {
+        metrics::counter!("volley_proxy_refused_total", "reason" => "websocket_cap").increment(1);
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many WebSockets open from your address, or in all",
+        );
     };
     let transport = pending.transport(validated.extended);
     let key = route.affinity.as_ref().and_then(|a| a.key(&parts));
@@ -69,10 +86,20 @@ pub(crate) async fn proxy(
         Err(why) => return no_backend(why),
     };
     let backend = connected.backend;
-    // Counted from now, so the next member of the room (and the bound on
-    // loads) sees this one even while its handshake is under way.
+    let hold = connected.hold;
+    // Counted from now, so the bound on loads sees this one even while its
+    // handshake is under way, and so is a drain.
     let active = backend.enter();
-    let hold = key.as_deref().map(|k| shared.affinities.hold(k, &backend));
+    let (live, drain) = backend.register();
+    if backend.should_shed() {
+        // Chosen just before a drain or removal began: the drain takes it too.
+        crate::drain::start(
+            backend.clone(),
+            config.drain_rate,
+            config.drain_reconnect_ms,
+            "backend draining",
+        );
+    }
     let ours = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
     let mut upstream = connected.stream;
     let answer = tokio::time::timeout(
@@ -98,12 +125,22 @@ pub(crate) async fn proxy(
             );
         }
     };
+    if head.status().as_u16() < 300 && head.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // To an extended CONNECT a 2xx means "open": never pass one on.
+        metrics::counter!("volley_proxy_handshakes_total", "backend" => backend.addr.clone(), "result" => "bad_gateway")
+            .increment(1);
+        return refuse(
+            StatusCode::BAD_GATEWAY,
+            &format!("the backend answered {} instead of upgrading", head.status()),
+        );
+    }
     if head.status() != StatusCode::SWITCHING_PROTOCOLS {
         metrics::counter!("volley_proxy_handshakes_total", "backend" => backend.addr.clone(), "result" => "refused")
             .increment(1);
         return relay_refusal(head, leftover, upstream).await;
     }
-    if let Err(why) = check_acceptance(&head, &ours, &validated.protocols) {
+    let offered_extensions = parts.headers.contains_key(header::SEC_WEBSOCKET_EXTENSIONS);
+    if let Err(why) = check_acceptance(&head, &ours, &validated.protocols, offered_extensions) {
         metrics::counter!("volley_proxy_handshakes_total", "backend" => backend.addr.clone(), "result" => "bad_gateway").increment(1);
         tracing::warn!(backend = %backend.addr, %why, "backend accepted the handshake wrongly");
         return refuse(
@@ -136,12 +173,10 @@ pub(crate) async fn proxy(
     let path = parts.uri.path().to_owned();
     let route_name = route.name.clone();
     tokio::spawn(async move {
-        let _active = active;
-        let _hold = hold;
+        let _held = (active, hold, live, seat);
         let Some(client) = pending.upgraded().await else {
             return;
         };
-        let (_live, drain) = backend.register();
         let started = Instant::now();
         let out = splice(client, upstream, &leftover, true, drain, timeouts).await;
         metrics::counter!("volley_proxy_bytes_total", "direction" => "up").increment(out.up);
@@ -205,7 +240,12 @@ async fn handshake_upstream(
 
 /// The backend accepted: its accept must be for our key, and any
 /// subprotocol it chose one the client offered.
-fn check_acceptance(head: &http::Response<()>, key: &str, offered: &[String]) -> Result<(), String> {
+fn check_acceptance(
+    head: &http::Response<()>,
+    key: &str,
+    offered: &[String],
+    offered_extensions: bool,
+) -> Result<(), String> {
     let expected = handshake::accept_key(key.as_bytes());
     match head.headers().get(header::SEC_WEBSOCKET_ACCEPT) {
         Some(v) if v.as_bytes().trim_ascii() == expected.as_bytes() => {}
@@ -219,6 +259,9 @@ fn check_acceptance(head: &http::Response<()>, key: &str, offered: &[String]) ->
     if !upgrade_ok {
         return Err("no Upgrade: websocket".into());
     }
+    if !offered_extensions && head.headers().contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
+        return Err("an extension the client did not offer".into());
+    }
     if let Some(chosen) = head.headers().get(header::SEC_WEBSOCKET_PROTOCOL) {
         let chosen = chosen.to_str().unwrap_or("").trim();
         if !offered.iter().any(|o| o == chosen) {
@@ -228,14 +271,16 @@ fn check_acceptance(head: &http::Response<()>, key: &str, offered: &[String]) ->
     Ok(())
 }
 
-/// Pass a backend's refusal on: its status, headers and (bounded) body.
+/// Pass a backend's refusal on: its status, headers and (bounded) body. A
+/// body without a `Content-Length` (chunked, or up to the close) is left
+/// out: the status and headers say what matters.
 async fn relay_refusal(head: http::Response<()>, mut body: Vec<u8>, mut upstream: TcpStream) -> Response {
     let length = head
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(body.len())
+        .unwrap_or(0)
         .min(MAX_REFUSAL_BODY);
     let read_rest = async {
         let mut chunk = [0u8; 4096];

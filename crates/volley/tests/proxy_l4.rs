@@ -225,3 +225,74 @@ fn proxy_protocol_gives_the_node_the_real_client_address() {
     // From an untrusted address the header is not expected (nor believed).
     assert_eq!(get_from(IpAddr::from([127, 0, 0, 5]), a, "/healthz").0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_passes_through_routed_by_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args([
+            "dev-cert",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .args(["--name", "chat.test", "--name", "localhost"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let a = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let b = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let tls = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--no-http3",
+    ];
+    let _node_a = node(a, "a", dir.path(), &tls);
+    let _node_b = node(b, "b", dir.path(), &tls);
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"{listen}\"\nmode = \"tcp\"\nbackends = [\"{b}\"]\n[health]\nkind = \"tcp\"\n\
+             [[routes]]\nhost = \"chat.test\"\nbackends = [\"{a}\"]\n"
+        ),
+    )
+    .unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["proxy", "check", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let _proxy = volley(&["proxy", "--config", file.to_str().unwrap()]);
+    wait_port(listen);
+    let client_tls = volley_net::tls::client_config(Some(&cert)).unwrap();
+    // The node's own certificate answers (the proxy holds no key), and the
+    // server name picks the node.
+    for (name, want) in [("chat.test", "a"), ("localhost", "b"), ("chat.test", "a")] {
+        let h2 = volley_net::H2Connection::connect(
+            &listen.to_string(),
+            name,
+            client_tls.clone(),
+            volley_net::Config::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("TLS through the proxy as {name}: {e}"));
+        let (status, body) = h2.get("/health").await.unwrap();
+        assert_eq!(status, 200);
+        let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(health["node"], want, "SNI {name}");
+    }
+    // Not TLS at all: closed without reaching a node.
+    let mut plain = TcpStream::connect(listen).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = plain.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut text = String::new();
+    let _ = plain.read_to_string(&mut text);
+    assert!(text.is_empty(), "{text}");
+}
