@@ -9,16 +9,69 @@
 //! the order's reason) put between two of the backend's frames
 //! ([`crate::frames`]); for plain TCP, by closing it.
 
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::oneshot;
 
 use crate::frames::{close_frame, Frames};
 
 /// The close code a drained WebSocket gets: "service restart", come back.
 pub(crate) const DRAIN_CODE: u16 = 1012;
+
+/// Size of a read buffer.
+const BUFFER: usize = 16 * 1024;
+
+/// Free buffers kept per thread (4 MiB).
+const KEEP: usize = 256;
+
+thread_local! {
+    static FREE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Read into a buffer lent for this read only: a read that would wait gives
+/// it back at once, so an idle connection holds no buffer at all (two 16 KiB
+/// buffers per idle WebSocket were most of the proxy's memory). The buffer
+/// comes back with the bytes; [`give_back`] returns it once they are written.
+async fn read_lent<R: AsyncRead + Unpin>(from: &mut R) -> io::Result<(Box<[u8]>, usize)> {
+    std::future::poll_fn(|cx| {
+        let mut buf = FREE
+            .with(|free| free.borrow_mut().pop())
+            .unwrap_or_else(|| vec![0u8; BUFFER].into_boxed_slice());
+        let (poll, n) = {
+            let mut read = ReadBuf::new(&mut buf);
+            let poll = Pin::new(&mut *from).poll_read(cx, &mut read);
+            (poll, read.filled().len())
+        };
+        match poll {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok((buf, n))),
+            Poll::Ready(Err(e)) => {
+                give_back(buf);
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => {
+                give_back(buf);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// Return a lent buffer to this thread's free list.
+fn give_back(buf: Box<[u8]>) {
+    FREE.with(|free| {
+        let mut free = free.borrow_mut();
+        if free.len() < KEEP {
+            free.push(buf);
+        }
+    });
+}
 
 /// What went through a spliced connection.
 #[derive(Debug, Default)]
@@ -127,17 +180,22 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut frames = websocket.then(Frames::default);
-    let mut buf = vec![0u8; 16 * 1024];
     let mut total = 0u64;
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let (buf, n) = match read_lent(&mut from).await {
+            Ok((buf, 0)) => {
+                give_back(buf);
+                break;
+            }
+            Err(_) => break,
+            Ok(pair) => pair,
         };
         if let Some(f) = &mut frames {
             f.feed(&buf[..n], false);
         }
-        if to.write_all(&buf[..n]).await.is_err() {
+        let written = to.write_all(&buf[..n]).await;
+        give_back(buf);
+        if written.is_err() {
             break;
         }
         total += n as u64;
@@ -179,7 +237,6 @@ where
         }
         total += first.len() as u64;
     }
-    let mut buf = vec![0u8; 16 * 1024];
     let mut order: Option<String> = None;
     let mut orders_open = true;
     let mut cut_at: Option<tokio::time::Instant> = None;
@@ -219,11 +276,16 @@ where
                 let _ = to.shutdown().await;
                 return (total, frames, true);
             }
-            r = from.read(&mut buf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+            r = read_lent(&mut from) => match r {
+                Ok((buf, 0)) => {
+                    give_back(buf);
+                    break;
+                }
+                Err(_) => break,
+                Ok(pair) => pair,
             },
         };
+        let (buf, n) = n;
         let cut = match (&mut frames, order.is_some()) {
             (Some(f), true) => f.feed(&buf[..n], true),
             (Some(f), false) => {
@@ -232,7 +294,9 @@ where
             }
             (None, _) => n,
         };
-        if to.write_all(&buf[..cut]).await.is_err() {
+        let written = to.write_all(&buf[..cut]).await;
+        give_back(buf);
+        if written.is_err() {
             break;
         }
         total += cut as u64;
