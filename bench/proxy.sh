@@ -7,7 +7,8 @@
 # and no master); backend and generator share core 0, the same for every
 # row, the direct one included. Binary messages of SIZES bytes over 1 and
 # 1,000 connections; round trips/s, p50/p99, and the proxy's CPU per round
-# trip (the efficiency figure when core 0 is the ceiling). ROUNDS rounds,
+# trip (the efficiency figure when core 0 is the ceiling). ROUNDS rounds
+# (0: the memory part only),
 # alternating the proxies; the table shows medians. Then each proxy's memory
 # per idle proxied WebSocket (IDLE connections; two descriptors each, under
 # the machine's 20,000). Results: reports/proxy/.
@@ -27,6 +28,7 @@ PY=${PY:-python3}
 . scripts/lib.sh
 mkdir -p "$OUT/nginx"
 rm -f "$OUT/results.jsonl" "$OUT/idle.jsonl"
+touch "$OUT/results.jsonl"
 command -v haproxy >/dev/null || { apt-get update -qq && apt-get install -y -qq haproxy; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx; }
 cargo build --release --quiet -p volley
@@ -87,7 +89,7 @@ worker_processes 1;
 worker_rlimit_nofile 19500;
 pid $PWD/$OUT/nginx/nginx.pid;
 error_log $PWD/$OUT/nginx/error.log warn;
-events { worker_connections 9500; }
+events { worker_connections 18000; }
 http {
     access_log off;
     client_body_temp_path $PWD/$OUT/nginx/body;

@@ -67,7 +67,11 @@ step "browser: the chat and game web clients in headless Chromium (two tabs each
 step "volley bench: a short run of each scenario"
 ./scripts/bench_smoke.sh
 
-step "proxies: deploy/ HAProxy and nginx configurations with chat and game traffic, health checks, PROXY v2"
+step "proxies: deploy/ HAProxy and nginx configurations with chat and game traffic (plain and TLS), room affinity, health checks, PROXY v2"
 ./scripts/proxies.sh
+
+step "deploy/: systemd units (verify, security), Prometheus config and alerts (promtool), dashboard metrics against a live node and proxy"
+command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+python3 scripts/deploy_check.py "${CARGO_TARGET_DIR:-target}/debug/volley"
 
 step "all tests passed"
