@@ -57,7 +57,7 @@ PY
 }
 
 node_of() { # node_of PORT [QUERY]: the x-volley-node of GET /healthz through the proxy
-  curl -s -D - -o /dev/null "http://127.0.0.1:$1/healthz$2" | tr -d '\r' | sed -n 's/^x-volley-node: //p'
+  curl -s -D - -o /dev/null "http://127.0.0.1:$1/healthz${2:-}" | tr -d '\r' | sed -n 's/^x-volley-node: //p'
 }
 
 affinity() { # affinity NAME PORT: each ?room= keeps one node; 16 rooms use both
