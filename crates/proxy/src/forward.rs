@@ -12,7 +12,8 @@ use axum::response::Response;
 use http::{StatusCode, Version};
 use hyper_util::rt::TokioIo;
 
-use crate::l7::{downstream_headers, no_backend, refuse, upstream_headers};
+use crate::headers::{downstream_headers, upstream_headers};
+use crate::refusal::{no_backend, refuse};
 use crate::route::Route;
 use crate::{ProxyConfig, Shared};
 

@@ -22,7 +22,8 @@ use tokio::net::TcpStream;
 use volley_net::{PendingUpgrade, Refused};
 use volley_wire::handshake;
 
-use crate::l7::{downstream_headers, no_backend, refuse, upstream_headers};
+use crate::headers::{downstream_headers, upstream_headers};
+use crate::refusal::{no_backend, refuse};
 use crate::route::Route;
 use crate::splice::{splice, Timeouts};
 use crate::{ProxyConfig, Shared};
