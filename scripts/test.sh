@@ -18,7 +18,7 @@ step_done() { if [ -n "$step_name" ]; then printf '    (%s: %ds)\n' "$step_name"
 step() { step_done; step_name=$*; step_at=$SECONDS; printf '\n==> %s\n' "$*"; }
 trap 'step_done; printf "\n==> total: %dm%02ds\n" $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60))' EXIT
 
-step "test tools (Python venv: kosoku, websockets, h2, aioquic; Node.js ws)"
+step "test tools (Python venv: kosoku, websockets, h2, aioquic, schemathesis; Node.js ws)"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
@@ -28,7 +28,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check 'kosoku==0.1.0' 'websockets>=14,<16' 'h2>=4.1,<5' 'aioquic>=1.2,<2'
+.venv/bin/pip install --quiet --disable-pip-version-check 'kosoku==0.1.0' 'websockets>=14,<16' 'h2>=4.1,<5' 'aioquic>=1.2,<2' 'schemathesis>=4.3,<5'
 
 step "servers the tests start (Debian: postgresql, redis-server, nats-server)"
 missing=()
@@ -54,6 +54,9 @@ cargo test --workspace --quiet
 step "every volley command line in README.md and docs/ parses as written"
 cargo build --quiet -p volley
 python3 scripts/doc_commands.py "${CARGO_TARGET_DIR:-target}/debug/volley"
+
+step "server API: docs/openapi.yaml against a live server (Schemathesis: no 5xx, statuses, content types and bodies as documented)"
+./scripts/server_api_check.sh "${CARGO_TARGET_DIR:-target}/debug/volley"
 
 step "conformance: Autobahn|Testsuite via kosoku, both modes"
 ./scripts/conformance.sh

@@ -111,6 +111,75 @@ pub struct ChatConfig {
     pub shutdown_grace_ms: u64,
     /// Compress frames with permessage-deflate when the client offers it.
     pub deflate: bool,
+    /// Keys of the server API (`/api/server/...`, `Authorization: ApiKey
+    /// KEY`): what an application's own backend uses to publish, read
+    /// history and presence, create rooms, remove and disconnect users.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// One server API key: its name (also the name messages it publishes come
+/// from), the secret, and what it may do.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// 1 to 32 of `a-z`, `0-9`, `-`, `_`.
+    pub name: String,
+    /// The secret, at least 24 characters (random: `openssl rand -hex 24`).
+    pub key: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("name", &self.name)
+            .field("key", &"(hidden)")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// What a server API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Publish into any room.
+    Publish,
+    /// Read any room's history.
+    History,
+    /// Read who is online in any room.
+    Presence,
+    /// Create rooms.
+    Rooms,
+    /// Remove users from rooms; disconnect users everywhere.
+    Users,
+}
+
+impl Scope {
+    /// The name in configuration and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Publish => "publish",
+            Scope::History => "history",
+            Scope::Presence => "presence",
+            Scope::Rooms => "rooms",
+            Scope::Users => "users",
+        }
+    }
+
+    /// Read a name.
+    pub fn parse(name: &str) -> Option<Scope> {
+        [
+            Scope::Publish,
+            Scope::History,
+            Scope::Presence,
+            Scope::Rooms,
+            Scope::Users,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
 }
 
 /// Verification settings for tokens minted elsewhere.
@@ -299,6 +368,7 @@ impl Default for ChatConfig {
             presence_batch_ms: 250,
             shutdown_grace_ms: 10_000,
             deflate: true,
+            api_keys: Vec::new(),
         }
     }
 }
@@ -314,6 +384,35 @@ impl ChatConfig {
         if self.max_text_bytes == 0 || self.max_text_bytes > self.max_frame_bytes {
             let allowed = format!("1 to max_frame_bytes ({})", self.max_frame_bytes);
             return bad("max_text_bytes", &self.max_text_bytes, &allowed);
+        }
+        for key in &self.api_keys {
+            let name_ok = (1..=32).contains(&key.name.len())
+                && key
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !name_ok {
+                return bad("api_keys.name", &key.name, "1 to 32 of a-z, 0-9, - and _");
+            }
+            if key.key.len() < 24 || key.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return bad("api_keys.key", &"(hidden)", "at least 24 characters, no spaces");
+            }
+            if key.scopes.is_empty() {
+                return bad(
+                    "api_keys.scopes",
+                    &key.name,
+                    "at least one of publish, history, presence, rooms, users",
+                );
+            }
+            if self
+                .api_keys
+                .iter()
+                .filter(|k| k.name == key.name || k.key == key.key)
+                .count()
+                > 1
+            {
+                return bad("api_keys", &key.name, "names and keys unique");
+            }
         }
         if self.catch_up_ms < 100 {
             return bad("catch_up_ms", &self.catch_up_ms, "at least 100");

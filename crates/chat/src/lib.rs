@@ -18,6 +18,7 @@ pub mod limits;
 pub mod protocol;
 mod refusal;
 mod server;
+mod server_api;
 mod service;
 mod session;
 mod telemetry;

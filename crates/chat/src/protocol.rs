@@ -439,6 +439,12 @@ pub enum Control {
         /// The room the user no longer belongs to.
         room: RoomId,
     },
+    /// Close the session (1008, "disconnected: REASON"): the server API
+    /// disconnected the user everywhere.
+    Disconnect {
+        /// Why, for the close frame.
+        reason: String,
+    },
 }
 
 impl Control {

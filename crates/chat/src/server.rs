@@ -261,7 +261,7 @@ impl Server {
             extra,
         } = self;
         let stop = app.shutdown.clone();
-        let mut routes = router(app.clone());
+        let mut routes = router(app.clone()).merge(crate::server_api::routes(app.clone()));
         if let Some(extra) = extra {
             routes = routes.merge(extra);
         }

@@ -55,8 +55,10 @@ pub struct Chat {
 
 impl std::fmt::Debug for Chat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the configuration: it holds secrets (token_secret, jwt.secret,
+        // the store's password), and a Debug ends up in logs.
         f.debug_struct("Chat")
-            .field("config", &self.config)
+            .field("node_id", &self.config.node_id)
             .finish_non_exhaustive()
     }
 }
@@ -279,6 +281,55 @@ impl Chat {
         Ok(room)
     }
 
+    /// [`Chat::create_room`] for the server API (no per-user rate).
+    pub(crate) async fn create_room_as_service(
+        &self,
+        owner: &User,
+        name: &str,
+        private: bool,
+    ) -> Result<Room, Refusal> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "room names are 1 to 64 printable characters",
+            ));
+        }
+        let kind = if private { RoomKind::Private } else { RoomKind::Public };
+        let room = self.hub.store().create_room(name, kind, owner.id).await?;
+        self.control(owner.id, Control::Joined { room: room.id });
+        Ok(room)
+    }
+
+    /// Remove the user `target` from `room` for the server API; false when
+    /// they were not a member. Their sessions on every node leave the room.
+    pub(crate) async fn remove_as_service(&self, room: RoomId, target: &str) -> Result<bool, Refusal> {
+        let user = self.user_named(target).await?;
+        let removed = self.hub.store().remove_member(room, user.id).await?;
+        if removed {
+            self.control(user.id, Control::Left { room });
+            self.member_event(room, &user, false);
+        }
+        Ok(removed)
+    }
+
+    /// Close every session of the user `target`, on every node, with 1008
+    /// and `reason`. Their token stays valid: revoke it where it was issued.
+    pub(crate) async fn disconnect(&self, target: &str, reason: &str) -> Result<User, Refusal> {
+        let user = self.user_named(target).await?;
+        let mut end = reason.len().min(100);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.control(
+            user.id,
+            Control::Disconnect {
+                reason: reason[..end].to_owned(),
+            },
+        );
+        Ok(user)
+    }
+
     async fn room(&self, id: RoomId) -> Result<Room, Refusal> {
         self.hub.store().room(id).await?.ok_or_else(|| unseen(id))
     }
@@ -426,6 +477,41 @@ impl Chat {
             return Err(Refusal::new(ErrorCode::BadRequest, "id must be 1 to 64 characters"));
         }
         self.limit(user.id, Cost::Message)?;
+        self.append_and_publish(user, room, client_id, text).await
+    }
+
+    /// [`Chat::send`] for the server API: the application's backend is
+    /// trusted with its own rate, and publishes into any room.
+    pub(crate) async fn send_as_service(
+        &self,
+        user: &User,
+        room: RoomId,
+        client_id: String,
+        text: String,
+    ) -> Result<Appended, Refusal> {
+        if text.len() > self.config.max_text_bytes {
+            return Err(Refusal::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "text is {} bytes, the limit is {}",
+                    text.len(),
+                    self.config.max_text_bytes
+                ),
+            ));
+        }
+        if client_id.is_empty() || client_id.len() > 64 {
+            return Err(Refusal::new(ErrorCode::BadRequest, "id must be 1 to 64 characters"));
+        }
+        self.append_and_publish(user, room, client_id, text).await
+    }
+
+    async fn append_and_publish(
+        &self,
+        user: &User,
+        room: RoomId,
+        client_id: String,
+        text: String,
+    ) -> Result<Appended, Refusal> {
         let started = std::time::Instant::now();
         let appended = self
             .hub

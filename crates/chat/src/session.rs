@@ -357,6 +357,12 @@ impl<'a> Session<'a> {
                         self.exit(room);
                         ws.feed(ServerMsg::RoomLeft { room }.to_message()).await
                     }
+                    Control::Disconnect { reason } => {
+                        tracing::info!(user = %self.user.name, %reason, "disconnected by the server API");
+                        ws.close(CloseCode::POLICY_VIOLATION, &format!("disconnected: {reason}"))
+                            .await?;
+                        Err(volley_net::Error::Closed)
+                    }
                 }
             }
         }

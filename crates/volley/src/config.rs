@@ -106,6 +106,9 @@ pub(crate) struct ServeArgs {
     /// External JWT public key (PEM) for RS256/ES256.
     #[arg(long, env = "VOLLEY_JWT_PUBLIC_KEY")]
     pub(crate) jwt_public_key: Option<PathBuf>,
+    /// A server API key, NAME:KEY:SCOPE[+SCOPE...] (scopes: publish, history, presence, rooms, users); repeatable (prefer the environment variable, comma-separated: flags show in `ps`).
+    #[arg(long = "api-key", env = "VOLLEY_API_KEYS", hide_env_values = true, value_delimiter = ',', value_parser = parse_api_key)]
+    pub(crate) api_keys: Vec<volley_chat::config::ApiKey>,
     /// Game simulation ticks per second [default: 30].
     #[arg(long, env = "VOLLEY_GAME_TICK_HZ")]
     pub(crate) game_tick_hz: Option<u32>,
@@ -236,6 +239,9 @@ impl ServeConfig {
         if let Some(secret) = args.jwt_secret {
             chat.jwt.secret = Some(secret);
         }
+        if !args.api_keys.is_empty() {
+            chat.api_keys = args.api_keys;
+        }
         if let Some(path) = args.jwt_public_key {
             chat.jwt.public_key_file = Some(path);
         }
@@ -256,6 +262,9 @@ impl ServeConfig {
         if shown.chat.jwt.secret.take().is_some() {
             left_out.push("jwt.secret");
         }
+        if !std::mem::take(&mut shown.chat.api_keys).is_empty() {
+            left_out.push("api_keys");
+        }
         if let Some(volley_chat::StoreUrl::Postgres(url)) = &mut shown.chat.store {
             // postgres://USER:PASSWORD@HOST: keep the user, drop the password.
             if let Some((before, after)) = url.split_once('@') {
@@ -274,4 +283,22 @@ impl ServeConfig {
         text.push_str(&toml::to_string(&shown)?);
         Ok(text)
     }
+}
+
+/// `NAME:KEY:SCOPE[+SCOPE...]` as a server API key.
+fn parse_api_key(text: &str) -> Result<volley_chat::config::ApiKey, String> {
+    let usage = "expected NAME:KEY:SCOPE[+SCOPE...] (scopes: publish, history, presence, rooms, users)";
+    let mut parts = text.splitn(3, ':');
+    let (Some(name), Some(key), Some(scopes)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(usage.into());
+    };
+    let scopes = scopes
+        .split('+')
+        .map(|s| volley_chat::config::Scope::parse(s.trim()).ok_or_else(|| format!("unknown scope {s}: {usage}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(volley_chat::config::ApiKey {
+        name: name.trim().to_owned(),
+        key: key.trim().to_owned(),
+        scopes,
+    })
 }

@@ -135,6 +135,24 @@ pub(crate) async fn http(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
+    http_as(
+        addr,
+        method,
+        path,
+        token.map(|t| format!("Bearer {t}")).as_deref(),
+        body,
+    )
+    .await
+}
+
+/// [`http`] with a whole `Authorization` value (`ApiKey KEY`, say).
+pub(crate) async fn http_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -144,8 +162,8 @@ pub(crate) async fn http(
         .method(method)
         .uri(path)
         .header("host", addr.to_string());
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
     }
     let req = match body {
         Some(b) => req

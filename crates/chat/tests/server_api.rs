@@ -1,0 +1,223 @@
+//! The server API on a real server: an application's backend, with API
+//! keys and scopes, creates a room, publishes into it (idempotently), reads
+//! its history and presence, removes a member and disconnects a user, while
+//! a real WebSocket client sees each effect.
+
+mod common;
+
+use common::{config, expect, guest, http_as, start};
+use serde_json::json;
+use volley_chat::config::{ApiKey, Scope};
+use volley_chat::protocol::ServerMsg;
+
+const KEY: &str = "backend-secret-0123456789abcdef";
+const READER: &str = "reader-secret-0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_publishes_reads_removes_and_disconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.api_keys = vec![
+        ApiKey {
+            name: "announcer".into(),
+            key: KEY.into(),
+            scopes: vec![
+                Scope::Publish,
+                Scope::History,
+                Scope::Presence,
+                Scope::Rooms,
+                Scope::Users,
+            ],
+        },
+        ApiKey {
+            name: "reader".into(),
+            key: READER.into(),
+            scopes: vec![Scope::History],
+        },
+    ];
+    let server = start(cfg).await;
+    let addr = server.addr;
+    let api = Some(format!("ApiKey {KEY}"));
+    let reader = Some(format!("ApiKey {READER}"));
+
+    // Keys and scopes.
+    let (status, body) = http_as(addr, "POST", "/api/server/rooms", None, Some(json!({"name":"news"}))).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = http_as(
+        addr,
+        "POST",
+        "/api/server/rooms",
+        Some("ApiKey wrong-key-0123456789abcdef"),
+        Some(json!({"name":"news"})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = http_as(
+        addr,
+        "POST",
+        "/api/server/rooms",
+        reader.as_deref(),
+        Some(json!({"name":"news"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+
+    let (status, room) = http_as(
+        addr,
+        "POST",
+        "/api/server/rooms",
+        api.as_deref(),
+        Some(json!({"name":"news"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{room}");
+    let id = room["id"].as_u64().unwrap();
+
+    // A client joins; the backend publishes; the client hears it from "announcer".
+    let mut alice = guest(&server, "alice").await;
+    alice.send_json(&json!({"type":"join","room":id})).await.unwrap();
+    expect(&mut alice, "room_joined", |m| {
+        matches!(m, ServerMsg::RoomJoined { .. }).then_some(())
+    })
+    .await;
+    let path = format!("/api/server/rooms/{id}/messages");
+    let (status, first) = http_as(
+        addr,
+        "POST",
+        &path,
+        api.as_deref(),
+        Some(json!({"id":"n1","text":"hello from the backend"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["duplicate"], false);
+    let heard = expect(&mut alice, "message", |m| match m {
+        ServerMsg::Message(view) => Some(view),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (heard.name.as_str(), heard.text.as_str()),
+        ("announcer", "hello from the backend")
+    );
+    assert_eq!(heard.seq.0, first["seq"].as_u64().unwrap());
+    // Publishing again with the same id stores nothing.
+    let (_, again) = http_as(
+        addr,
+        "POST",
+        &path,
+        api.as_deref(),
+        Some(json!({"id":"n1","text":"hello from the backend"})),
+    )
+    .await;
+    assert_eq!(
+        (again["seq"].clone(), again["duplicate"].clone()),
+        (first["seq"].clone(), json!(true))
+    );
+
+    // History (the reader's one scope) and presence.
+    let (status, history) = http_as(addr, "GET", &format!("{path}?limit=10"), reader.as_deref(), None).await;
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(history["messages"][0]["name"], "announcer");
+    let (status, _) = http_as(
+        addr,
+        "GET",
+        &format!("/api/server/rooms/{id}/presence"),
+        reader.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "presence is not the reader's");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, presence) = http_as(
+            addr,
+            "GET",
+            &format!("/api/server/rooms/{id}/presence"),
+            api.as_deref(),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        if presence["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["name"] == "alice")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice never shown online: {presence}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Unknown rooms and bad bodies.
+    let (status, _) = http_as(
+        addr,
+        "POST",
+        "/api/server/rooms/999999/messages",
+        api.as_deref(),
+        Some(json!({"id":"x","text":"y"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = http_as(addr, "POST", &path, api.as_deref(), Some(json!({"id":"","text":"y"}))).await;
+    assert_eq!(status, 400);
+
+    // Removing alice takes her session out of the room.
+    let (status, _) = http_as(
+        addr,
+        "DELETE",
+        &format!("/api/server/rooms/{id}/members/alice"),
+        api.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    expect(&mut alice, "room_left", |m| {
+        matches!(m, ServerMsg::RoomLeft { .. }).then_some(())
+    })
+    .await;
+    let (status, _) = http_as(
+        addr,
+        "DELETE",
+        &format!("/api/server/rooms/{id}/members/alice"),
+        api.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "not a member any more");
+
+    // Disconnecting alice closes her WebSocket with 1008 and the reason.
+    let (status, body) = http_as(
+        addr,
+        "POST",
+        "/api/server/users/alice/disconnect",
+        api.as_deref(),
+        Some(json!({"reason":"account suspended"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Ok(Some(_)) = alice.recv().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the session was not closed");
+    let close = alice.socket().peer_close().cloned().expect("a close frame");
+    assert_eq!(u16::from(close.code), 1008);
+    assert!(close.reason.contains("account suspended"), "{}", close.reason);
+    let (status, _) = http_as(
+        addr,
+        "POST",
+        "/api/server/users/nobody/disconnect",
+        api.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
