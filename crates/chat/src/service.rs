@@ -268,17 +268,7 @@ impl Chat {
     /// Create a room owned by `user`.
     pub async fn create_room(&self, user: &User, name: &str, private: bool) -> Result<Room, Refusal> {
         self.limit(user.id, Cost::Request)?;
-        let name = name.trim();
-        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                "room names are 1 to 64 printable characters",
-            ));
-        }
-        let kind = if private { RoomKind::Private } else { RoomKind::Public };
-        let room = self.hub.store().create_room(name, kind, user.id).await?;
-        self.control(user.id, Control::Joined { room: room.id });
-        Ok(room)
+        self.create_room_as_service(user, name, private).await
     }
 
     /// [`Chat::create_room`] for the server API (no per-user rate).
@@ -463,19 +453,7 @@ impl Chat {
 
     /// Store a message and publish it to the room. The caller has checked membership.
     pub async fn send(&self, user: &User, room: RoomId, client_id: String, text: String) -> Result<Appended, Refusal> {
-        if text.len() > self.config.max_text_bytes {
-            return Err(Refusal::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "text is {} bytes, the limit is {}",
-                    text.len(),
-                    self.config.max_text_bytes
-                ),
-            ));
-        }
-        if client_id.is_empty() || client_id.len() > 64 {
-            return Err(Refusal::new(ErrorCode::BadRequest, "id must be 1 to 64 characters"));
-        }
+        self.check_message(&client_id, &text)?;
         self.limit(user.id, Cost::Message)?;
         self.append_and_publish(user, room, client_id, text).await
     }
@@ -489,6 +467,11 @@ impl Chat {
         client_id: String,
         text: String,
     ) -> Result<Appended, Refusal> {
+        self.check_message(&client_id, &text)?;
+        self.append_and_publish(user, room, client_id, text).await
+    }
+
+    fn check_message(&self, client_id: &str, text: &str) -> Result<(), Refusal> {
         if text.len() > self.config.max_text_bytes {
             return Err(Refusal::new(
                 ErrorCode::TooLarge,
@@ -502,7 +485,7 @@ impl Chat {
         if client_id.is_empty() || client_id.len() > 64 {
             return Err(Refusal::new(ErrorCode::BadRequest, "id must be 1 to 64 characters"));
         }
-        self.append_and_publish(user, room, client_id, text).await
+        Ok(())
     }
 
     async fn append_and_publish(

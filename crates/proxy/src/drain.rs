@@ -9,12 +9,31 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pool::Backend;
+use tokio::sync::oneshot;
+
+use crate::pool::{Backend, LiveGuard};
+use crate::ProxyConfig;
 
 /// After the live list empties, it is looked at again this many times, a
 /// second apart: a handshake that chose the backend just before the drain
 /// registers its connection late.
 const LATE_CHECKS: u32 = 10;
+
+/// Put a new connection on `backend`'s drain list. One that chose the
+/// backend just before a drain or removal began is taken by that drain too
+/// (a drain that found the list empty may have ended already: start one).
+pub(crate) fn register(backend: &Arc<Backend>, config: &ProxyConfig) -> (LiveGuard, oneshot::Receiver<String>) {
+    let entry = backend.register();
+    if backend.should_shed() {
+        start(
+            backend.clone(),
+            config.drain_rate,
+            config.drain_reconnect_ms,
+            "backend draining",
+        );
+    }
+    entry
+}
 
 /// Start draining `backend`'s live connections (once; a drain already
 /// running goes on). It stops when the backend is usable again or has no

@@ -93,15 +93,7 @@ async fn one(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _perm
     }
     let backend = connected.backend.clone();
     let _active = backend.enter();
-    let (_live, drain) = backend.register();
-    if backend.should_shed() {
-        crate::drain::start(
-            backend.clone(),
-            config.drain_rate,
-            config.drain_reconnect_ms,
-            "backend draining",
-        );
-    }
+    let (_live, drain) = crate::drain::register(&backend, &config);
     metrics::counter!("volley_proxy_connections_total", "backend" => backend.addr.clone()).increment(1);
     let started = std::time::Instant::now();
     let timeouts = Timeouts {

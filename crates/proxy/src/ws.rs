@@ -91,16 +91,7 @@ pub(crate) async fn proxy(
     // Counted from now, so the bound on loads sees this one even while its
     // handshake is under way, and so is a drain.
     let active = backend.enter();
-    let (live, drain) = backend.register();
-    if backend.should_shed() {
-        // Chosen just before a drain or removal began: the drain takes it too.
-        crate::drain::start(
-            backend.clone(),
-            config.drain_rate,
-            config.drain_reconnect_ms,
-            "backend draining",
-        );
-    }
+    let (live, drain) = crate::drain::register(&backend, config);
     let ours = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
     let mut upstream = connected.stream;
     let answer = tokio::time::timeout(

@@ -229,20 +229,8 @@ fn proxy_protocol_gives_the_node_the_real_client_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_passes_through_routed_by_sni() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
-        .args([
-            "dev-cert",
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ])
-        .args(["--name", "chat.test", "--name", "localhost"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (cert, key) = common::dev_cert(dir.path(), &["chat.test", "localhost"]);
+    let (cert, key) = (std::path::PathBuf::from(cert), std::path::PathBuf::from(key));
     let a = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let b = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let tls = [

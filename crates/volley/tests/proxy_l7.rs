@@ -13,27 +13,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_addr, node, volley, volley_logging, wait_port, Proc};
+use common::{dev_cert, free_addr, node, volley, volley_logging, wait_port, Proc};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use volley_net::{Config, Connector, H2Connection, H3Connection, Message, WebSocket};
-
-fn dev_cert(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
-        .args([
-            "dev-cert",
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (cert.display().to_string(), key.display().to_string())
-}
 
 async fn send<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, value: Value) {
     ws.send(Message::Text(value.to_string().into())).await.unwrap();
@@ -155,7 +138,7 @@ fn expect_live(admin: SocketAddr, want: &[(SocketAddr, u64)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_and_game_over_http1_http2_and_http3_meet_by_room_affinity() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = dev_cert(dir.path());
+    let (cert, key) = dev_cert(dir.path(), &["localhost", "127.0.0.1"]);
     let (a, b, listen, admin) = (free_addr(), free_addr(), free_addr(), free_addr());
     // Two nodes that share nothing: a room lives on the node that made it.
     // They take the client address from the proxy's PROXY header.

@@ -72,3 +72,22 @@ pub fn node(addr: SocketAddr, name: &str, dir: &std::path::Path, extra: &[&str])
     wait_port(addr);
     p
 }
+
+/// `volley dev-cert` into `dir` for `names`: the certificate and key paths.
+pub fn dev_cert(dir: &std::path::Path, names: &[&str]) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_volley"));
+    command.args([
+        "dev-cert",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    for name in names {
+        command.args(["--name", name]);
+    }
+    let status = command.stdout(Stdio::null()).status().unwrap();
+    assert!(status.success());
+    (cert.display().to_string(), key.display().to_string())
+}
