@@ -67,6 +67,9 @@ step "interop: Python websockets and Node.js ws (ws://, wss://, compressed and n
 step "browser: the chat and game web clients in headless Chromium (two tabs each; reload; server restart; HTTPS over HTTP/2 and HTTP/3)"
 ./scripts/browser.sh
 
+step "clients/js (@volley/client): tsc --noEmit, and its tests against a real server"
+./scripts/js_client.sh "${CARGO_TARGET_DIR:-target}/debug/volley"
+
 step "volley bench: a short run of each scenario"
 ./scripts/bench_smoke.sh
 

@@ -70,7 +70,7 @@ type AppState = State<Arc<App>>;
 /// The web client's page, scripts and style.
 const ASSETS: &[Asset] = &[
     Asset::new("/", include_str!("../../../web/index.html")),
-    Asset::new("/chat.js", include_str!("../../../web/chat.js")),
+    Asset::new("/chat.js", include_str!("../../../clients/js/chat.js")),
     Asset::new("/app.js", include_str!("../../../web/app.js")),
     Asset::new("/style.css", include_str!("../../../web/style.css")),
 ];

@@ -18,7 +18,7 @@ use crate::session;
 const ASSETS: &[Asset] = &[
     Asset::new("/game", include_str!("../../../web/game.html")),
     Asset::new("/game/", include_str!("../../../web/game.html")),
-    Asset::new("/game/game.js", include_str!("../../../web/game.js")),
+    Asset::new("/game/game.js", include_str!("../../../clients/js/game.js")),
     Asset::new("/game/play.js", include_str!("../../../web/play.js")),
 ];
 

@@ -77,13 +77,16 @@ function speed(mass) { return BASE_SPEED * Math.pow(Math.max(mass, 1), -0.22); }
  * A game connection. Events: `welcome`, `snapshot`, `roster`, `leaderboard`,
  * `death`, `gameerror`, `state` (connecting/playing/reconnecting/closed).
  */
+const OPEN = 1; // WebSocket.OPEN, the same in every implementation
+
 export class GameClient extends EventTarget {
   /**
    * `token` (16 bytes from an earlier welcome, e.g. kept across a page
    * reload) takes back a cell left behind within the server's grace period.
    */
-  constructor(url, { name = 'player', spectate = false, interpolationTicks = 3, token = null } = {}) {
+  constructor(url, { name = 'player', spectate = false, interpolationTicks = 3, token = null, WebSocket: socketClass = globalThis.WebSocket } = {}) {
     super();
+    this.socketClass = socketClass;
     this.url = url; this.name = name; this.spectate = spectate; this.interpolationTicks = interpolationTicks;
     this.token = spectate ? null : token; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
     this.baselines = []; // [{tick, entities, header, at}]
@@ -98,7 +101,7 @@ export class GameClient extends EventTarget {
   _setState(s) { this.state = s; this.dispatchEvent(new CustomEvent('state', { detail: s })); }
 
   _connect() {
-    const ws = new WebSocket(this.url);
+    const ws = new this.socketClass(this.url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     ws.onopen = () => {
@@ -193,7 +196,7 @@ export class GameClient extends EventTarget {
 
   /** Steer toward `target` (world units, relative to the own centre). */
   input(tx, ty, buttons = 0) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN || !this.welcome) return;
+    if (!this.ws || this.ws.readyState !== OPEN || !this.welcome) return;
     const len = Math.hypot(tx, ty);
     if (len > 3000) { tx *= 3000 / len; ty *= 3000 / len; }
     this.seq += 1;
@@ -205,10 +208,10 @@ export class GameClient extends EventTarget {
     if (this.alive) this.pending.push({ seq: this.seq, tx, ty });
   }
 
-  respawn() { if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(new Uint8Array([T.RESPAWN])); }
+  respawn() { if (this.ws?.readyState === OPEN) this.ws.send(new Uint8Array([T.RESPAWN])); }
 
   ping() {
-    if (this.ws?.readyState !== WebSocket.OPEN) return;
+    if (this.ws?.readyState !== OPEN) return;
     const id = ++this._pingId; this._pings.set(id, performance.now());
     if (this._pings.size > 16) this._pings.delete(this._pings.keys().next().value);
     const buf = new DataView(new ArrayBuffer(5)); buf.setUint8(0, T.PING); buf.setUint32(1, id, true);

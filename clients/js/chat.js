@@ -1,19 +1,23 @@
-// volley chat client: a small, dependency-free ES module for browsers (and
-// any runtime with WebSocket). It authenticates, keeps the last sequence
+// volley chat client: a small, dependency-free ES module for browsers and
+// Node.js (give it a WebSocket class where there is no global one). It authenticates, keeps the last sequence
 // number seen per room, reconnects with jittered exponential backoff and
 // resumes from those numbers, and re-sends unacknowledged messages with their
 // original ids (the server de-duplicates them). Events are dispatched on the
 // client (an EventTarget): state, ready, message, ack, error, presence,
 // typing, receipt, members, room_joined, room_left, caught_up, history.
 
+const OPEN = 1; // WebSocket.OPEN, the same in every implementation
+
 export class VolleyChat extends EventTarget {
   /**
    * @param {string} url  ws:// or wss:// URL of the /ws endpoint
    * @param {{token?: string, guest?: string}} login
+   * @param {{WebSocket?: typeof WebSocket}} [options]  the WebSocket class (default: the global one)
    */
-  constructor(url, login) {
+  constructor(url, login, { WebSocket: socketClass = globalThis.WebSocket } = {}) {
     super();
     this.url = url;
+    this.socketClass = socketClass;
     this.login = { ...login };
     this.state = "idle"; // idle | connecting | open | reconnecting | closed
     this.user = null;
@@ -52,7 +56,7 @@ export class VolleyChat extends EventTarget {
 
   #open() {
     this.#setState(this.attempt === 0 ? "connecting" : "reconnecting", { attempt: this.attempt });
-    const ws = new WebSocket(this.url);
+    const ws = new this.socketClass(this.url);
     this.ws = ws;
     ws.onopen = () => {
       const resume = {};
@@ -146,7 +150,7 @@ export class VolleyChat extends EventTarget {
 
   #request(body) {
     return new Promise((resolve, reject) => {
-      if (!this.ws || this.ws.readyState !== WebSocket.OPEN || this.state !== "open") {
+      if (!this.ws || this.ws.readyState !== OPEN || this.state !== "open") {
         reject(new Error("not connected"));
         return;
       }
@@ -213,12 +217,15 @@ export class VolleyChat extends EventTarget {
   }
 }
 
-/** Small helpers for the JSON API (register, login, guest, rooms). */
-export async function api(path, { method = "GET", token, body } = {}) {
+/**
+ * Small helpers for the JSON API (register, login, guest, rooms). `base`
+ * (`http://host:port`) is needed where pages have no origin (Node.js).
+ */
+export async function api(path, { method = "GET", token, body, base } = {}) {
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(base ? new URL(path, base) : path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
   const data = text ? JSON.parse(text) : null;
   if (!res.ok) throw Object.assign(new Error(data?.error?.message || res.statusText), data?.error || {});
