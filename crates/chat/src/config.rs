@@ -394,8 +394,17 @@ impl ChatConfig {
             if !name_ok {
                 return bad("api_keys.name", &key.name, "1 to 32 of a-z, 0-9, - and _");
             }
-            if key.key.len() < 24 || key.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return bad("api_keys.key", &"(hidden)", "at least 24 characters, no spaces");
+            if key.key.len() < 24
+                || key
+                    .key
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == ',')
+            {
+                return bad(
+                    "api_keys.key",
+                    &"(hidden)",
+                    "at least 24 characters, no spaces, ':' or ','",
+                );
             }
             if key.scopes.is_empty() {
                 return bad(

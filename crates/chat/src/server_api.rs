@@ -5,8 +5,9 @@
 //! Keys are configured (`api_keys`), each with scopes; every route names the
 //! scope it needs. Described in docs/openapi.yaml.
 //!
-//! Messages a key publishes come from a user named after the key (created
-//! on first use, kind external), so history and clients show who spoke.
+//! Messages a key publishes come from the user `api:NAME` of the key NAME
+//! (created on first use; no account or token can take a name with `:`),
+//! so history and clients show who spoke.
 
 use std::sync::Arc;
 
@@ -48,12 +49,16 @@ fn key_for<'a>(app: &'a App, headers: &HeaderMap, scope: Scope) -> Result<&'a Ap
         .and_then(|v| v.strip_prefix("ApiKey "))
         .map(str::trim)
         .ok_or_else(|| Refusal::new(ErrorCode::AuthRequired, "send Authorization: ApiKey KEY"))?;
+    // Every key is compared, to the end, whichever matches.
     let key = app
         .chat
         .config
         .api_keys
         .iter()
-        .find(|k| same(k.key.as_bytes(), presented.as_bytes()))
+        .fold(None, |found, k| {
+            let hit = same(k.key.as_bytes(), presented.as_bytes());
+            found.or(hit.then_some(k))
+        })
         .ok_or_else(|| Refusal::new(ErrorCode::AuthFailed, "unknown API key"))?;
     if !key.scopes.contains(&scope) {
         return Err(Refusal::new(
@@ -91,6 +96,12 @@ fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, Refusal> {
         .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.body_text()))
 }
 
+/// The user a key speaks as: `api:NAME`, made on first use.
+async fn service_user(app: &App, key: &ApiKey) -> Result<volley_hub::User, Refusal> {
+    let name = format!("{}{}", crate::service::SERVICE_PREFIX, key.name);
+    Ok(app.chat.hub().store().external_user(&name).await?)
+}
+
 async fn room_or_404(app: &App, id: RoomId) -> Result<volley_hub::Room, Refusal> {
     app.chat
         .hub()
@@ -115,7 +126,7 @@ async fn create_room(
 ) -> Result<Response, Refusal> {
     let key = key_for(&app, &headers, Scope::Rooms)?;
     let body: NewRoom = json_body(body)?;
-    let owner = app.chat.hub().store().external_user(&key.name).await?;
+    let owner = service_user(&app, key).await?;
     let room = app
         .chat
         .create_room_as_service(&owner, &body.name, body.private)
@@ -142,7 +153,7 @@ async fn publish(
     let id = path(id)?;
     let body: Publish = json_body(body)?;
     room_or_404(&app, id).await?;
-    let sender = app.chat.hub().store().external_user(&key.name).await?;
+    let sender = service_user(&app, key).await?;
     let (stored, duplicate) = match app.chat.send_as_service(&sender, id, body.id, body.text).await? {
         Appended::New(m) => (m, false),
         Appended::Duplicate(m) => (m, true),
@@ -206,14 +217,10 @@ async fn remove_member(
     key_for(&app, &headers, Scope::Users)?;
     let (id, name) = path(target)?;
     room_or_404(&app, id).await?;
-    if app.chat.remove_as_service(id, &name).await? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(Refusal::new(
-            ErrorCode::NotFound,
-            format!("{name} is not a member of room {id}"),
-        ))
-    }
+    // Idempotent: a retry after a lost answer, or a user who was not a
+    // member, gets the same 204.
+    app.chat.remove_as_service(id, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

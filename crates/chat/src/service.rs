@@ -43,6 +43,11 @@ fn busy(_: auth::Busy) -> Refusal {
 /// Most messages in one history page.
 pub(crate) const MAX_PAGE: u32 = 200;
 
+/// Users of the server API's keys are named `api:KEY_NAME`: no account can
+/// be registered with a `:` and no token may name one, so nobody else can
+/// take or speak as a key's user.
+pub(crate) const SERVICE_PREFIX: &str = "api:";
+
 /// The chat service of one node.
 pub struct Chat {
     pub(crate) hub: Hub,
@@ -233,6 +238,8 @@ impl Chat {
         let denied = || Refusal::new(ErrorCode::AuthFailed, "invalid or expired token");
         let user = match self.auth.verify(token).ok_or_else(denied)? {
             Identity::Local(id) => self.hub.store().user(id).await?.ok_or_else(denied)?,
+            // `api:` names belong to the server API's keys: no token may speak as one.
+            Identity::External(subject) if subject.starts_with(SERVICE_PREFIX) => return Err(denied()),
             Identity::External(subject) => self.hub.store().external_user(&subject).await?,
         };
         if !auth::kind_allowed(user.kind, self.config.guests) {
@@ -294,7 +301,17 @@ impl Chat {
     /// Remove the user `target` from `room` for the server API; false when
     /// they were not a member. Their sessions on every node leave the room.
     pub(crate) async fn remove_as_service(&self, room: RoomId, target: &str) -> Result<bool, Refusal> {
+        let r = self.room(room).await?;
         let user = self.user_named(target).await?;
+        if r.kind == RoomKind::Direct {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "a direct room's members cannot be removed (they could never get back in)",
+            ));
+        }
+        if r.owner == user.id {
+            return Err(Refusal::new(ErrorCode::BadRequest, "the owner cannot be removed"));
+        }
         let removed = self.hub.store().remove_member(room, user.id).await?;
         if removed {
             self.control(user.id, Control::Left { room });
@@ -307,6 +324,13 @@ impl Chat {
     /// and `reason`. Their token stays valid: revoke it where it was issued.
     pub(crate) async fn disconnect(&self, target: &str, reason: &str) -> Result<User, Refusal> {
         let user = self.user_named(target).await?;
+        if self.hub.broker().spans_nodes() && !self.hub.broker().connected() {
+            // The other nodes would not hear it: say so rather than 200.
+            return Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "the broker is down: other nodes cannot be told; retry",
+            ));
+        }
         let mut end = reason.len().min(100);
         while !reason.is_char_boundary(end) {
             end -= 1;
@@ -336,6 +360,9 @@ impl Chat {
     }
 
     async fn user_named(&self, name: &str) -> Result<User, Refusal> {
+        if name.is_empty() || name.len() > 64 || name.contains('\0') {
+            return Err(Refusal::new(ErrorCode::NotFound, "no such user"));
+        }
         match self.hub.store().user_by_name(name).await? {
             Some((user, _)) => Ok(user),
             None => Err(Refusal::new(ErrorCode::NotFound, format!("user {name} not found"))),
@@ -484,6 +511,9 @@ impl Chat {
         }
         if client_id.is_empty() || client_id.len() > 64 {
             return Err(Refusal::new(ErrorCode::BadRequest, "id must be 1 to 64 characters"));
+        }
+        if text.contains('\0') || client_id.contains('\0') {
+            return Err(Refusal::new(ErrorCode::BadRequest, "text and id may not contain NUL"));
         }
         Ok(())
     }

@@ -99,7 +99,7 @@ async fn a_backend_publishes_reads_removes_and_disconnects() {
     .await;
     assert_eq!(
         (heard.name.as_str(), heard.text.as_str()),
-        ("announcer", "hello from the backend")
+        ("api:announcer", "hello from the backend")
     );
     assert_eq!(heard.seq.0, first["seq"].as_u64().unwrap());
     // Publishing again with the same id stores nothing.
@@ -120,7 +120,7 @@ async fn a_backend_publishes_reads_removes_and_disconnects() {
     let (status, history) = http_as(addr, "GET", &format!("{path}?limit=10"), reader.as_deref(), None).await;
     assert_eq!(status, 200, "{history}");
     assert_eq!(history["messages"].as_array().unwrap().len(), 1);
-    assert_eq!(history["messages"][0]["name"], "announcer");
+    assert_eq!(history["messages"][0]["name"], "api:announcer");
     let (status, _) = http_as(
         addr,
         "GET",
@@ -191,7 +191,36 @@ async fn a_backend_publishes_reads_removes_and_disconnects() {
         None,
     )
     .await;
-    assert_eq!(status, 404, "not a member any more");
+    assert_eq!(status, 204, "idempotent: a retry gets the same answer");
+    // The room's owner (the key's own user) and unknown users.
+    let (status, body) = http_as(
+        addr,
+        "DELETE",
+        &format!("/api/server/rooms/{id}/members/api:announcer"),
+        api.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = http_as(
+        addr,
+        "DELETE",
+        &format!("/api/server/rooms/{id}/members/nobody"),
+        api.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // NUL never reaches the store.
+    let (status, _) = http_as(
+        addr,
+        "POST",
+        &path,
+        api.as_deref(),
+        Some(json!({"id":"z","text":"a\u{0}b"})),
+    )
+    .await;
+    assert_eq!(status, 400);
 
     // Disconnecting alice closes her WebSocket with 1008 and the reason.
     let (status, body) = http_as(

@@ -107,8 +107,13 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VOLLEY_JWT_PUBLIC_KEY")]
     pub(crate) jwt_public_key: Option<PathBuf>,
     /// A server API key, NAME:KEY:SCOPE[+SCOPE...] (scopes: publish, history, presence, rooms, users); repeatable (prefer the environment variable, comma-separated: flags show in `ps`).
-    #[arg(long = "api-key", env = "VOLLEY_API_KEYS", hide_env_values = true, value_delimiter = ',', value_parser = parse_api_key)]
-    pub(crate) api_keys: Vec<volley_chat::config::ApiKey>,
+    #[arg(
+        long = "api-key",
+        env = "VOLLEY_API_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub(crate) api_keys: Vec<String>,
     /// Game simulation ticks per second [default: 30].
     #[arg(long, env = "VOLLEY_GAME_TICK_HZ")]
     pub(crate) game_tick_hz: Option<u32>,
@@ -149,7 +154,7 @@ impl ServeConfig {
             }
             None => ServeConfig::default(),
         };
-        config.apply(args);
+        config.apply(args)?;
         Ok(config)
     }
 
@@ -165,7 +170,7 @@ impl ServeConfig {
         Ok(ServeConfig { chat, game })
     }
 
-    fn apply(&mut self, args: ServeArgs) {
+    fn apply(&mut self, args: ServeArgs) -> anyhow::Result<()> {
         let (chat, game) = (&mut self.chat, &mut self.game);
         macro_rules! set {
             ($target:ident: $($flag:ident => $field:ident),* $(,)?) => {
@@ -240,11 +245,19 @@ impl ServeConfig {
             chat.jwt.secret = Some(secret);
         }
         if !args.api_keys.is_empty() {
-            chat.api_keys = args.api_keys;
+            // Parsed here, not by clap, whose error would print the value,
+            // secret included.
+            chat.api_keys = args
+                .api_keys
+                .iter()
+                .map(|text| parse_api_key(text))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("--api-key / VOLLEY_API_KEYS: {e}"))?;
         }
         if let Some(path) = args.jwt_public_key {
             chat.jwt.public_key_file = Some(path);
         }
+        Ok(())
     }
 
     /// The settings as a TOML file would hold them, without the secrets:
@@ -285,7 +298,8 @@ impl ServeConfig {
     }
 }
 
-/// `NAME:KEY:SCOPE[+SCOPE...]` as a server API key.
+/// `NAME:KEY:SCOPE[+SCOPE...]` as a server API key. Errors name the key's
+/// NAME, never its secret.
 fn parse_api_key(text: &str) -> Result<volley_chat::config::ApiKey, String> {
     let usage = "expected NAME:KEY:SCOPE[+SCOPE...] (scopes: publish, history, presence, rooms, users)";
     let mut parts = text.splitn(3, ':');
@@ -294,7 +308,9 @@ fn parse_api_key(text: &str) -> Result<volley_chat::config::ApiKey, String> {
     };
     let scopes = scopes
         .split('+')
-        .map(|s| volley_chat::config::Scope::parse(s.trim()).ok_or_else(|| format!("unknown scope {s}: {usage}")))
+        .map(|s| {
+            volley_chat::config::Scope::parse(s.trim()).ok_or_else(|| format!("key {name}: unknown scope {s}: {usage}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(volley_chat::config::ApiKey {
         name: name.trim().to_owned(),
