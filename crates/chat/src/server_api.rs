@@ -1,7 +1,8 @@
 //! The server API: what an application's own backend calls, with an API key
 //! (`Authorization: ApiKey KEY`), to act on the chat without pretending to
 //! be a chat client: publish into a room, read a room's history and
-//! presence, create rooms, remove a member, disconnect a user everywhere.
+//! presence, create rooms, add and remove members, disconnect a user
+//! everywhere.
 //! Keys are configured (`api_keys`), each with scopes; every route names the
 //! scope it needs. Described in docs/openapi.yaml.
 //!
@@ -36,6 +37,7 @@ pub(crate) fn routes(app: Arc<App>) -> Router {
         .route("/api/server/rooms", post(create_room))
         .route("/api/server/rooms/{id}/messages", post(publish).get(history))
         .route("/api/server/rooms/{id}/presence", get(presence))
+        .route("/api/server/rooms/{id}/members", post(add_member))
         .route("/api/server/rooms/{id}/members/{name}", delete(remove_member))
         .route("/api/server/users/{name}/disconnect", post(disconnect))
         .with_state(app)
@@ -207,6 +209,29 @@ async fn presence(
         .map(|m| json!({ "id": m.id, "name": m.name }))
         .collect();
     Ok(Json(json!({ "room": id, "count": list.len(), "online": list })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Member {
+    user: String,
+}
+
+async fn add_member(
+    State(app): AppState,
+    headers: HeaderMap,
+    id: Result<Path<RoomId>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Refusal> {
+    key_for(&app, &headers, Scope::Users)?;
+    let id = path(id)?;
+    let body: Member = json_body(body)?;
+    let room = room_or_404(&app, id).await?;
+    if room.kind == volley_hub::RoomKind::Direct {
+        return Err(Refusal::new(ErrorCode::BadRequest, "a direct room has its two members"));
+    }
+    let user = app.chat.add_member(id, &body.user).await?;
+    Ok(Json(json!({ "room": id, "user": user.id, "name": user.name })).into_response())
 }
 
 async fn remove_member(

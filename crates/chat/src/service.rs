@@ -406,6 +406,12 @@ impl Chat {
                 "only the owner can invite to this room",
             ));
         }
+        self.add_member(room, target).await
+    }
+
+    /// Add the user `target` to `room` (no permission check: the caller has
+    /// made it); their sessions on every node enter the room.
+    pub(crate) async fn add_member(&self, room: RoomId, target: &str) -> Result<User, Refusal> {
         let user = self.user_named(target).await?;
         if self.hub.store().add_member(room, user.id).await? {
             self.control(user.id, Control::Joined { room });

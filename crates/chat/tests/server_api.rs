@@ -68,15 +68,27 @@ async fn a_backend_publishes_reads_removes_and_disconnects() {
         "POST",
         "/api/server/rooms",
         api.as_deref(),
-        Some(json!({"name":"news"})),
+        Some(json!({"name":"news","private":true})),
     )
     .await;
     assert_eq!(status, 201, "{room}");
     let id = room["id"].as_u64().unwrap();
 
-    // A client joins; the backend publishes; the client hears it from "announcer".
+    // The room is private: alice cannot join it herself; the backend adds
+    // her, and her open session enters it. Then the backend publishes and
+    // she hears it from "api:announcer".
     let mut alice = guest(&server, "alice").await;
-    alice.send_json(&json!({"type":"join","room":id})).await.unwrap();
+    let refused = alice.request(json!({"type":"join","room":id})).await;
+    assert!(refused.is_err(), "a private room is not for joining: {refused:?}");
+    let (status, added) = http_as(
+        addr,
+        "POST",
+        &format!("/api/server/rooms/{id}/members"),
+        api.as_deref(),
+        Some(json!({"user":"alice"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
     expect(&mut alice, "room_joined", |m| {
         matches!(m, ServerMsg::RoomJoined { .. }).then_some(())
     })
