@@ -51,6 +51,12 @@ fn key_for<'a>(app: &'a App, headers: &HeaderMap, scope: Scope) -> Result<&'a Ap
         .and_then(|v| v.strip_prefix("ApiKey "))
         .map(str::trim)
         .ok_or_else(|| Refusal::new(ErrorCode::AuthRequired, "send Authorization: ApiKey KEY"))?;
+    if app.chat.config.api_keys.is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::AuthFailed,
+            "the server API is off on this node: no api_keys are configured",
+        ));
+    }
     // Every key is compared, to the end, whichever matches.
     let key = app
         .chat

@@ -113,12 +113,23 @@ impl Shared {
     }
 }
 
+/// Check a configuration as starting the proxy would: every setting, and
+/// the certificates and keys it names (readable, and belonging together).
+pub fn check(config: &ProxyConfig) -> Result<(), Error> {
+    config.validate()?;
+    if config.tls() {
+        certs::Certs::default().load(config)?;
+    }
+    Ok(())
+}
+
 /// Run the proxy until `stop` turns true. Each configuration received on
 /// `reloads` is put in force for new connections (established ones keep
-/// going); one that fails validation is logged and ignored.
+/// going); one that fails validation, or a file that could not be read
+/// (`Err`, with why), is logged, counted and ignored.
 pub async fn run(
     config: ProxyConfig,
-    mut reloads: mpsc::Receiver<ProxyConfig>,
+    mut reloads: mpsc::Receiver<Result<ProxyConfig, String>>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     config.validate()?;
@@ -150,7 +161,7 @@ pub async fn run(
     let reloader = shared.clone();
     tokio::spawn(async move {
         while let Some(config) = reloads.recv().await {
-            match reloader.apply(config) {
+            match config.map_err(Error::Config).and_then(|c| reloader.apply(c)) {
                 Ok(()) => {
                     metrics::counter!("volley_proxy_reloads_total", "result" => "ok").increment(1);
                     tracing::info!("configuration reloaded; established connections kept");

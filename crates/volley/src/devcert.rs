@@ -27,6 +27,13 @@ pub(crate) fn run(args: DevCertArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", args.cert.display()))?;
     std::fs::write(&args.key, generated.signing_key.serialize_pem())
         .with_context(|| format!("cannot write {}", args.key.display()))?;
+    // A private key is for its owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&args.key, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", args.key.display()))?;
+    }
     println!(
         "wrote {} and {} for {}",
         args.cert.display(),

@@ -147,7 +147,7 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     match &args.action {
         Some(Action::Check { file }) => {
             let config = read(file)?;
-            config.validate()?;
+            volley_proxy::check(&config)?;
             print!("{}", config.to_toml());
             return Ok(());
         }
@@ -175,15 +175,11 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                match args.merged().and_then(|c| c.validate().map(|()| c).map_err(Into::into)) {
-                    Ok(config) => {
-                        tracing::info!("SIGHUP: reloading the configuration");
-                        let _ = reload_tx.send(config).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "SIGHUP: configuration refused; keeping the one in force")
-                    }
-                }
+                // A file that does not read or validate goes too, as an
+                // error: the proxy logs and counts every refused reload.
+                let config = args.merged().map_err(|e| format!("{e:#}"));
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = reload_tx.send(config).await;
             }
         });
     }

@@ -435,7 +435,7 @@ async fn a_reload_keeps_established_websockets_and_drains_what_it_removes() {
     }
     assert_eq!(on_a, 9, "a's six old and three new WebSockets were drained");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("configuration refused"), "{text}");
+    assert!(text.contains("reload refused"), "{text}");
     assert!(
         text.contains("client_close=1012"),
         "the access log has the close code: {text}"
