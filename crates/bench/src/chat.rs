@@ -21,8 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use volley_chat::client::{ChatClient, Login};
-use volley_chat::protocol::ServerMsg;
+use volley_client::chat::ServerMsg;
+use volley_client::chat::{ChatClient, Login};
 use volley_net::{CloseCode, MaybeTlsStream, Message, WebSocket};
 
 use crate::{histogram, Error, Measured, Scenario, Target};
@@ -338,14 +338,14 @@ async fn connect(target: &Target, i: usize) -> Result<ChatClient, Error> {
         .map_err(|e| match e {
             // A load test opens every client from one address: say which
             // server flag lifts the limit it ran into.
-            volley_chat::Error::Refused(r) if r.code == volley_chat::ErrorCode::RateLimited => Error::Chat(format!(
+            volley_client::Error::Refused(r) if r.code == volley_client::chat::ErrorCode::RateLimited => Error::Chat(format!(
                 "{}: start the server with --account-attempts-per-sec 0 for a load test from one address",
                 r.message
             )),
-            volley_chat::Error::Transport(source) if source.to_string().contains("429") => Error::Chat(format!(
+            volley_client::Error::Transport(source) if source.to_string().contains("429") => Error::Chat(format!(
                 "{source}: the server caps connections per address; start it with --max-connections-per-ip 0 for a load test from one address"
             )),
-            volley_chat::Error::Transport(source) => Error::Connect {
+            volley_client::Error::Transport(source) => Error::Connect {
                 url: url.to_owned(),
                 source,
             },
@@ -356,7 +356,7 @@ async fn connect(target: &Target, i: usize) -> Result<ChatClient, Error> {
 /// What a client task needs besides its socket and channels.
 struct TaskContext {
     me: usize,
-    room: volley_chat::RoomId,
+    room: volley_client::RoomId,
     epoch: Instant,
     window: Arc<OnceLock<Window>>,
     frames: Arc<AtomicU64>,

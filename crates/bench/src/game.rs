@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use volley_game::client::{Event, GameClient};
-use volley_game::protocol::Join;
+use volley_client::game::{Event, GameClient};
+use volley_client::game_protocol::Join;
 
 use crate::{histogram, Error, Measured, Scenario, Target};
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use volley_hub::{Change, Event, Hub, RoomId, Topic, User, UserId};
 
-use crate::protocol::{MemberChange, PresenceChange, ServerMsg, UserView};
+use crate::protocol::{self, MemberChange, PresenceChange, ServerMsg};
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -61,7 +61,7 @@ impl Batcher {
             p.members.insert(
                 user.id,
                 MemberChange {
-                    user: UserView::from(user),
+                    user: protocol::user_view(user),
                     joined,
                 },
             );

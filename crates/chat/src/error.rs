@@ -21,15 +21,9 @@ pub enum Error {
     /// Binding, reading the secret or serving failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// The WebSocket transport failed (client side).
+    /// The transport could not be set up (certificates, keys, TLS).
     #[error(transparent)]
     Transport(#[from] volley_net::Error),
-    /// The server refused a request (client side).
-    #[error("refused: {0}")]
-    Refused(crate::Refusal),
-    /// The server sent something the client did not expect.
-    #[error("unexpected from server: {0}")]
-    Unexpected(String),
     /// A key for token verification could not be read.
     #[error("token key: {0}")]
     Key(String),

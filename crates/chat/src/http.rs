@@ -18,7 +18,7 @@ use volley_hub::{RoomId, Seq, User, UserId};
 use volley_net::assets::{self, Asset};
 use volley_net::{Acceptor, UpgradeState, WebSocketUpgrade};
 
-use crate::protocol::{ErrorCode, MessageView, RoomView, UserView};
+use crate::protocol::{self, ErrorCode, MessageView, RoomView};
 use crate::refusal::Refusal;
 use crate::service::Chat;
 use crate::session;
@@ -218,7 +218,7 @@ struct Credentials {
 }
 
 fn token_response(user: &User, token: String) -> Response {
-    Json(json!({ "token": token, "user": UserView::from(user) })).into_response()
+    Json(json!({ "token": token, "user": protocol::user_view(user) })).into_response()
 }
 
 async fn register(
@@ -261,8 +261,8 @@ async fn guest(
 async fn me(State(app): AppState, headers: HeaderMap) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let rooms = app.chat.hub().store().rooms_of(user.id).await?;
-    let rooms: Vec<RoomView> = rooms.iter().map(RoomView::from).collect();
-    Ok(Json(json!({ "user": UserView::from(&user), "rooms": rooms })).into_response())
+    let rooms: Vec<RoomView> = rooms.iter().map(protocol::member_room_view).collect();
+    Ok(Json(json!({ "user": protocol::user_view(&user), "rooms": rooms })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -287,13 +287,13 @@ struct NewRoom {
 async fn create_room(State(app): AppState, headers: HeaderMap, Json(r): Json<NewRoom>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let room = app.chat.create_room(&user, &r.name, r.private).await?;
-    Ok((StatusCode::CREATED, Json(RoomView::from(&room))).into_response())
+    Ok((StatusCode::CREATED, Json(protocol::room_view(&room))).into_response())
 }
 
 async fn join(State(app): AppState, headers: HeaderMap, Path(id): Path<RoomId>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let room = app.chat.join(&user, id).await?;
-    Ok(Json(RoomView::from(&room)).into_response())
+    Ok(Json(protocol::room_view(&room)).into_response())
 }
 
 async fn leave(State(app): AppState, headers: HeaderMap, Path(id): Path<RoomId>) -> Result<Response, Refusal> {
@@ -311,7 +311,7 @@ async fn members(State(app): AppState, headers: HeaderMap, Path(id): Path<RoomId
     let online: std::collections::HashSet<_> = app.chat.hub().presence().online(id).into_iter().collect();
     let list: Vec<_> = members
         .iter()
-        .map(|m| json!({ "id": m.id, "name": m.name, "guest": UserView::from(m).guest, "online": online.contains(&m.id) }))
+        .map(|m| json!({ "id": m.id, "name": m.name, "guest": protocol::user_view(m).guest, "online": online.contains(&m.id) }))
         .collect();
     Ok(Json(json!({ "members": list })).into_response())
 }
@@ -358,7 +358,7 @@ async fn invite(
 ) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let added = app.chat.invite(&user, id, &t.user).await?;
-    Ok(Json(UserView::from(&added)).into_response())
+    Ok(Json(protocol::user_view(&added)).into_response())
 }
 
 async fn remove(
@@ -391,5 +391,5 @@ async fn history(
 async fn direct(State(app): AppState, headers: HeaderMap, Json(t): Json<Target>) -> Result<Response, Refusal> {
     let user = user_of(&app, &headers).await?;
     let room = app.chat.direct(&user, &t.user).await?;
-    Ok(Json(RoomView::from(&room)).into_response())
+    Ok(Json(protocol::room_view(&room)).into_response())
 }

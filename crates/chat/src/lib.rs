@@ -4,13 +4,12 @@
 //! endpoint (`/ws`), the JSON API (`/api/...`), `/healthz`, `/readyz` and
 //! `/metrics`. Handlers live in [`Chat`], over a [`volley_hub::Hub`], so the
 //! same code runs on one node (SQLite, in-process broker) or many.
-//! [`client::ChatClient`] speaks the protocol from Rust (tests, `volley bench chat`).
+//! The Rust client is `volley-client` (tests, `volley bench chat`).
 //! The protocol is in docs/protocol.md and in [`protocol`].
 
 pub mod auth;
 mod batch;
 mod catch_up;
-pub mod client;
 pub mod config;
 mod error;
 mod http;

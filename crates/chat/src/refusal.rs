@@ -1,87 +1,15 @@
 //! One shape for every refused chat request, whatever carried it: an `error`
 //! frame on the WebSocket, a JSON body with its HTTP status on the API, and
-//! [`Error::Refused`](crate::Error::Refused) in the Rust client.
+//! `Error::Refused` in the Rust client (`volley-client`).
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Error codes carried by `error` frames and HTTP error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The frame is not JSON (HTTP 400).
-    BadJson,
-    /// `type` is not one of the client frames (HTTP 400).
-    UnknownType,
-    /// A field is missing, mistyped, not allowed or out of range (HTTP 400).
-    BadRequest,
-    /// `text` exceeds `max_text_bytes` (HTTP 413).
-    TooLarge,
-    /// Nothing authenticated yet; on the WebSocket, followed by close 1008 (HTTP 401).
-    AuthRequired,
-    /// Wrong name or password, or a bad or expired token (HTTP 401).
-    AuthFailed,
-    /// Authenticated but not allowed, e.g. removing a member as non-owner (HTTP 403).
-    Forbidden,
-    /// No such room or user, or not a member: private rooms are not revealed (HTTP 404).
-    NotFound,
-    /// The user name is already registered (HTTP 409).
-    NameTaken,
-    /// Over a message, request or account-attempt rate; `retry_after` says when to retry (HTTP 429).
-    RateLimited,
-    /// Over `max_connections_per_user` open connections (HTTP 429).
-    TooManyConnections,
-    /// Guest accounts are turned off on this server (HTTP 403).
-    GuestsDisabled,
-    /// The store is unreachable or failed the request; nothing was stored,
-    /// and the same request (same message id) may be sent again after
-    /// `retry_after_ms` (HTTP 503).
-    Unavailable,
-    /// Something failed that retrying will not fix (HTTP 500).
-    Internal,
-}
-
-impl ErrorCode {
-    /// The wire name, also used as a metrics label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadJson => "bad_json",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::AuthRequired => "auth_required",
-            ErrorCode::AuthFailed => "auth_failed",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::NameTaken => "name_taken",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::TooManyConnections => "too_many_connections",
-            ErrorCode::GuestsDisabled => "guests_disabled",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
-
-    /// The HTTP status for this error in the JSON API.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::BadJson | ErrorCode::UnknownType | ErrorCode::BadRequest => 400,
-            ErrorCode::TooLarge => 413,
-            ErrorCode::AuthRequired | ErrorCode::AuthFailed => 401,
-            ErrorCode::Forbidden | ErrorCode::GuestsDisabled => 403,
-            ErrorCode::NotFound => 404,
-            ErrorCode::NameTaken => 409,
-            ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
-            ErrorCode::Unavailable => 503,
-            ErrorCode::Internal => 500,
-        }
-    }
-}
+pub use volley_protocol::chat::ErrorCode;
 
 /// A refused request: the code, a message for people, when to retry (rate
 /// limits), and the request's `ref` so the client can match it.

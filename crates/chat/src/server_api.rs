@@ -26,7 +26,7 @@ use volley_hub::{Appended, RoomId, Seq};
 
 use crate::config::{ApiKey, Scope};
 use crate::http::App;
-use crate::protocol::{MessageView, RoomView};
+use crate::protocol::{self, MessageView};
 use crate::refusal::{ErrorCode, Refusal};
 
 type AppState = State<Arc<App>>;
@@ -139,7 +139,7 @@ async fn create_room(
         .chat
         .create_room_as_service(&owner, &body.name, body.private)
         .await?;
-    Ok((StatusCode::CREATED, Json(RoomView::from(&room))).into_response())
+    Ok((StatusCode::CREATED, Json(protocol::room_view(&room))).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,7 +195,7 @@ async fn history(
     let limit = page.limit.unwrap_or(50).clamp(1, crate::service::MAX_PAGE);
     let messages = app.chat.hub().store().history(id, page.before.map(Seq), limit).await?;
     let more = messages.first().is_some_and(|m| m.seq > Seq(1));
-    let messages: Vec<MessageView> = messages.iter().map(MessageView::from).collect();
+    let messages: Vec<MessageView> = messages.iter().map(protocol::message_view).collect();
     Ok(Json(json!({ "room": id, "messages": messages, "more": more })).into_response())
 }
 

@@ -13,7 +13,7 @@ use crate::auth::{self, Auth, Identity};
 use crate::batch::Batcher;
 use crate::config::ChatConfig;
 use crate::limits::{Cost, Limits};
-use crate::protocol::{Control, ErrorCode, MessageView, RoomView, ServerMsg};
+use crate::protocol::{self, Control, ErrorCode, MessageView, RoomView, ServerMsg};
 use crate::refusal::Refusal;
 
 /// A stored message as the event every receiver gets: encoded once.
@@ -21,7 +21,7 @@ pub(crate) fn message_event(stored: &StoredMessage) -> Event {
     Event {
         seq: Some(stored.seq),
         control: false,
-        payload: ServerMsg::Message(MessageView::from(stored)).encode(),
+        payload: ServerMsg::Message(protocol::message_view(stored)).encode(),
     }
 }
 
@@ -457,7 +457,7 @@ impl Chat {
     /// Public rooms matching `query`.
     pub async fn search(&self, query: &str) -> Result<Vec<RoomView>, Refusal> {
         let rooms = self.hub.store().search_public(query, 50).await?;
-        Ok(rooms.iter().map(RoomView::from).collect())
+        Ok(rooms.iter().map(protocol::room_view).collect())
     }
 
     async fn require_member(&self, user: UserId, room: RoomId) -> Result<(), Refusal> {
@@ -481,7 +481,7 @@ impl Chat {
         let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
         let page = self.hub.store().history(room, before, limit).await?;
         let more = page.first().is_some_and(|m| m.seq > Seq(1));
-        Ok((page.iter().map(MessageView::from).collect(), more))
+        Ok((page.iter().map(protocol::message_view).collect(), more))
     }
 
     /// Store a message and publish it to the room. The caller has checked membership.

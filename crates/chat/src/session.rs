@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use volley_hub::{Appended, Delivery, RoomId, Seq, SubscriberHandle, Topic, User};
 use volley_net::{CloseCode, Message, WebSocket};
 
-use crate::protocol::{parse_client, ClientMsg, Control, ErrorCode, MessageView, RoomView, ServerMsg};
+use crate::protocol::{self, parse_client, ClientMsg, Control, ErrorCode, RoomView, ServerMsg, ToMessage};
 use crate::refusal::Refusal;
 use crate::service::Chat;
 
@@ -93,7 +93,7 @@ impl<'a> Session<'a> {
                 "{} already has {} connections",
                 user.name, chat.config.max_connections_per_user
             );
-            ws.send(ServerMsg::from(Refusal::new(ErrorCode::TooManyConnections, &msg)).to_message())
+            ws.send(protocol::error_frame(Refusal::new(ErrorCode::TooManyConnections, &msg)).to_message())
                 .await?;
             ws.close(CloseCode::POLICY_VIOLATION, "too many connections").await?;
             return Ok(End::Closed);
@@ -153,7 +153,7 @@ impl<'a> Session<'a> {
         let rooms = match self.chat.hub.store().rooms_of(self.user.id).await {
             Ok(rooms) => rooms,
             Err(e) => {
-                ws.send(ServerMsg::from(Refusal::from(e)).to_message()).await?;
+                ws.send(protocol::error_frame(Refusal::from(e)).to_message()).await?;
                 ws.close(CloseCode::INTERNAL_ERROR, "storage failure").await?;
                 return Ok(End::Closed);
             }
@@ -161,10 +161,13 @@ impl<'a> Session<'a> {
         for r in &rooms {
             self.enter(r.room.id, r.room.last_seq);
         }
-        let views = rooms.iter().map(|r| self.chat.with_online(RoomView::from(r))).collect();
+        let views = rooms
+            .iter()
+            .map(|r| self.chat.with_online(protocol::member_room_view(r)))
+            .collect();
         ws.send(
             ServerMsg::Ready {
-                user: (&self.user).into(),
+                user: protocol::user_view(&self.user),
                 rooms: views,
                 token,
             }
@@ -177,7 +180,7 @@ impl<'a> Session<'a> {
                     Ok(id) => crate::service::unseen(id),
                     Err(_) => Refusal::new(ErrorCode::NotFound, format!("no room {room} that you can see")),
                 };
-                ws.feed(ServerMsg::from(refusal).to_message()).await?;
+                ws.feed(protocol::error_frame(refusal).to_message()).await?;
                 continue;
             };
             // A client cannot have seen more than the room had when we
@@ -205,7 +208,7 @@ impl<'a> Session<'a> {
                 incoming = ws.recv() => match incoming? {
                     Some(Message::Text(text)) => self.request(ws, text.as_str()).await?,
                     Some(Message::Binary(_)) => {
-                        let err = ServerMsg::from(Refusal::new(ErrorCode::BadRequest, "the chat protocol uses text frames"));
+                        let err = protocol::error_frame(Refusal::new(ErrorCode::BadRequest, "the chat protocol uses text frames"));
                         ws.send(err.to_message()).await?;
                     }
                     None => return Ok(End::Closed),
@@ -285,7 +288,8 @@ impl<'a> Session<'a> {
             };
             let got = page.len();
             for m in &page {
-                ws.feed(ServerMsg::Message(MessageView::from(m)).to_message()).await?;
+                ws.feed(ServerMsg::Message(protocol::message_view(m)).to_message())
+                    .await?;
                 self.delivered.insert(room, m.seq);
             }
             metrics::counter!("volley_replayed_total").increment(got as u64);
@@ -343,7 +347,7 @@ impl<'a> Session<'a> {
                         let view = self.chat.with_online(RoomView {
                             last_read: Some(Seq::ZERO),
                             unread: Some(r.last_seq.0),
-                            ..RoomView::from(&r)
+                            ..protocol::room_view(&r)
                         });
                         ws.feed(ServerMsg::RoomJoined { room: view }.to_message()).await
                     }
@@ -384,7 +388,7 @@ impl<'a> Session<'a> {
             Ok(msg) => msg,
             Err(rejected) => {
                 metrics::counter!("volley_client_errors_total", "code" => rejected.code.as_str()).increment(1);
-                return ws.send(ServerMsg::from(rejected).to_message()).await;
+                return ws.send(protocol::error_frame(rejected).to_message()).await;
             }
         };
         let chat = self.chat;
@@ -482,7 +486,7 @@ impl<'a> Session<'a> {
             Ok(None) => Ok(()),
             Err(fail) => {
                 metrics::counter!("volley_client_errors_total", "code" => fail.code.as_str()).increment(1);
-                ws.send(ServerMsg::from(fail.to(reference)).to_message()).await
+                ws.send(protocol::error_frame(fail.to(reference)).to_message()).await
             }
         }
     }
@@ -501,7 +505,7 @@ where
     let deadline = Duration::from_millis(chat.config.auth_timeout_ms);
     let first = match tokio::time::timeout(deadline, ws.recv()).await {
         Err(_) => {
-            let err = ServerMsg::from(Refusal::new(ErrorCode::AuthRequired, "no auth message in time"));
+            let err = protocol::error_frame(Refusal::new(ErrorCode::AuthRequired, "no auth message in time"));
             ws.send(err.to_message()).await?;
             ws.close(CloseCode::POLICY_VIOLATION, "authentication timeout").await?;
             return Ok(None);
@@ -512,8 +516,10 @@ where
         if first.is_none() {
             return Ok(None);
         }
-        ws.send(ServerMsg::from(Refusal::new(ErrorCode::AuthRequired, "the first message must be auth")).to_message())
-            .await?;
+        ws.send(
+            protocol::error_frame(Refusal::new(ErrorCode::AuthRequired, "the first message must be auth")).to_message(),
+        )
+        .await?;
         ws.close(CloseCode::POLICY_VIOLATION, "authentication required").await?;
         return Ok(None);
     };
@@ -526,14 +532,15 @@ where
         }) => (token, guest, resume, reference),
         Ok(_) => {
             ws.send(
-                ServerMsg::from(Refusal::new(ErrorCode::AuthRequired, "the first message must be auth")).to_message(),
+                protocol::error_frame(Refusal::new(ErrorCode::AuthRequired, "the first message must be auth"))
+                    .to_message(),
             )
             .await?;
             ws.close(CloseCode::POLICY_VIOLATION, "authentication required").await?;
             return Ok(None);
         }
         Err(rejected) => {
-            ws.send(ServerMsg::from(rejected).to_message()).await?;
+            ws.send(protocol::error_frame(rejected).to_message()).await?;
             ws.close(CloseCode::POLICY_VIOLATION, "authentication required").await?;
             return Ok(None);
         }
@@ -553,7 +560,7 @@ where
         Ok((user, token)) => Ok(Some((user, resume, token))),
         Err(fail) => {
             metrics::counter!("volley_auth_failures_total").increment(1);
-            ws.send(ServerMsg::from(fail.to(reference)).to_message()).await?;
+            ws.send(protocol::error_frame(fail.to(reference)).to_message()).await?;
             ws.close(CloseCode::POLICY_VIOLATION, "authentication failed").await?;
             Ok(None)
         }

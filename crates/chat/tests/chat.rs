@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::{ErrorCode, ServerMsg};
 use volley_chat::{RoomId, Seq};
+use volley_client::chat::{ChatClient, Login};
 use volley_net::{CloseCode, Connector};
 
 #[tokio::test]
@@ -507,7 +507,7 @@ async fn rate_and_connection_limits_answer_with_error_codes() {
         alice.post(room, &format!("b{i}"), "burst").await.unwrap();
     }
     match alice.post(room, "b3", "one too many").await {
-        Err(volley_chat::Error::Refused(volley_chat::Refusal {
+        Err(volley_client::Error::Refused(volley_client::Refused {
             code: ErrorCode::RateLimited,
             ..
         })) => {}
@@ -523,7 +523,7 @@ async fn rate_and_connection_limits_answer_with_error_codes() {
             .await
         {
             Ok(_) => {}
-            Err(volley_chat::Error::Refused(volley_chat::Refusal {
+            Err(volley_client::Error::Refused(volley_client::Refused {
                 code: ErrorCode::RateLimited,
                 ..
             })) => limited += 1,
@@ -541,7 +541,7 @@ async fn rate_and_connection_limits_answer_with_error_codes() {
         .await
         .unwrap();
     match ChatClient::connect(&server.url(), Login::Token(token.clone()), &HashMap::new()).await {
-        Err(volley_chat::Error::Refused(volley_chat::Refusal {
+        Err(volley_client::Error::Refused(volley_client::Refused {
             code: ErrorCode::TooManyConnections,
             ..
         })) => {}
@@ -678,7 +678,7 @@ async fn unauthenticated_and_cross_site_connections_are_refused() {
     }
     // A bad token: error, then 1008.
     match ChatClient::connect(&server.url(), Login::Token("not-a-token".into()), &HashMap::new()).await {
-        Err(volley_chat::Error::Refused(volley_chat::Refusal {
+        Err(volley_client::Error::Refused(volley_client::Refused {
             code: ErrorCode::AuthFailed,
             ..
         })) => {}
@@ -756,7 +756,7 @@ async fn tokens_from_another_application_are_accepted() {
     );
     // Guests are off here.
     match ChatClient::connect(&server.url(), Login::Guest("g".into()), &HashMap::new()).await {
-        Err(volley_chat::Error::Refused(volley_chat::Refusal {
+        Err(volley_client::Error::Refused(volley_client::Refused {
             code: ErrorCode::GuestsDisabled,
             ..
         })) => {}
@@ -950,7 +950,7 @@ async fn the_http_api_manages_accounts_and_rooms() {
     .await;
     // Removed members cannot post there any more.
     match bob_ws.post(secret, "x", "let me in").await {
-        Err(volley_chat::Error::Refused(volley_chat::Refusal {
+        Err(volley_client::Error::Refused(volley_client::Refused {
             code: ErrorCode::NotFound,
             ..
         })) => {}

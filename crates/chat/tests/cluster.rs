@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{create_room, expect, guest, http, join, start, Running};
-use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::ServerMsg;
 use volley_chat::{BrokerUrl, RoomId, Seq, StoreUrl};
+use volley_client::chat::{ChatClient, Login};
 use volley_testkit::{Nats, Postgres, Redis};
 
 /// The broker under test, killed and restarted by the fault scenarios.
@@ -431,7 +431,7 @@ async fn a_database_outage_refuses_sends_retryably_and_recovers(kind: Kind) {
 
     pg.stop().unwrap();
     match alice.post(room, "during", "waits for the database").await {
-        Err(volley_chat::Error::Refused(refusal)) => {
+        Err(volley_client::Error::Refused(refusal)) => {
             assert_eq!(refusal.code, volley_chat::ErrorCode::Unavailable, "{refusal:?}");
             assert!(refusal.retry_after.is_some(), "a retry hint: {refusal:?}");
         }

@@ -9,13 +9,4 @@ pub enum Error {
     /// A simulation thread could not be started.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// The WebSocket transport failed (client side).
-    #[error(transparent)]
-    Transport(#[from] volley_net::Error),
-    /// A frame from the server could not be read (client side).
-    #[error(transparent)]
-    Decode(#[from] crate::protocol::DecodeError),
-    /// The server sent something the client did not expect.
-    #[error("unexpected from server: {0}")]
-    Unexpected(String),
 }

@@ -10,19 +10,19 @@
 //!   from a latest-wins slot, so a slow client skips snapshots and never
 //!   slows its room.
 //! - [`Lobby`]: matchmaking; [`router`]: the page and the WebSocket endpoint.
-//! - [`client::GameClient`]: the protocol from Rust (tests, `volley bench game`).
+//! - the Rust client is `volley-client`; the frames are `volley-protocol`'s.
 
-pub mod client;
 pub mod config;
 mod error;
 mod http;
 mod lobby;
 mod pool;
-pub mod protocol;
 mod room;
 mod session;
 pub mod sim;
 mod view;
+
+pub use volley_protocol::game as protocol;
 
 pub use config::GameConfig;
 pub use error::Error;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use volley_game::client::{Event, GameClient};
+use volley_client::game::{Event, GameClient};
 use volley_game::protocol::{ErrorCode, Join, Kind};
 use volley_game::{GameConfig, Lobby};
 use volley_net::{CloseCode, Message};

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::types::{FromSql, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, ToSql};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::model::{
@@ -50,39 +49,6 @@ impl std::str::FromStr for Synchronous {
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Error {
         Error::storage(e)
-    }
-}
-
-/// Ids are stored as SQLite integers.
-macro_rules! sql_id {
-    ($($id:ident),*) => {$(
-        impl ToSql for $id {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                self.0.to_sql()
-            }
-        }
-
-        impl FromSql for $id {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                i64::column_result(value).map($id)
-            }
-        }
-    )*};
-}
-
-sql_id!(UserId, RoomId);
-
-/// Sequence numbers are SQLite integers: beyond `i64::MAX` a client's mark
-/// is clamped (no room gets there), and a negative stored value reads as 0.
-impl ToSql for Seq {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.0.min(i64::MAX as u64) as i64))
-    }
-}
-
-impl FromSql for Seq {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        i64::column_result(value).map(|v| Seq(v.max(0) as u64))
     }
 }
 

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use volley_chat::client::{ChatClient, Login};
+use volley_client::chat::{ChatClient, Login};
 use volley_testkit::free_port;
 
 /// A `volley serve` process on SQLite in a temporary directory, killed when dropped.

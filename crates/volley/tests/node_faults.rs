@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::ServerMsg;
 use volley_chat::RoomId;
+use volley_client::chat::{ChatClient, Login};
 use volley_testkit::{free_port, signal, Nats, Postgres, Redis};
 
 /// A `volley serve` process, killed (-9) when dropped.

@@ -221,7 +221,7 @@ async fn chat_and_game_over_http1_http2_and_http3_meet_by_room_affinity() {
         spectate: false,
         resume: None,
     };
-    let mut player = volley_game::client::GameClient::join_on(ws, join)
+    let mut player = volley_client::game::GameClient::join_on(ws, join)
         .await
         .expect("game welcome");
     assert!(player.welcome.player > 0);
@@ -554,4 +554,87 @@ backends = ["{nobody}"]
 
     // Through all of it, the bystander's WebSocket went on.
     assert!(echoes(&mut bystander).await);
+}
+
+/// `volley-client`'s session behind the proxy: a drain's 1012 names the
+/// wait, the session waits exactly that, keeps trying while no backend
+/// takes it, and once back it resumes: the message posted meanwhile
+/// arrives, and the one queued meanwhile is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_session_waits_as_the_drain_says_and_resumes() {
+    use volley_client::chat::{ChatClient, Event, Login, Options, Session};
+    use volley_client::Backoff;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (a, listen, admin) = (free_addr(), free_addr(), free_addr());
+    let _a = node(a, "a", dir.path(), &[]);
+    let (a_s, l_s, admin_s) = (a.to_string(), listen.to_string(), admin.to_string());
+    let _proxy = volley(&["proxy", "--listen", &l_s, "--backend", &a_s, "--admin", &admin_s]);
+    wait_port(listen);
+    wait_port(admin);
+    let options = Options {
+        backoff: Backoff::new(Duration::from_millis(50), Duration::from_millis(300)),
+        ..Options::default()
+    };
+    let mut alice = Session::with_options(&format!("ws://{listen}/ws"), Login::Guest("alice".into()), options);
+    async fn next(s: &mut Session) -> Event {
+        tokio::time::timeout(Duration::from_secs(20), s.next_event())
+            .await
+            .expect("an event in time")
+            .expect("session goes on")
+    }
+    assert!(matches!(next(&mut alice).await, Event::Ready { reconnect: false, .. }));
+    let room = alice.create_room("drained", false).await.unwrap();
+    alice.post(room, "one").await.unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["proxy", "drain", &a_s, "--admin", &admin_s])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (reason, retry_in) = loop {
+        if let Event::Disconnected {
+            code, reason, retry_in, ..
+        } = next(&mut alice).await
+        {
+            assert_eq!(code, 1012, "{reason}");
+            break (reason, retry_in);
+        }
+    };
+    let hinted: u64 = reason
+        .split("reconnect in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no wait in {reason:?}"));
+    assert_eq!(retry_in, Duration::from_millis(hinted));
+
+    // Meanwhile: bob posts on the node directly, alice queues one.
+    let mut bob = ChatClient::connect(&format!("ws://{a}/ws"), Login::Guest("bob".into()), &Default::default())
+        .await
+        .unwrap();
+    bob.request(json!({ "type": "join", "room": room })).await.unwrap();
+    bob.post(room, "bob-1", "while drained").await.unwrap();
+    let queued = alice.send(room, "queued").await.unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["proxy", "undrain", &a_s, "--admin", &admin_s])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut seen = Vec::new();
+    let mut acked = false;
+    while !(acked && seen.len() == 2) {
+        match next(&mut alice).await {
+            Event::Message(m) => seen.push((m.seq.0, m.text)),
+            Event::Acked { id, duplicate, .. } => {
+                assert_eq!(id, queued);
+                assert!(!duplicate);
+                acked = true;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, vec![(2, "while drained".to_owned()), (3, "queued".to_owned())]);
+    alice.close().await;
 }

@@ -12,9 +12,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use volley_chat::client::{ChatClient, Login};
 use volley_chat::protocol::ServerMsg;
 use volley_chat::{ChatConfig, RoomId, Server};
+use volley_client::chat::{ChatClient, Login};
 
 pub(crate) struct Running {
     pub addr: SocketAddr,

@@ -1,15 +1,17 @@
 //! The game protocol from Rust: join, steer, and keep the visible world up
-//! to date from delta snapshots. Used by the tests and `volley bench game`.
+//! to date from delta snapshots. Used by the tests, `volley bench game` and
+//! bots; [`crate::predict`] turns the snapshots into something to draw.
 
 use std::collections::VecDeque;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use volley_net::{MaybeTlsStream, Message, WebSocket};
-
-use crate::protocol::{
+use volley_net::{Connector, MaybeTlsStream, Message, WebSocket};
+pub use volley_protocol::game::{
     apply, kind, ClientMsg, EntityState, ErrorCode, Header, Join, Kind, PlayerEntry, ServerMsg, Snapshot, Welcome,
 };
-use crate::Error;
+
+use crate::chat::ws_close;
+use crate::{Backoff, CloseHint, Error};
 
 /// Baselines a client keeps (the server never refers to older ones than
 /// its own window, 30 by default).
@@ -57,6 +59,7 @@ pub struct GameClient<S = MaybeTlsStream> {
     pub resume_expired: bool,
     baselines: VecDeque<(u32, Vec<EntityState>)>,
     seq: u32,
+    name: String,
 }
 
 impl<S> std::fmt::Debug for GameClient<S> {
@@ -74,6 +77,52 @@ impl GameClient {
         let ws = volley_net::connect(url).await?;
         GameClient::join_on(ws, join).await
     }
+
+    /// Come back after the connection dropped: wait as the close asked
+    /// (a draining proxy's 1012 names the wait) or on `backoff`, connect to
+    /// `url` again and join with the resume token, which takes back the
+    /// same cell within the server's grace period. Tries until a join is
+    /// answered or `attempts` have failed; a spectator joins as one again.
+    pub async fn rejoin(
+        &self,
+        connector: &Connector,
+        url: &str,
+        backoff: &mut Backoff,
+        attempts: u32,
+    ) -> Result<GameClient, Error> {
+        let (code, reason) = ws_close(&self.ws);
+        let mut hint = CloseHint::of(volley_net::CloseCode(code), &reason);
+        let mut last = Error::Closed { code, reason };
+        for _ in 0..attempts.max(1) {
+            if hint == CloseHint::Stop && code == 1008 {
+                return Err(last);
+            }
+            tokio::time::sleep(backoff.next(hint)).await;
+            let join = self.rejoin_frame();
+            match connector.connect(url).await {
+                Ok(ws) => match GameClient::join_on(ws, join).await {
+                    Ok(client) => {
+                        backoff.reset();
+                        return Ok(client);
+                    }
+                    Err(Error::Closed { code, reason }) => {
+                        hint = CloseHint::of(volley_net::CloseCode(code), &reason);
+                        last = Error::Closed { code, reason };
+                    }
+                    Err(e @ Error::GameRefused { .. }) => return Err(e),
+                    Err(e) => {
+                        hint = CloseHint::Backoff;
+                        last = e;
+                    }
+                },
+                Err(e) => {
+                    hint = CloseHint::Backoff;
+                    last = e.into();
+                }
+            }
+        }
+        Err(last)
+    }
 }
 
 impl<S> GameClient<S>
@@ -82,21 +131,20 @@ where
 {
     /// Join over an open WebSocket.
     pub async fn join_on(mut ws: WebSocket<S>, join: Join) -> Result<GameClient<S>, Error> {
+        let name = join.name.clone();
         ws.send(Message::Binary(ClientMsg::Join(join).encode().into())).await?;
         let mut resume_expired = false;
         let mut received_bytes = 0;
         let welcome = loop {
             let Some(message) = ws.recv().await? else {
-                return Err(Error::Unexpected(format!(
-                    "closed before welcome: {:?}",
-                    ws.peer_close()
-                )));
+                let (code, reason) = ws_close(&ws);
+                return Err(Error::Closed { code, reason });
             };
             received_bytes += message.len() as u64;
             match ServerMsg::decode(message.as_bytes())? {
                 ServerMsg::Welcome(w) => break w,
                 ServerMsg::Error(ErrorCode::ResumeExpired, _) => resume_expired = true,
-                ServerMsg::Error(code, text) => return Err(Error::Unexpected(format!("{code:?}: {text}"))),
+                ServerMsg::Error(code, message) => return Err(Error::GameRefused { code, message }),
                 other => return Err(Error::Unexpected(format!("{other:?} before welcome"))),
             }
         };
@@ -111,6 +159,7 @@ where
             resume_expired,
             baselines: VecDeque::new(),
             seq: 0,
+            name,
         })
     }
 
@@ -200,6 +249,15 @@ where
         self.entities
             .iter()
             .filter(move |e| e.kind == Kind::Cell && e.owner == me && me != 0)
+    }
+
+    /// The join that takes this seat back (the resume token of the welcome).
+    pub fn rejoin_frame(&self) -> Join {
+        Join {
+            name: self.name.clone(),
+            spectate: self.welcome.spectator,
+            resume: (!self.welcome.spectator).then_some(self.welcome.token),
+        }
     }
 
     /// The raw socket (tests send malformed frames through it).

@@ -1,17 +1,22 @@
-//! A Rust client of the chat protocol, used by the integration tests and
-//! `volley bench chat`. It keeps frames that arrive while it waits for a
-//! reply, so callers see every server frame exactly once, in order.
+//! The chat from Rust.
+//!
+//! [`ChatClient`] is one authenticated connection: it keeps frames that
+//! arrive while it waits for a reply, so callers see every server frame
+//! exactly once, in order. The integration tests and `volley bench chat`
+//! drive it. [`Session`] is what an application or a bot wants: it outlives
+//! connections (see the `session` module's notes).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
-use volley_hub::{RoomId, Seq, UserId};
 use volley_net::{Connector, MaybeTlsStream, Message, WebSocket};
+pub use volley_protocol::chat::{ErrorCode, MessageView, RoomView, ServerMsg, UserView};
+use volley_protocol::{RoomId, Seq, UserId};
 
-use crate::protocol::{RoomView, ServerMsg, UserView};
-use crate::{Error, Refusal};
+pub use crate::session::{Event, Options, Session};
+use crate::{Error, Refused};
 
 /// How to authenticate.
 #[derive(Debug, Clone)]
@@ -93,7 +98,13 @@ where
                 client.token = token;
                 Ok(client)
             }
-            Some(ServerMsg::Error { code, message, .. }) => Err(Error::Refused(Refusal::new(code, message))),
+            Some(ServerMsg::Error {
+                code,
+                message,
+                retry_after_ms,
+                reference,
+            }) => Err(Error::Refused(refused(code, message, retry_after_ms, reference))),
+            None => Err(closed(ws_close(&client.ws))),
             other => Err(Error::Unexpected(format!("{other:?} instead of ready"))),
         }
     }
@@ -136,7 +147,7 @@ where
         self.send_json(&value).await?;
         loop {
             let Some(msg) = self.next_frame().await? else {
-                return Err(Error::Unexpected("connection closed before the reply".into()));
+                return Err(closed(ws_close(&self.ws)));
             };
             let matches = match &msg {
                 ServerMsg::Ack { reference: r, .. }
@@ -153,11 +164,7 @@ where
                         message,
                         retry_after_ms,
                         reference,
-                    } => {
-                        let mut refusal = Refusal::new(code, message).to(reference);
-                        refusal.retry_after = retry_after_ms.map(Duration::from_millis);
-                        Err(Error::Refused(refusal))
-                    }
+                    } => Err(Error::Refused(refused(code, message, retry_after_ms, reference))),
                     other => Ok(other),
                 };
             }
@@ -187,4 +194,25 @@ where
         self.ws.close(volley_net::CloseCode::NORMAL, "bye").await?;
         Ok(())
     }
+}
+
+fn refused(code: ErrorCode, message: String, retry_after_ms: Option<u64>, reference: Option<Value>) -> Refused {
+    Refused {
+        code,
+        message,
+        retry_after: retry_after_ms.map(Duration::from_millis),
+        reference,
+    }
+}
+
+/// The peer's close code and reason (1006 when none came).
+pub(crate) fn ws_close<S: AsyncRead + AsyncWrite + Unpin>(ws: &WebSocket<S>) -> (u16, String) {
+    match ws.peer_close() {
+        Some(frame) => (frame.code.0, frame.reason.as_str().to_owned()),
+        None => (1006, String::new()),
+    }
+}
+
+fn closed((code, reason): (u16, String)) -> Error {
+    Error::Closed { code, reason }
 }
