@@ -35,6 +35,7 @@ type AppState = State<Arc<App>>;
 pub(crate) fn routes(app: Arc<App>) -> Router {
     Router::new()
         .route("/api/server/rooms", post(create_room))
+        .route("/api/server/rooms/{id}", delete(delete_room))
         .route("/api/server/rooms/{id}/messages", post(publish).get(history))
         .route("/api/server/rooms/{id}/presence", get(presence))
         .route("/api/server/rooms/{id}/members", post(add_member))
@@ -140,6 +141,17 @@ async fn create_room(
         .create_room_as_service(&owner, &body.name, body.private)
         .await?;
     Ok((StatusCode::CREATED, Json(protocol::room_view(&room))).into_response())
+}
+
+async fn delete_room(
+    State(app): AppState,
+    headers: HeaderMap,
+    id: Result<Path<RoomId>, PathRejection>,
+) -> Result<Response, Refusal> {
+    key_for(&app, &headers, Scope::Rooms)?;
+    let id = path(id)?;
+    app.chat.delete_as_service(id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -320,6 +320,24 @@ impl Chat {
         Ok(removed)
     }
 
+    /// Delete a room for the application's backend: its messages and
+    /// memberships go, and every member's sessions, on every node, get
+    /// `room_left`. Direct rooms belong to their two users and stay.
+    pub(crate) async fn delete_as_service(&self, room: RoomId) -> Result<(), Refusal> {
+        let r = self.room(room).await?;
+        if r.kind == RoomKind::Direct {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "a direct room belongs to its two users and cannot be deleted",
+            ));
+        }
+        let members = self.hub.store().delete_room(room).await?.ok_or_else(|| unseen(room))?;
+        for user in members {
+            self.control(user, Control::Left { room });
+        }
+        Ok(())
+    }
+
     /// Close every session of the user `target`, on every node, with 1008
     /// and `reason`. Their token stays valid: revoke it where it was issued.
     pub(crate) async fn disconnect(&self, target: &str, reason: &str) -> Result<User, Refusal> {

@@ -262,3 +262,88 @@ async fn a_backend_publishes_reads_removes_and_disconnects() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// Deleting a room: its members' sessions get `room_left`, its history and
+/// publishing answer 404, and its id is never handed to a new room (the
+/// client's resume point for it must not land in a stranger's room).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_deletes_a_room_and_its_id_never_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.api_keys = vec![
+        ApiKey {
+            name: "admin".into(),
+            key: KEY.into(),
+            scopes: vec![Scope::Publish, Scope::History, Scope::Rooms],
+        },
+        ApiKey {
+            name: "reader".into(),
+            key: READER.into(),
+            scopes: vec![Scope::History],
+        },
+    ];
+    let server = start(cfg).await;
+    let addr = server.addr;
+    let api = Some(format!("ApiKey {KEY}"));
+
+    let mut erin = guest(&server, "erin").await;
+    let room = common::create_room(&mut erin, "doomed").await;
+    let mut frank = guest(&server, "frank").await;
+    common::join(&mut frank, room).await;
+    erin.post(room, "e1", "soon gone").await.unwrap();
+
+    let path = format!("/api/server/rooms/{room}");
+    let (status, _) = http_as(addr, "DELETE", &path, Some(&format!("ApiKey {READER}")), None).await;
+    assert_eq!(status, 403, "the reader has no rooms scope");
+    let (status, body) = http_as(addr, "DELETE", &path, api.as_deref(), None).await;
+    assert_eq!(status, 204, "{body}");
+    for (who, client) in [("erin", &mut erin), ("frank", &mut frank)] {
+        expect(client, &format!("room_left for {who}"), |m| match m {
+            ServerMsg::RoomLeft { room: r } if r == room => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    let (status, _) = http_as(addr, "GET", &format!("{path}/messages"), api.as_deref(), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = http_as(
+        addr,
+        "POST",
+        &format!("{path}/messages"),
+        api.as_deref(),
+        Some(json!({"id":"late","text":"into nothing"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    match erin.post(room, "e2", "still here?").await {
+        Err(volley_client::Error::Refused(r)) => assert_eq!(r.code, volley_chat::ErrorCode::NotFound),
+        other => panic!("{other:?}"),
+    }
+    let (status, _) = http_as(addr, "DELETE", &path, api.as_deref(), None).await;
+    assert_eq!(status, 404, "deleting again: no such room");
+
+    // It was the newest room; the next one gets a new id all the same.
+    let (status, body) = http_as(
+        addr,
+        "POST",
+        "/api/server/rooms",
+        api.as_deref(),
+        Some(json!({"name":"next"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body["id"].as_i64().unwrap() > room.0, "{body} reuses {room}");
+    // A reconnect resuming the deleted room gets nothing from it.
+    let resume = std::collections::HashMap::from([(room, volley_chat::Seq(0))]);
+    let token = erin.token.clone().unwrap();
+    let mut again =
+        volley_client::chat::ChatClient::connect(&server.url(), volley_client::chat::Login::Token(token), &resume)
+            .await
+            .unwrap();
+    assert!(again.rooms.iter().all(|r| r.id != room));
+    let pong = again.request(json!({"type":"ping"})).await.unwrap();
+    assert!(matches!(pong, ServerMsg::Pong { .. }));
+    while let Ok(Ok(Some(frame))) = tokio::time::timeout(std::time::Duration::from_millis(300), again.recv()).await {
+        assert!(!matches!(&frame, ServerMsg::Message(m) if m.room == room), "{frame:?}");
+    }
+}

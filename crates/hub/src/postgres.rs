@@ -377,6 +377,32 @@ impl Store for PgStore {
         Ok(client.execute(&stmt, &[&room.0, &user.0]).await? == 1)
     }
 
+    async fn delete_room(&self, room: RoomId) -> Result<Option<Vec<UserId>>, Error> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Lock the row first: appends to the room wait, then find it gone.
+        let lock = tx
+            .prepare_cached("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE")
+            .await?;
+        if tx.query_opt(&lock, &[&room.0]).await?.is_none() {
+            return Ok(None);
+        }
+        let members = tx.prepare_cached("SELECT user_id FROM members WHERE room = $1").await?;
+        let members = tx
+            .query(&members, &[&room.0])
+            .await?
+            .iter()
+            .map(|row| UserId(row.get(0)))
+            .collect();
+        let messages = tx.prepare_cached("DELETE FROM messages WHERE room = $1").await?;
+        tx.execute(&messages, &[&room.0]).await?;
+        // Memberships go with the room (ON DELETE CASCADE); bigserial ids never repeat.
+        let rooms = tx.prepare_cached("DELETE FROM rooms WHERE id = $1").await?;
+        tx.execute(&rooms, &[&room.0]).await?;
+        tx.commit().await?;
+        Ok(Some(members))
+    }
+
     async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, Error> {
         let client = self.pool.get().await?;
         let stmt = client

@@ -283,7 +283,7 @@ fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
 }
 
 fn room_by_id(conn: &Connection, id: RoomId) -> Result<Option<Room>, Error> {
-    let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = ?1");
+    let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = ?1 AND r.kind <> 'deleted'");
     Ok(conn.prepare_cached(&sql)?.query_row([id], room_row).optional()?)
 }
 
@@ -434,6 +434,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn delete_room(&self, room: RoomId) -> Result<Option<Vec<UserId>>, Error> {
+        self.write(move |c| {
+            if room_by_id(c, room)?.is_none() {
+                return Ok(None);
+            }
+            let members = c
+                .prepare_cached("SELECT user FROM members WHERE room = ?1")?
+                .query_map([room], |r| r.get::<_, UserId>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            c.prepare_cached("DELETE FROM messages WHERE room = ?1")?
+                .execute([room])?;
+            c.prepare_cached("DELETE FROM members WHERE room = ?1")?
+                .execute([room])?;
+            // A tombstone: SQLite gives a new row the highest id plus one,
+            // so deleting the row would hand this id to the next room.
+            c.prepare_cached("UPDATE rooms SET kind = 'deleted', name = '', direct_key = NULL WHERE id = ?1")?
+                .execute([room])?;
+            Ok(Some(members))
+        })
+        .await
+    }
+
     async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, Error> {
         self.read(move |c| {
             Ok(c.prepare_cached("SELECT 1 FROM members WHERE room = ?1 AND user = ?2")?
@@ -491,7 +513,9 @@ impl Store for SqliteStore {
                 return Ok(Appended::Duplicate(m.duplicate_of(seq, text, ts)));
             }
             let seq: Seq = c
-                .prepare_cached("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq")?
+                .prepare_cached(
+                    "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 AND kind <> 'deleted' RETURNING last_seq",
+                )?
                 .query_row([m.room], |r| r.get(0))
                 .optional()?
                 .ok_or(Error::NotFound("room"))?;

@@ -35,6 +35,12 @@ pub trait Store: Send + Sync + 'static {
     async fn add_member(&self, room: RoomId, user: UserId) -> Result<bool, Error>;
     /// Remove a member; false when they were not one.
     async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, Error>;
+    /// Delete a room with its messages and memberships, and return who its
+    /// members were (`None`: no such room). Its id is never given to
+    /// another room, so a client's resume point for it cannot land in a
+    /// stranger's room: SQLite keeps a tombstone row, PostgreSQL's ids
+    /// never repeat. An append racing the delete fails with `NotFound`.
+    async fn delete_room(&self, room: RoomId) -> Result<Option<Vec<UserId>>, Error>;
     /// Whether `user` belongs to `room`.
     async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, Error>;
     /// The members of a room.

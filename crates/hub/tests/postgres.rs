@@ -102,3 +102,9 @@ async fn an_outage_fails_appends_and_the_store_recovers() {
         other => panic!("expected the retry to be stored: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn deleted_rooms_are_gone_and_their_ids_never_return() {
+    let pg = Postgres::start().unwrap();
+    common::deleted_rooms_are_gone_and_their_ids_never_return(&*nodes(&pg, 1).await[0]).await;
+}

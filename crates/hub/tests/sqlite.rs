@@ -35,3 +35,9 @@ async fn rooms_members_and_direct_rooms() {
     let dir = tempfile::tempdir().unwrap();
     common::rooms_members_and_direct_rooms(&*open(dir.path())).await;
 }
+
+#[tokio::test]
+async fn deleted_rooms_are_gone_and_their_ids_never_return() {
+    let dir = tempfile::tempdir().unwrap();
+    common::deleted_rooms_are_gone_and_their_ids_never_return(&*open(dir.path())).await;
+}

@@ -191,3 +191,42 @@ pub(crate) async fn rooms_members_and_direct_rooms(store: &dyn Store) {
     );
     assert_eq!(store.user(ext.id).await.unwrap().unwrap().kind, UserKind::External);
 }
+
+/// A deleted room is gone for every read and append, its members with it,
+/// and the next room gets a new id even though the deleted one was the newest.
+pub(crate) async fn deleted_rooms_are_gone_and_their_ids_never_return(store: &dyn Store) {
+    let a = store.create_user("dee", UserKind::Guest, None).await.unwrap();
+    let b = store.create_user("eli", UserKind::Guest, None).await.unwrap();
+    let room = store.create_room("doomed", RoomKind::Public, a.id).await.unwrap();
+    assert!(store.add_member(room.id, b.id).await.unwrap());
+    let message = |text: &str| NewMessage {
+        room: room.id,
+        user: a.id,
+        user_name: "dee".into(),
+        client_id: text.into(),
+        text: text.into(),
+        ts: 1,
+    };
+    store.append(message("m1")).await.unwrap();
+    let mut members = store.delete_room(room.id).await.unwrap().expect("it existed");
+    members.sort();
+    assert_eq!(members, vec![a.id, b.id]);
+    assert!(store.room(room.id).await.unwrap().is_none());
+    assert!(store.rooms_of(b.id).await.unwrap().is_empty());
+    assert!(store.search_public("doomed", 10).await.unwrap().is_empty());
+    assert!(store.history(room.id, None, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        store.append(message("m2")).await,
+        Err(volley_hub::Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.add_member(room.id, b.id).await,
+        Err(volley_hub::Error::NotFound(_))
+    ));
+    assert!(
+        store.delete_room(room.id).await.unwrap().is_none(),
+        "twice: no such room"
+    );
+    let next = store.create_room("next", RoomKind::Public, a.id).await.unwrap();
+    assert!(next.id > room.id, "{:?} reuses {:?}", next.id, room.id);
+}
