@@ -9,7 +9,7 @@ const THINK_EVERY: u32 = 6;
 const SIGHT: f32 = 500.0;
 
 /// A bot's memory between decisions.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Brain {
     phase: u32,
     wander: Vec2,

@@ -3,7 +3,7 @@
 use std::ops::{Add, AddAssign, Mul, Sub};
 
 /// A point or a vector in the world plane.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Vec2 {
     /// First coordinate, in world units; inside the world it lies in `0..=world_size`.
     pub x: f32,

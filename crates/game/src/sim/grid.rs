@@ -4,7 +4,7 @@
 use super::geom::{Rect, Vec2};
 
 /// Buckets of `u32` keys (indices into the caller's storage).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Grid {
     cell: f32,
     cols: usize,
@@ -34,6 +34,16 @@ impl Grid {
             self.col(rect.min.y),
             self.col(rect.max.y),
         )
+    }
+
+    /// The shape matches a world of `size` and every key is below `keys`:
+    /// what a grid read from a checkpoint must satisfy before a query
+    /// indexes with it.
+    pub fn valid(&self, size: f32, keys: usize) -> bool {
+        self.cell > 0.0
+            && self.cols == ((size / self.cell).ceil() as usize).max(1)
+            && self.buckets.len() == self.cols * self.cols
+            && self.buckets.iter().flatten().all(|&k| (k as usize) < keys)
     }
 
     /// Empty every bucket, keeping their allocations for the next rebuild.

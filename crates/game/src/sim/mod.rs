@@ -25,7 +25,7 @@ pub use rules::{radius, Rules, EJECTED_RADIUS, PELLET_RADIUS};
 pub type PlayerId = u32;
 
 /// What a player asks for during a tick.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Input {
     /// Where to steer, relative to the player's centre of mass. A cell
     /// moves at full speed while the aim point is [`FULL_SPEED_DISTANCE`] or
@@ -41,7 +41,7 @@ pub struct Input {
 pub const FULL_SPEED_DISTANCE: f32 = 200.0;
 
 /// One cell of a player.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cell {
     /// Entity id, shared id space with pellets and blobs; what snapshots carry.
     pub id: u32,
@@ -65,7 +65,7 @@ impl Cell {
 }
 
 /// Food that never moves.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pellet {
     /// Entity id, fresh for every respawned pellet.
     pub id: u32,
@@ -74,7 +74,7 @@ pub struct Pellet {
 }
 
 /// Ejected mass: moves, stops, can be eaten by anyone.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Blob {
     /// Entity id, shared id space with cells and pellets.
     pub id: u32,
@@ -89,7 +89,7 @@ pub struct Blob {
 }
 
 /// A participant: a person or a server bot.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Player {
     /// Never reused within a world; 0 is never a player (it means "none" on the wire).
     pub id: PlayerId,
@@ -114,7 +114,7 @@ pub struct Player {
 }
 
 /// The arena.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct World {
     rules: Rules,
     tick: u32,
@@ -160,6 +160,34 @@ impl World {
         };
         world.refill_pellets();
         world
+    }
+
+    /// The whole world as bytes, random generator included: a world read
+    /// back with [`World::from_bytes`] and stepped with the same inputs
+    /// stays equal to this one, bit for bit. This is what moves a match
+    /// to another node.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing plain data into a growing buffer cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// A world from [`World::to_bytes`]; `None` for bytes that are not one
+    /// (truncated, corrupted, another build's layout).
+    pub fn from_bytes(bytes: &[u8]) -> Option<World> {
+        let world: World = postcard::from_bytes(bytes).ok()?;
+        // The grids index the entity vectors; a forged checkpoint must not
+        // make a tick index out of bounds.
+        world.consistent().then_some(world)
+    }
+
+    fn consistent(&self) -> bool {
+        let size = self.rules.world_size;
+        size.is_finite()
+            && size > 0.0
+            && self.pellet_grid.valid(size, self.pellets.len())
+            && self.cell_grid.valid(size, self.cells.len())
+            && self.free_pellets.iter().all(|&i| (i as usize) < self.pellets.len())
+            && self.cells.iter().all(|c| self.players.contains_key(&c.owner))
     }
 
     /// The rules the world was created with; fixed for its life.

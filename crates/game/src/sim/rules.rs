@@ -2,7 +2,7 @@
 //! without touching the step.
 
 /// Tunables of one world. Units: world units, mass, ticks.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rules {
     /// Side of the square world.
     pub world_size: f32,
