@@ -151,7 +151,13 @@ impl Chat {
         view
     }
 
-    /// The hub (store and fan-out).
+    /// This node's id (`--node-id`, or host:port): what the other nodes
+    /// and `?node=` at the proxy call it.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// The hub: store, broker, presence.
     pub fn hub(&self) -> &Hub {
         &self.hub
     }

@@ -22,6 +22,14 @@ pub enum Error {
         /// Its words.
         message: String,
     },
+    /// A node of a cluster sent the join to another node (the match opens
+    /// or runs there): join again with `?node=NODE`
+    /// ([`game::with_node`](crate::game::with_node)).
+    #[error("the match is on node {node}")]
+    Moved {
+        /// The node's id.
+        node: String,
+    },
     /// The server closed the connection; the code says whether to come back
     /// ([`CloseHint::of`](crate::CloseHint::of)).
     #[error("closed by the server: {code} {reason}")]

@@ -35,6 +35,9 @@ pub enum Event {
     Pong(u32),
     /// The server refused something; the connection stays open unless a close follows.
     Error(ErrorCode, String),
+    /// The match moved to the node with this id; close 1012 follows.
+    /// [`GameClient::rejoin`] goes there (`?node=ID` through the proxy).
+    Moved(String),
 }
 
 /// A connected, seated game client, over its own connection
@@ -60,6 +63,7 @@ pub struct GameClient<S = MaybeTlsStream> {
     baselines: VecDeque<(u32, Vec<EntityState>)>,
     seq: u32,
     name: String,
+    moved_to: Option<String>,
 }
 
 impl<S> std::fmt::Debug for GameClient<S> {
@@ -72,10 +76,18 @@ impl<S> std::fmt::Debug for GameClient<S> {
 }
 
 impl GameClient {
-    /// Connect to `url` (`ws://host:port/game/ws`) and join.
+    /// Connect to `url` (`ws://host:port/game/ws`) and join. A node of a
+    /// cluster may answer that the match should open on another node
+    /// (`MOVED`): the join goes there, through the same proxy, once.
     pub async fn join(url: &str, join: Join) -> Result<GameClient, Error> {
         let ws = volley_net::connect(url).await?;
-        GameClient::join_on(ws, join).await
+        match GameClient::join_on(ws, join.clone()).await {
+            Err(Error::Moved { node }) => {
+                let ws = volley_net::connect(&with_node(url, &node)).await?;
+                GameClient::join_on(ws, join).await
+            }
+            other => other,
+        }
     }
 
     /// Come back after the connection dropped: wait as the close asked
@@ -92,6 +104,14 @@ impl GameClient {
     ) -> Result<GameClient, Error> {
         let (code, reason) = ws_close(&self.ws);
         let mut hint = CloseHint::of(volley_net::CloseCode(code), &reason);
+        let moved;
+        let url = match &self.moved_to {
+            Some(node) => {
+                moved = with_node(url, node);
+                moved.as_str()
+            }
+            None => url,
+        };
         let mut last = Error::Closed { code, reason };
         for _ in 0..attempts.max(1) {
             if hint == CloseHint::Stop && code == 1008 {
@@ -145,6 +165,7 @@ where
                 ServerMsg::Welcome(w) => break w,
                 ServerMsg::Error(ErrorCode::ResumeExpired, _) => resume_expired = true,
                 ServerMsg::Error(code, message) => return Err(Error::GameRefused { code, message }),
+                ServerMsg::Moved(node) => return Err(Error::Moved { node }),
                 other => return Err(Error::Unexpected(format!("{other:?} before welcome"))),
             }
         };
@@ -160,6 +181,7 @@ where
             baselines: VecDeque::new(),
             seq: 0,
             name,
+            moved_to: None,
         })
     }
 
@@ -209,6 +231,10 @@ where
             }
             ServerMsg::Pong(id) => Event::Pong(id),
             ServerMsg::Error(code, text) => Event::Error(code, text),
+            ServerMsg::Moved(node) => {
+                self.moved_to = Some(node.clone());
+                Event::Moved(node)
+            }
             ServerMsg::Welcome(w) => return Err(Error::Unexpected(format!("second welcome {w:?}"))),
         })
     }
@@ -251,6 +277,11 @@ where
             .filter(move |e| e.kind == Kind::Cell && e.owner == me && me != 0)
     }
 
+    /// The node the match moved to, once a `MOVED` frame said so.
+    pub fn moved_to(&self) -> Option<&str> {
+        self.moved_to.as_deref()
+    }
+
     /// The join that takes this seat back (the resume token of the welcome).
     pub fn rejoin_frame(&self) -> Join {
         Join {
@@ -269,5 +300,49 @@ where
     pub async fn close(mut self) -> Result<(), Error> {
         self.ws.close(volley_net::CloseCode::NORMAL, "bye").await?;
         Ok(())
+    }
+}
+
+/// `url` with its `node` query parameter set to `node`: how a client asks
+/// the proxy for the node that runs its match.
+pub fn with_node(url: &str, node: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut pairs: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("node="))
+        .collect();
+    let pair = format!("node={}", encode_component(node));
+    pairs.push(&pair);
+    format!("{base}?{}", pairs.join("&"))
+}
+
+/// Percent-encoding for a query value (node ids are usually plain already).
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_node;
+
+    #[test]
+    fn sets_the_node_parameter() {
+        assert_eq!(with_node("ws://p/game/ws", "n2"), "ws://p/game/ws?node=n2");
+        assert_eq!(
+            with_node("ws://p/game/ws?x=1&node=n1", "n3"),
+            "ws://p/game/ws?x=1&node=n3"
+        );
+        assert_eq!(
+            with_node("ws://p/game/ws", "10.0.0.1:80"),
+            "ws://p/game/ws?node=10.0.0.1%3A80"
+        );
     }
 }

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use axum::routing::any;
+use axum::routing::{any, get};
+use axum::Json;
 use axum::Router;
 use tokio::sync::watch;
 use volley_net::assets::{self, Asset};
@@ -53,12 +54,44 @@ pub fn router(lobby: Arc<Lobby>, shutdown: watch::Receiver<bool>, allowed_origin
     });
     Router::new()
         .route("/game/ws", any(websocket))
+        .route("/api/game/nodes", get(nodes))
         .with_state(app)
         .merge(assets::routes(ASSETS))
 }
 
-async fn websocket(State(app): State<Arc<App>>, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(State(app): State<Arc<App>>, RawQuery(query): RawQuery, upgrade: WebSocketUpgrade) -> Response {
     let lobby = app.lobby.clone();
     let shutdown = app.shutdown.clone();
-    upgrade.on_upgrade(move |ws| session::run(lobby, ws, shutdown))
+    // `?node=` means the client was sent to this node by name (a proxy
+    // routes on it): never send it on again, so a stale registry cannot
+    // bounce it between nodes.
+    let pinned = query
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|p| p.starts_with("node=")));
+    upgrade.on_upgrade(move |ws| session::run(lobby, ws, shutdown, pinned))
+}
+
+/// The game nodes this node knows, with their matches and measured load
+/// (just itself without a broker): what placement decides on.
+async fn nodes(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let nodes = match app.lobby.cluster() {
+        Some(cluster) => cluster.nodes(),
+        None => Vec::new(),
+    };
+    let list: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "node": n.node,
+                "draining": n.draining,
+                "threads": n.threads,
+                "max_rooms": n.max_rooms,
+                "cost_us_per_thread": n.cost(),
+                "matches": n.matches.iter().map(|m| serde_json::json!({
+                    "id": m.id, "humans": m.humans, "tick_us": m.tick_micros,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "clustered": app.lobby.cluster().is_some(), "nodes": list }))
 }

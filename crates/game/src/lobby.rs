@@ -1,13 +1,14 @@
 //! Matchmaking: which room a join goes to, opening rooms when all are full
 //! and forgetting them once they close.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::oneshot;
 
+use crate::cluster::Cluster;
 use crate::config::GameConfig;
 use crate::pool::Pool;
 use crate::protocol::{ErrorCode, Join, MatchId};
@@ -49,6 +50,22 @@ pub struct Lobby {
     pub(crate) sent_bytes: AtomicU64,
     /// Connections currently seated (players and spectators).
     pub(crate) connected: AtomicUsize,
+    /// Part of a cluster: match ids are drawn at random, so a match keeps
+    /// its id on whatever node it moves to.
+    clustered: AtomicBool,
+    /// Handing its matches away: opens no new ones.
+    draining: AtomicBool,
+    /// The cluster this node is part of (weak: the cluster holds the lobby).
+    cluster: OnceLock<Weak<Cluster>>,
+}
+
+/// Why a join got no seat here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The protocol's refusal.
+    Code(ErrorCode),
+    /// The match runs, or should open, on this other node.
+    Elsewhere(String),
 }
 
 impl std::fmt::Debug for Lobby {
@@ -78,6 +95,9 @@ impl Lobby {
             next_room: AtomicU32::new(1),
             sent_bytes: AtomicU64::new(0),
             connected: AtomicUsize::new(0),
+            clustered: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            cluster: OnceLock::new(),
         });
         let weak = Arc::downgrade(&lobby);
         tokio::spawn(async move {
@@ -146,28 +166,149 @@ impl Lobby {
         self.registry.lock().len()
     }
 
+    /// Each open room's id, people seated (or on their way back) and what
+    /// its last tick cost in microseconds: the load this node reports.
+    pub(crate) fn loads(&self) -> Vec<(MatchId, usize, u64)> {
+        self.registry
+            .lock()
+            .iter()
+            .map(|r| {
+                (
+                    r.id,
+                    r.humans.load(Ordering::Acquire),
+                    r.tick_micros.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Simulation threads this node runs rooms on.
+    pub(crate) fn sim_threads(&self) -> usize {
+        self.config.threads()
+    }
+
+    pub(crate) fn set_cluster(&self, cluster: Weak<Cluster>) {
+        self.clustered.store(true, Ordering::Release);
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster this node belongs to, if any.
+    pub fn cluster(&self) -> Option<Arc<Cluster>> {
+        self.cluster.get().and_then(Weak::upgrade)
+    }
+
+    /// Open no new matches (a drain): joins that would need one are refused.
+    pub(crate) fn set_draining(&self, on: bool) {
+        self.draining.store(on, Ordering::Release);
+    }
+
+    /// Whether this node is handing its matches away.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    fn find(&self, id: MatchId) -> Option<Arc<Shared>> {
+        self.registry.lock().iter().find(|r| r.id == id).cloned()
+    }
+
+    /// Stop a room's clock and take it as bytes (see `Room::restore`);
+    /// `None` if it closed meanwhile.
+    pub(crate) async fn freeze(&self, id: MatchId) -> Option<Vec<u8>> {
+        let room = self.find(id)?;
+        let (reply, answer) = oneshot::channel();
+        room.commands.send(Command::Freeze { reply }).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// The hand-off failed: the room runs on here.
+    pub(crate) async fn thaw(&self, id: MatchId) {
+        if let Some(room) = self.find(id) {
+            let _ = room.commands.send(Command::Thaw).await;
+        }
+    }
+
+    /// `node` runs the match now: forget it here and send its connections there.
+    pub(crate) async fn moved(&self, id: MatchId, node: &str) {
+        let room = {
+            let mut rooms = self.registry.lock();
+            let Some(at) = rooms.iter().position(|r| r.id == id) else {
+                return;
+            };
+            let room = rooms.remove(at);
+            room.closed.store(true, Ordering::Release);
+            room
+        };
+        // Set before the room hears of it: a connection that sees its room
+        // end, or the server stop, from now on says where the match went.
+        let _ = room.moved.set(node.to_owned());
+        let _ = room.commands.send(Command::Moved).await;
+        tracing::info!(room = %id, to = node, "match handed over");
+    }
+
+    /// Run a match another node handed over, from its checkpoint. False when
+    /// the bytes are not one, the rules differ, this node is draining or
+    /// full, or a match with that id runs here already.
+    pub(crate) fn adopt(&self, checkpoint: &[u8]) -> bool {
+        if self.draining() {
+            return false;
+        }
+        let Some((room, shared)) = Room::restore(checkpoint, self.config.clone(), self.registry.clone()) else {
+            tracing::warn!("a handed-over match could not be restored (corrupt, or other game settings)");
+            return false;
+        };
+        {
+            let mut rooms = self.registry.lock();
+            if rooms.len() >= self.config.max_rooms || rooms.iter().any(|r| r.id == shared.id) {
+                return false;
+            }
+            rooms.push(shared.clone());
+        }
+        tracing::info!(room = %shared.id, "match taken over");
+        self.pool.assign(room);
+        true
+    }
+
     /// Seat a connection: take back a cell left behind (if the token is
     /// still valid), else a place in the fullest room with one free, else a
-    /// new room.
-    pub(crate) async fn join(&self, mut join: Join) -> Result<Seat, ErrorCode> {
+    /// new room. In a cluster, a resume for a match another node runs, or
+    /// a new match another node has clearly more headroom for, is sent
+    /// there, unless the client was routed here by name (`pinned`).
+    pub(crate) async fn join(&self, mut join: Join, pinned: bool) -> Result<Seat, Refused> {
         let mut expired = false;
         if let Some(token) = join.resume {
             let id = MatchId(u32::from_le_bytes([token[0], token[1], token[2], token[3]]));
-            let room = self.registry.lock().iter().find(|r| r.id == id).cloned();
-            if let Some(room) = room {
-                if let Ok(joined) = ask(&room, join.clone(), token).await {
-                    return Ok(Seat {
-                        room,
-                        joined,
-                        resume_expired: false,
-                    });
+            let room = self.find(id);
+            match room {
+                Some(room) => {
+                    if let Ok(joined) = ask(&room, join.clone(), token).await {
+                        return Ok(Seat {
+                            room,
+                            joined,
+                            resume_expired: false,
+                        });
+                    }
+                }
+                None => {
+                    if let Some(node) = self.cluster().and_then(|c| c.holder_of(id)) {
+                        return Err(Refused::Elsewhere(node));
+                    }
                 }
             }
             join.resume = None;
             expired = true;
         }
+        if !join.spectate && !pinned && !self.has_place() {
+            if let Some(cluster) = self.cluster() {
+                let elsewhere = cluster
+                    .node_with_a_place(self.config.room_capacity)
+                    .or_else(|| cluster.better_node_for_a_new_match());
+                if let Some(node) = elsewhere {
+                    return Err(Refused::Elsewhere(node));
+                }
+            }
+        }
         for _ in 0..3 {
-            let room = self.reserve(join.spectate)?;
+            let room = self.reserve(join.spectate).map_err(Refused::Code)?;
             let mut token = [0u8; 16];
             token[..4].copy_from_slice(&room.id.0.to_le_bytes());
             rand::rng().fill(&mut token[4..]);
@@ -182,11 +323,20 @@ impl Lobby {
                 Err(None) => continue, // the room closed meanwhile
                 Err(Some(code)) => {
                     self.unreserve(&room, join.spectate);
-                    return Err(code);
+                    return Err(Refused::Code(code));
                 }
             }
         }
-        Err(ErrorCode::NoRoom)
+        Err(Refused::Code(ErrorCode::NoRoom))
+    }
+
+    /// A running room has a free place for one more person.
+    fn has_place(&self) -> bool {
+        let limit = self.config.room_capacity;
+        self.registry
+            .lock()
+            .iter()
+            .any(|r| r.humans.load(Ordering::Acquire) < limit)
     }
 
     fn counter(room: &Shared, spectate: bool) -> &AtomicUsize {
@@ -217,10 +367,21 @@ impl Lobby {
         let room = match best {
             Some(room) => room,
             None => {
-                if rooms.len() >= self.config.max_rooms {
+                if rooms.len() >= self.config.max_rooms || self.draining() {
                     return Err(ErrorCode::NoRoom);
                 }
-                let id = MatchId(self.next_room.fetch_add(1, Ordering::AcqRel));
+                let id = if self.clustered.load(Ordering::Acquire) {
+                    // Unique across the cluster with overwhelming odds, and
+                    // checked against this node's; 0 is never a match.
+                    loop {
+                        let id = MatchId(rand::rng().random_range(1..=u32::MAX));
+                        if rooms.iter().all(|r| r.id != id) {
+                            break id;
+                        }
+                    }
+                } else {
+                    MatchId(self.next_room.fetch_add(1, Ordering::AcqRel))
+                };
                 let seed = rand::rng().random();
                 let (room, shared) = Room::new(id, seed, self.config.clone(), self.registry.clone());
                 rooms.push(shared.clone());

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -63,6 +63,29 @@ pub(crate) enum Command {
         key: Key,
         attach: u32,
     },
+    /// Stop the clock and answer with the room as bytes (see [`Checkpoint`]):
+    /// the first step of handing the match to another node.
+    Freeze {
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+    /// The hand-off failed: run on here.
+    Thaw,
+    /// Another node runs the match now (`Shared::moved` says which): close;
+    /// every connection tells its client where the match went.
+    Moved,
+}
+
+/// What moves with a match: the world exactly as it stands after a tick,
+/// and who holds which seat (a player's cells with the token that takes
+/// them back). Connections do not move; their players come back within
+/// the grace period, as after any reconnect.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    id: u32,
+    world: World,
+    seats: Vec<(PlayerId, [u8; 16])>,
+    bots: Vec<PlayerId>,
+    bot_names: u32,
 }
 
 /// A room's answer to a join.
@@ -91,6 +114,11 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     /// Bytes of frames written to this room's connections.
     pub sent_bytes: AtomicU64,
+    /// The node the match moved to, once it has (connections read it when
+    /// their room goes away).
+    pub moved: OnceLock<String>,
+    /// What the last tick cost, in microseconds: the load a node reports.
+    pub tick_micros: AtomicU64,
 }
 
 struct Viewer {
@@ -168,6 +196,10 @@ pub(crate) struct Room {
     scratch: Vec<EntityState>,
     frame: Vec<u8>,
     reported: Reported,
+    /// Checkpointed for a hand-off: the world must not move on.
+    frozen: bool,
+    /// Handed off: close at the end of this tick.
+    moved: bool,
 }
 
 impl Room {
@@ -180,9 +212,13 @@ impl Room {
             spectators: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             sent_bytes: AtomicU64::new(0),
+            moved: OnceLock::new(),
+            tick_micros: AtomicU64::new(0),
         });
         let world = World::new(config.rules(), seed);
         let mut room = Room {
+            frozen: false,
+            moved: false,
             shared: shared.clone(),
             closer,
             empty_since: Some(world.tick()),
@@ -215,6 +251,16 @@ impl Room {
     pub(crate) fn tick(&mut self) -> Option<TickCost> {
         let started = Instant::now();
         self.drain_commands();
+        if self.moved {
+            self.close();
+            return None;
+        }
+        if self.frozen {
+            return Some(TickCost {
+                sim: started.elapsed(),
+                encode: Duration::ZERO,
+            });
+        }
         self.world.step();
         let tick = self.world.tick() - 1;
         if tick.is_multiple_of(self.config.tick_hz) {
@@ -230,10 +276,67 @@ impl Room {
             self.close();
             return None;
         }
+        self.shared
+            .tick_micros
+            .store((encoded - started).as_micros() as u64, Ordering::Relaxed);
         Some(TickCost {
             sim: simulated - started,
             encode: encoded - simulated,
         })
+    }
+
+    /// The room as it stands, for another node.
+    fn checkpoint(&self) -> Vec<u8> {
+        let checkpoint = Checkpoint {
+            id: self.shared.id.0,
+            world: self.world.clone(),
+            seats: self
+                .viewers
+                .values()
+                .filter_map(|v| v.player.map(|p| (p, v.token)))
+                .collect(),
+            bots: self.bots.clone(),
+            bot_names: self.bot_names,
+        };
+        postcard::to_allocvec(&checkpoint).unwrap_or_default()
+    }
+
+    /// A room from another node's [`Command::Freeze`] answer: the world
+    /// goes on from the tick it stopped at, every seat waits (detached, for
+    /// the grace period) for its player to come back with its token.
+    /// `None` when the bytes are not a checkpoint or were made under other
+    /// rules (nodes of a cluster must share the game settings).
+    pub(crate) fn restore(
+        bytes: &[u8],
+        config: Arc<GameConfig>,
+        closer: Arc<dyn Closer>,
+    ) -> Option<(Room, Arc<Shared>)> {
+        let c: Checkpoint = postcard::from_bytes(bytes).ok()?;
+        if !c.world.consistent() || *c.world.rules() != config.rules() || c.id == 0 {
+            return None;
+        }
+        let players = c.world.players();
+        if !c.seats.iter().all(|(p, _)| players.contains_key(p)) || !c.bots.iter().all(|p| players.contains_key(p)) {
+            return None;
+        }
+        let (mut room, shared) = Room::new(MatchId(c.id), 0, config, closer);
+        // Room::new placed bots in a fresh world; the checkpoint's replace them.
+        let tick = c.world.tick();
+        room.world = c.world;
+        room.bots = c.bots;
+        room.bot_names = c.bot_names;
+        for (player, token) in c.seats {
+            let key = room.next_key;
+            room.next_key += 1;
+            let mut viewer = Viewer::new(Some(player), token, watch::channel(None).0, Arc::new(AtomicU32::new(0)));
+            viewer.detached_at = Some(tick);
+            room.viewers.insert(key, viewer);
+            shared.humans.fetch_add(1, Ordering::AcqRel);
+        }
+        room.empty_since = None;
+        room.roster_dirty = true;
+        room.publish_room_frames(true);
+        Some((room, shared))
     }
 
     fn drain_commands(&mut self) {
@@ -251,6 +354,8 @@ impl Room {
 
     fn handle(&mut self, command: Command) {
         match command {
+            // A frozen room takes nobody: the lobby looks elsewhere.
+            Command::Join { .. } if self.frozen => {}
             Command::Join { join, token, reply } => {
                 let result = self.join(join, token);
                 // If the connection gave up waiting, undo.
@@ -278,6 +383,14 @@ impl Room {
                 }
             }
             Command::Detach { key, attach } => self.detach(key, attach),
+            Command::Freeze { reply } => {
+                self.frozen = true;
+                if reply.send(self.checkpoint()).is_err() {
+                    self.frozen = false;
+                }
+            }
+            Command::Thaw => self.frozen = false,
+            Command::Moved => self.moved = true,
         }
     }
 
@@ -591,7 +704,10 @@ impl Room {
         metrics::gauge!("volley_game_players", "kind" => "spectator").decrement(r.spectators);
         metrics::gauge!("volley_game_entities").decrement(r.entities);
         metrics::gauge!("volley_game_rooms").decrement(1.0);
-        tracing::info!(room = %self.shared.id, "room closed after staying empty");
+        match self.shared.moved.get() {
+            Some(node) => tracing::info!(room = %self.shared.id, to = %node, "room closed: the match moved"),
+            None => tracing::info!(room = %self.shared.id, "room closed after staying empty"),
+        }
     }
 }
 

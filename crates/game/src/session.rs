@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use volley_net::{CloseCode, Message, WebSocket};
 
-use crate::lobby::{Lobby, Seat};
+use crate::lobby::{Lobby, Refused, Seat};
 use crate::protocol::{ClientMsg, ErrorCode, Join, ServerMsg, MAX_NAME_BYTES};
 use crate::room::Command;
 
@@ -153,15 +153,28 @@ impl Allowance {
 }
 
 /// Resolves once shutdown begins (holds no borrow of the flag across awaits).
+/// The match was handed to `node`: say where, then 1012 (this service
+/// restarting) with no wait, since the match already runs there.
+async fn tell_moved<S>(ws: &mut WebSocket<S>, node: &str, sent: &impl Fn(usize)) -> Result<(), volley_net::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let moved = ServerMsg::Moved(node.to_owned()).encode();
+    sent(moved.len());
+    ws.feed(Message::Binary(moved.into())).await?;
+    ws.close(CloseCode::SERVICE_RESTART, "match moved; reconnect in 0 ms")
+        .await
+}
+
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-pub(crate) async fn run<S>(lobby: Arc<Lobby>, mut ws: WebSocket<S>, shutdown: watch::Receiver<bool>)
+pub(crate) async fn run<S>(lobby: Arc<Lobby>, mut ws: WebSocket<S>, shutdown: watch::Receiver<bool>, pinned: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Err(e) = serve(&lobby, &mut ws, shutdown).await {
+    if let Err(e) = serve(&lobby, &mut ws, shutdown, pinned).await {
         tracing::debug!(error = %e, "game connection ended");
     }
 }
@@ -170,6 +183,7 @@ async fn serve<S>(
     lobby: &Lobby,
     ws: &mut WebSocket<S>,
     mut shutdown: watch::Receiver<bool>,
+    pinned: bool,
 ) -> Result<(), volley_net::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -181,9 +195,18 @@ where
         room,
         joined,
         resume_expired,
-    } = match lobby.join(join).await {
+    } = match lobby.join(join, pinned).await {
         Ok(seat) => seat,
-        Err(code) => {
+        Err(Refused::Elsewhere(node)) => {
+            ws.feed(Message::Binary(ServerMsg::Moved(node).encode().into())).await?;
+            ws.close(
+                CloseCode::SERVICE_RESTART,
+                "the match is on another node; reconnect in 0 ms",
+            )
+            .await?;
+            return Ok(());
+        }
+        Err(Refused::Code(code)) => {
             send_error(ws, code, "no room can take you now").await?;
             ws.close(CloseCode::TRY_AGAIN_LATER, "no room").await?;
             return Ok(());
@@ -226,6 +249,9 @@ where
             tokio::select! {
                 biased;
                 () = stopped(&mut shutdown) => {
+                    if let Some(node) = room.moved.get() {
+                        return tell_moved(ws, node, &sent).await;
+                    }
                     ws.close(CloseCode::GOING_AWAY, "server shutting down").await?;
                     return Ok(());
                 }
@@ -277,6 +303,9 @@ where
                 }
                 changed = snapshots.changed() => {
                     if changed.is_err() {
+                        if let Some(node) = room.moved.get() {
+                            return tell_moved(ws, node, &sent).await;
+                        }
                         // A newer connection took this seat over.
                         ws.close(CloseCode::POLICY_VIOLATION, "resumed elsewhere").await?;
                         return Ok(());

@@ -44,6 +44,8 @@ pub(crate) fn channel(topic: Topic) -> String {
         Topic::Room(RoomId(id)) => format!("volley.r.{id}"),
         Topic::User(UserId(id)) => format!("volley.u.{id}"),
         Topic::Cluster => "volley.cluster".to_owned(),
+        Topic::Game => "volley.game".to_owned(),
+        Topic::GameNode(node) => format!("volley.gn.{node}"),
     }
 }
 
@@ -51,6 +53,12 @@ pub(crate) fn channel(topic: Topic) -> String {
 pub(crate) fn topic_of(channel: &str) -> Option<Topic> {
     if channel == "volley.cluster" {
         return Some(Topic::Cluster);
+    }
+    if channel == "volley.game" {
+        return Some(Topic::Game);
+    }
+    if let Some(node) = channel.strip_prefix("volley.gn.") {
+        return node.parse().ok().map(Topic::GameNode);
     }
     let rest = channel.strip_prefix("volley.")?;
     let (kind, id) = rest.split_once('.')?;
@@ -112,6 +120,8 @@ pub(crate) fn shard_of(topic: Topic, shards: usize) -> usize {
         Topic::Room(RoomId(id)) => (1u64, id),
         Topic::User(UserId(id)) => (2u64, id),
         Topic::Cluster => (3u64, 0),
+        Topic::Game => (4u64, 0),
+        Topic::GameNode(node) => (5u64, node as i64),
     };
     // splitmix64 of the id and its kind, then the jump.
     let mut key = (id as u64) ^ tag.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -181,7 +191,13 @@ mod tests {
 
     #[test]
     fn channels_name_topics_both_ways() {
-        for topic in [Topic::Room(RoomId(42)), Topic::User(UserId(7)), Topic::Cluster] {
+        for topic in [
+            Topic::Room(RoomId(42)),
+            Topic::User(UserId(7)),
+            Topic::Cluster,
+            Topic::Game,
+            Topic::GameNode(u64::MAX),
+        ] {
             assert_eq!(topic_of(&channel(topic)), Some(topic));
         }
         assert_eq!(topic_of("volley.x.1"), None);

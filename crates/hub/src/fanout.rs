@@ -25,6 +25,10 @@ pub enum Topic {
     User(UserId),
     /// Between nodes themselves: the presence exchange.
     Cluster,
+    /// Between game nodes: the registry's heartbeats.
+    Game,
+    /// To one game node (its id hashed): match hand-offs and their answers.
+    GameNode(u64),
 }
 
 /// A connection's id on this node.
@@ -217,7 +221,7 @@ impl Fanout {
                 .keys()
                 .filter_map(|t| match t {
                     Topic::Room(r) => Some(*r),
-                    Topic::User(_) | Topic::Cluster => None,
+                    Topic::User(_) | Topic::Cluster | Topic::Game | Topic::GameNode(_) => None,
                 })
                 .collect()
         };

@@ -184,4 +184,11 @@ impl Hub {
     pub fn broker(&self) -> &dyn Broker {
         &*self.broker
     }
+
+    /// The broker and the table it delivers into, for another service of
+    /// this node that talks to the other nodes over the same broker (the
+    /// game's registry and match hand-offs).
+    pub fn link(&self) -> (Arc<dyn Broker>, Arc<Fanout>) {
+        (self.broker.clone(), self.fanout.clone())
+    }
 }

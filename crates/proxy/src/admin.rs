@@ -79,6 +79,7 @@ async fn backends(State(admin): State<Admin>) -> Response {
         .map(|b| {
             serde_json::json!({
                 "backend": b.addr,
+                "name": b.name,
                 "healthy": b.is_healthy(),
                 "draining": b.is_draining(),
                 "removed": b.is_removed(),

@@ -257,11 +257,20 @@ impl ProxyConfig {
             return bad("backends", "at least one backend (host:port)".into());
         }
         for backend in self.backends.iter().chain(self.routes.iter().flat_map(|r| &r.backends)) {
-            let ok = backend
+            let (name, addr) = crate::pool::split_name(backend);
+            let ok = addr
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
-            if !ok {
-                return bad("backends", format!("{backend} is not host:port"));
+            let named_ok = name.is_none_or(|n| {
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            });
+            if !ok || !named_ok {
+                return bad(
+                    "backends",
+                    format!("{backend} is not host:port or NAME=host:port (NAME: letters, digits, - _ .)"),
+                );
             }
         }
         if self.connect_timeout_ms == 0 {

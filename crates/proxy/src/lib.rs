@@ -102,7 +102,7 @@ impl Shared {
             table,
         });
         for backend in self.backends.all() {
-            if keep.contains(&backend.addr) {
+            if keep.contains(&backend.spec) {
                 health::ensure(self.clone(), backend);
             }
         }

@@ -35,6 +35,11 @@ pub struct Backend {
     pub index: usize,
     /// `host:port`.
     pub addr: String,
+    /// As configured: `host:port` or `NAME=host:port`.
+    pub spec: String,
+    /// The name given as `NAME=host:port`: an affinity key equal to it goes
+    /// to this backend (`?node=NAME` reaches the node that runs a match).
+    pub name: Option<String>,
     healthy: AtomicBool,
     draining: AtomicBool,
     removed: AtomicBool,
@@ -56,10 +61,13 @@ struct Streaks {
 }
 
 impl Backend {
-    fn new(index: usize, addr: String) -> Backend {
+    fn new(index: usize, spec: String) -> Backend {
+        let (name, addr) = split_name(&spec);
         Backend {
             index,
-            addr,
+            addr: addr.to_owned(),
+            name: name.map(str::to_owned),
+            spec: spec.clone(),
             // Healthy until checks say otherwise: a proxy that starts before
             // its first check round serves at once.
             healthy: AtomicBool::new(true),
@@ -216,6 +224,14 @@ impl Drop for LiveGuard {
     }
 }
 
+/// `NAME=host:port` into its name and address; a plain `host:port` has no name.
+pub fn split_name(spec: &str) -> (Option<&str>, &str) {
+    match spec.split_once('=') {
+        Some((name, addr)) => (Some(name), addr),
+        None => (None, spec),
+    }
+}
+
 /// Every backend the proxy knows, by address: what outlasts a reload.
 #[derive(Debug, Default)]
 pub struct Backends {
@@ -236,9 +252,15 @@ impl Backends {
         (b, true)
     }
 
-    /// The backend at `addr`, if known.
-    pub fn find(&self, addr: &str) -> Option<Arc<Backend>> {
-        lock(&self.map).get(addr).cloned()
+    /// The backend configured as `which` (`host:port` or `NAME=host:port`),
+    /// or with that address or name, if known.
+    pub fn find(&self, which: &str) -> Option<Arc<Backend>> {
+        let map = lock(&self.map);
+        map.get(which).cloned().or_else(|| {
+            map.values()
+                .find(|b| b.addr == which || b.name.as_deref() == Some(which))
+                .cloned()
+        })
     }
 
     /// Every known backend, configured or being drained after a reload.
@@ -388,6 +410,18 @@ impl Pool {
             table: placed.clone(),
             key: key.to_owned(),
         };
+        // A key that names a backend goes to it (and nowhere else while it
+        // is usable): `?node=NAME` for the node that runs a match.
+        // (Keys arrive as `route\0key`.)
+        let bare = key.rsplit_once('\0').map_or(key, |(_, k)| k);
+        if let Some(named) = self.backends.iter().find(|b| b.name.as_deref() == Some(bare)) {
+            if usable(named) {
+                let entry = keys.entry(key.to_owned()).or_insert_with(|| (named.clone(), 0));
+                entry.0 = named.clone();
+                entry.1 += 1;
+                return Some((named.clone(), false, hold()));
+            }
+        }
         if let Some(entry) = keys.get_mut(key) {
             if usable(&entry.0) && self.contains(&entry.0) {
                 entry.1 += 1;

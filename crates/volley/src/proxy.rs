@@ -20,7 +20,7 @@ pub(crate) struct ProxyArgs {
     /// Where clients connect [default: 127.0.0.1:8000].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// A backend, host:port; repeatable.
+    /// A backend, host:port or NAME=host:port (an affinity key equal to NAME goes to it); repeatable.
     #[arg(long = "backend")]
     backends: Vec<String>,
     /// tcp (layer 4, bytes spliced) or http (layer 7: TLS, HTTP/1.1, HTTP/2 and HTTP/3 to HTTP/1.1 backends) [default: http].
@@ -67,7 +67,7 @@ enum Action {
     },
     /// Drain a backend of a running proxy: no new connections; its live ones closed at the drain rate (1012).
     Drain {
-        /// The backend, host:port as configured.
+        /// The backend: host:port, or its name.
         backend: String,
         /// The proxy's admin address.
         #[arg(long)]
@@ -75,7 +75,7 @@ enum Action {
     },
     /// Put a drained backend back into rotation.
     Undrain {
-        /// The backend, host:port as configured.
+        /// The backend: host:port, or its name.
         backend: String,
         /// The proxy's admin address.
         #[arg(long)]

@@ -53,11 +53,33 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let lobby = Lobby::start(game).context("starting the game")?;
     let server = Server::bind(config).await.context("starting the chat server")?;
     lobby.register_metrics();
+    // With a broker, the game joins the other nodes: a registry of their
+    // load, new matches where there is headroom, matches handed over on
+    // a drain.
+    let chat = server.chat();
+    let cluster = chat
+        .hub()
+        .broker()
+        .spans_nodes()
+        .then(|| volley_game::Cluster::start(lobby.clone(), chat.node_id(), chat.hub().link()));
     let routes = volley_game::router(lobby, server.shutdown_signal(), origins);
     let server = server.mount(routes);
     let addr = server.local_addr()?;
     info!(%addr, data = %data_dir.display(), "volley serve: open {scheme}://{addr}/ (chat) and {scheme}://{addr}/game");
-    server.run(stop_signal()).await?;
+    let stop = async move {
+        stop_signal().await;
+        // SIGTERM: hand the running matches to the other nodes first, so
+        // their players move instead of losing them.
+        if let Some(cluster) = &cluster {
+            let report = cluster.drain().await;
+            info!(
+                moved = report.moved.len(),
+                kept = report.kept.len(),
+                "game matches handed over"
+            );
+        }
+    };
+    server.run(stop).await?;
     info!("stopped");
     Ok(())
 }

@@ -180,7 +180,8 @@ impl World {
         world.consistent().then_some(world)
     }
 
-    fn consistent(&self) -> bool {
+    /// What a world read from bytes must satisfy before it is stepped.
+    pub(crate) fn consistent(&self) -> bool {
         let size = self.rules.world_size;
         size.is_finite()
             && size > 0.0

@@ -168,8 +168,10 @@ impl ErrorCode {
     }
 }
 
-/// A match's (room's) id on its node: numbered from 1, never reused while
-/// the node runs. Its own type so it cannot be confused with a player id.
+/// A match's (room's) id: numbered from 1 on a single node, random on a
+/// node of a cluster (a match keeps its id when it moves to another node),
+/// never two alike at once. Its own type so it cannot be confused with a
+/// player id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MatchId(pub u32);
 
@@ -222,6 +224,11 @@ pub enum ServerMsg {
     Leaderboard(Vec<(u32, u32)>),
     /// A refusal with a human-readable message (at most 255 bytes on the wire).
     Error(ErrorCode, String),
+    /// The match moved to the node with this id (the one being drained
+    /// handed it over): close 1012 follows; join again through the proxy
+    /// with `?node=ID` and the same resume token, and the seat, cells and
+    /// score are there.
+    Moved(String),
 }
 
 impl ServerMsg {
@@ -263,6 +270,10 @@ impl ServerMsg {
                 w.u8(kind::ERROR);
                 w.u16(*code as u16);
                 w.short_str(text);
+            }
+            ServerMsg::Moved(node) => {
+                w.u8(kind::MOVED);
+                w.short_str(node);
             }
         }
         w.buf
@@ -315,6 +326,7 @@ impl ServerMsg {
                 let code = ErrorCode::from_u16(code).ok_or(DecodeError::Invalid("error code"))?;
                 ServerMsg::Error(code, r.short_str()?.to_owned())
             }
+            kind::MOVED => ServerMsg::Moved(r.short_str()?.to_owned()),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

@@ -70,4 +70,6 @@ pub mod kind {
     pub const LEADERBOARD: u8 = 0x85;
     /// Server: a refused request; close follows only where the protocol says so.
     pub const ERROR: u8 = 0x86;
+    /// Server: the match moved to another node; close 1012 follows.
+    pub const MOVED: u8 = 0x87;
 }

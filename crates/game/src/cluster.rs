@@ -1,0 +1,347 @@
+//! The game across nodes: a registry of game nodes and their measured
+//! load, kept by heartbeats over the chat's broker, and match hand-offs.
+//!
+//! Every node publishes, once a second on `volley.game`, what it runs:
+//! each match with its people and the cost of its last tick, its
+//! simulation threads, whether it is draining. A node not heard from for
+//! [`TTL`] has left. The load is measured (tick time), not counted (rooms),
+//! because a room of 300 players costs what ten rooms of 10 do.
+//!
+//! A draining node freezes each match (the simulation stops at a tick
+//! boundary), sends the checkpoint to the node with the most headroom on
+//! that node's own channel, and waits for its answer. Once the other node
+//! runs the match, the connections here are told where it went (`MOVED`,
+//! then close 1012) and their players take their seats back there with
+//! the resume token they hold. If no node takes a match, it thaws and runs
+//! on here until the node stops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use volley_hub::{Broker, Delivery, Event, Fanout, Subscriber, Topic};
+
+use crate::protocol::MatchId;
+use crate::Lobby;
+
+/// How often a node says what it runs.
+const BEAT: Duration = Duration::from_secs(1);
+/// A node silent this long has left the registry.
+pub const TTL: Duration = Duration::from_secs(3);
+/// How long a hand-off may take before the next node is asked.
+const HANDOFF_WAIT: Duration = Duration::from_secs(3);
+/// Deliveries queued for the registry task.
+const QUEUE: usize = 1024;
+
+/// One match as its node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchLoad {
+    /// The match.
+    pub id: u32,
+    /// People seated or on their way back.
+    pub humans: u32,
+    /// What its last tick cost, in microseconds.
+    pub tick_micros: u64,
+}
+
+/// What a node runs and can take, as its last heartbeat said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    /// The node's id (`--node-id`); what `?node=` names at the proxy.
+    pub node: String,
+    /// Handing its matches away; takes none.
+    pub draining: bool,
+    /// Simulation threads.
+    pub threads: u32,
+    /// Most matches it may run.
+    pub max_rooms: u32,
+    /// Its matches.
+    pub matches: Vec<MatchLoad>,
+}
+
+impl NodeLoad {
+    /// Tick time per simulation thread, in microseconds per tick: how busy
+    /// the node's simulation is. Lower is more headroom.
+    pub fn cost(&self) -> f64 {
+        let total: u64 = self.matches.iter().map(|m| m.tick_micros).sum();
+        total as f64 / f64::from(self.threads.max(1))
+    }
+
+    /// It may take one more match.
+    pub fn has_room(&self) -> bool {
+        !self.draining && (self.matches.len() as u32) < self.max_rooms
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Wire {
+    Beat(NodeLoad),
+    Handoff { from: String, id: u32, checkpoint: Vec<u8> },
+    Taken { id: u32, by: String, ok: bool },
+}
+
+impl Wire {
+    fn encode(&self) -> Bytes {
+        Bytes::from(postcard::to_allocvec(self).unwrap_or_default())
+    }
+}
+
+/// A node's channel: its id hashed (FNV-1a), so any id fits a topic.
+fn node_topic(node: &str) -> Topic {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Topic::GameNode(h)
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Matches now running elsewhere, with the node that took each.
+    pub moved: Vec<(MatchId, String)>,
+    /// Matches no node took; they run on here until the node stops.
+    pub kept: Vec<MatchId>,
+}
+
+/// This node's membership of the game cluster (see the module notes).
+pub struct Cluster {
+    node: String,
+    broker: Arc<dyn Broker>,
+    lobby: Arc<Lobby>,
+    peers: Mutex<HashMap<String, (Instant, NodeLoad)>>,
+    waiting: Mutex<HashMap<u32, oneshot::Sender<Option<String>>>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cluster {
+    /// Join the game cluster as `node` over the chat's broker (`link` from
+    /// `Hub::link`): heartbeats out, the others' in, hand-offs both ways.
+    /// Must be called within a tokio runtime.
+    pub fn start(lobby: Arc<Lobby>, node: &str, link: (Arc<dyn Broker>, Arc<Fanout>)) -> Arc<Cluster> {
+        let (broker, fanout) = link;
+        let cluster = Arc::new(Cluster {
+            node: node.to_owned(),
+            broker: broker.clone(),
+            lobby,
+            peers: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+        });
+        cluster.lobby.set_cluster(Arc::downgrade(&cluster));
+        let (sub, mut rx) = Subscriber::new(QUEUE);
+        for topic in [Topic::Game, node_topic(node)] {
+            if fanout.subscribe(topic, &sub) {
+                broker.interest(topic, true);
+            }
+        }
+        let weak = Arc::downgrade(&cluster);
+        tokio::spawn(async move {
+            // The subscription lives as long as this task.
+            let _sub = sub;
+            let mut beat = tokio::time::interval(BEAT);
+            loop {
+                tokio::select! {
+                    _ = beat.tick() => {
+                        let Some(cluster) = weak.upgrade() else { return };
+                        cluster.publish(Topic::Game, &Wire::Beat(cluster.own_load()));
+                    }
+                    delivery = rx.recv() => {
+                        let Some(delivery) = delivery else { return };
+                        let Some(cluster) = weak.upgrade() else { return };
+                        if let Delivery::Control { payload, .. } = delivery {
+                            match postcard::from_bytes::<Wire>(&payload) {
+                                Ok(wire) => cluster.on_wire(wire),
+                                Err(e) => tracing::warn!(error = %e, "unreadable game cluster message"),
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        cluster
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn publish(&self, topic: Topic, wire: &Wire) {
+        self.broker.publish(topic, Event::control(wire.encode()));
+    }
+
+    fn own_load(&self) -> NodeLoad {
+        NodeLoad {
+            node: self.node.clone(),
+            draining: self.lobby.draining(),
+            threads: self.lobby.sim_threads() as u32,
+            max_rooms: self.lobby.config().max_rooms as u32,
+            matches: self
+                .lobby
+                .loads()
+                .into_iter()
+                .map(|(id, humans, tick_micros)| MatchLoad {
+                    id: id.0,
+                    humans: humans as u32,
+                    tick_micros,
+                })
+                .collect(),
+        }
+    }
+
+    fn on_wire(self: &Arc<Self>, wire: Wire) {
+        match wire {
+            Wire::Beat(load) => {
+                if load.node != self.node {
+                    lock(&self.peers).insert(load.node.clone(), (Instant::now(), load));
+                }
+            }
+            Wire::Handoff { from, id, checkpoint } => {
+                let ok = self.lobby.adopt(&checkpoint);
+                metrics::counter!("volley_game_handoffs_received_total", "result" => if ok { "taken" } else { "refused" })
+                    .increment(1);
+                self.publish(
+                    node_topic(&from),
+                    &Wire::Taken {
+                        id,
+                        by: self.node.clone(),
+                        ok,
+                    },
+                );
+            }
+            Wire::Taken { id, by, ok } => {
+                if let Some(waiter) = lock(&self.waiting).remove(&id) {
+                    let _ = waiter.send(ok.then_some(by));
+                }
+            }
+        }
+    }
+
+    /// Every node heard from within [`TTL`], this one included, by id.
+    pub fn nodes(&self) -> Vec<NodeLoad> {
+        let mut peers = lock(&self.peers);
+        peers.retain(|_, (at, _)| at.elapsed() < TTL);
+        let mut all: Vec<NodeLoad> = peers.values().map(|(_, l)| l.clone()).collect();
+        all.push(self.own_load());
+        all.sort_by(|a, b| a.node.cmp(&b.node));
+        all
+    }
+
+    /// The other node that reported running match `id`, if one did.
+    pub fn holder_of(&self, id: MatchId) -> Option<String> {
+        self.nodes()
+            .into_iter()
+            .find(|n| n.node != self.node && n.matches.iter().any(|m| m.id == id.0))
+            .map(|n| n.node)
+    }
+
+    /// Nodes that could take a match, most headroom first.
+    fn candidates(&self) -> Vec<NodeLoad> {
+        let mut others: Vec<NodeLoad> = self
+            .nodes()
+            .into_iter()
+            .filter(|n| n.node != self.node && n.has_room())
+            .collect();
+        others.sort_by(|a, b| {
+            a.cost()
+                .total_cmp(&b.cost())
+                .then(a.matches.len().cmp(&b.matches.len()))
+        });
+        others
+    }
+
+    /// Another node running a match with a free place (of `capacity`),
+    /// the fullest such match's node: a join goes there before any new
+    /// match opens anywhere.
+    pub fn node_with_a_place(&self, capacity: usize) -> Option<String> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| n.node != self.node && !n.draining)
+            .flat_map(|n| {
+                n.matches
+                    .iter()
+                    .filter(|m| (m.humans as usize) < capacity)
+                    .map(|m| (m.humans, n.node.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .max_by_key(|(humans, _)| *humans)
+            .map(|(_, node)| node)
+    }
+
+    /// Where a new match should open: `None` for here, or the node with
+    /// clearly more headroom (a quarter of a tick period per thread less
+    /// busy, so noise does not bounce players between nodes).
+    pub fn better_node_for_a_new_match(&self) -> Option<String> {
+        let own = self.own_load();
+        let best = self.candidates().into_iter().next()?;
+        let period_micros = 1_000_000.0 / f64::from(self.lobby.config().tick_hz.max(1));
+        if !own.has_room() || own.cost() - best.cost() > period_micros / 4.0 {
+            Some(best.node)
+        } else {
+            None
+        }
+    }
+
+    /// Take no new matches and hand every running one to the other nodes
+    /// (see the module notes). Returns what moved where and what stayed.
+    pub async fn drain(&self) -> DrainReport {
+        self.lobby.set_draining(true);
+        // Tell the others at once, so no one hands this node a match.
+        self.publish(Topic::Game, &Wire::Beat(self.own_load()));
+        let mut report = DrainReport::default();
+        for (id, _, _) in self.lobby.loads() {
+            match self.hand_off(id).await {
+                Some(node) => report.moved.push((id, node)),
+                None => report.kept.push(id),
+            }
+        }
+        // And once more: the matches that left are no longer listed here.
+        self.publish(Topic::Game, &Wire::Beat(self.own_load()));
+        tracing::info!(moved = report.moved.len(), kept = report.kept.len(), "game drain done");
+        report
+    }
+
+    async fn hand_off(&self, id: MatchId) -> Option<String> {
+        let started = Instant::now();
+        let checkpoint = self.lobby.freeze(id).await?;
+        for target in self.candidates() {
+            let (tx, rx) = oneshot::channel();
+            lock(&self.waiting).insert(id.0, tx);
+            self.publish(
+                node_topic(&target.node),
+                &Wire::Handoff {
+                    from: self.node.clone(),
+                    id: id.0,
+                    checkpoint: checkpoint.clone(),
+                },
+            );
+            let answer = tokio::time::timeout(HANDOFF_WAIT, rx).await;
+            lock(&self.waiting).remove(&id.0);
+            if let Ok(Ok(Some(node))) = answer {
+                self.lobby.moved(id, &node).await;
+                metrics::counter!("volley_game_handoffs_total", "result" => "moved").increment(1);
+                metrics::histogram!("volley_game_handoff_seconds").record(started.elapsed().as_secs_f64());
+                return Some(node);
+            }
+            tracing::warn!(room = %id, to = %target.node, "hand-off not taken; trying the next node");
+        }
+        metrics::counter!("volley_game_handoffs_total", "result" => "kept").increment(1);
+        self.lobby.thaw(id).await;
+        None
+    }
+}

@@ -1,0 +1,249 @@
+//! The game across nodes: three `volley serve` nodes over a real Redis
+//! behind `volley proxy`, players as real WebSocket clients. Joins through
+//! the proxy meet in one match on one node; the node is stopped (SIGTERM)
+//! while they play, its match moves to another node, and every player is
+//! back in its seat there, same player, same cells' mass, within a second.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{free_addr, volley, wait_port, Proc};
+use serde_json::Value;
+use volley_client::game::{Event, GameClient};
+use volley_client::game_protocol::Join;
+use volley_client::Backoff;
+use volley_net::Connector;
+use volley_testkit::Redis;
+
+fn game_node(addr: SocketAddr, name: &str, dir: &std::path::Path, broker: &str) -> Proc {
+    let (addr_s, data) = (addr.to_string(), dir.join(name).display().to_string());
+    let log = std::env::var("GAME_CLUSTER_LOGS")
+        .ok()
+        .map(|d| std::path::PathBuf::from(d).join(format!("{name}.log")));
+    let p = common::volley_logging(
+        &[
+            "serve",
+            "--addr",
+            &addr_s,
+            "--node-id",
+            name,
+            "--data-dir",
+            &data,
+            "--broker",
+            broker,
+            "--max-connections-per-ip",
+            "0",
+            // No bots: nothing but the move may touch a player's cells.
+            "--game-bots-per-room",
+            "0",
+            "--game-sim-threads",
+            "1",
+        ],
+        log.as_deref(),
+    );
+    wait_port(addr);
+    p
+}
+
+fn get_json(to: SocketAddr, path: &str) -> Value {
+    let mut s = TcpStream::connect(to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// Which node reports running `id`, by asking `via` for the registry.
+fn holder(via: SocketAddr, id: u32) -> Option<String> {
+    let nodes = get_json(via, "/api/game/nodes");
+    nodes["nodes"].as_array()?.iter().find_map(|n| {
+        n["matches"]
+            .as_array()?
+            .iter()
+            .any(|m| m["id"].as_u64() == Some(u64::from(id)))
+            .then(|| n["node"].as_str().unwrap_or_default().to_owned())
+    })
+}
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What one player saw around the move.
+#[derive(Debug)]
+struct Trip {
+    player: u32,
+    moved_to: Option<String>,
+    resumed: bool,
+    same_player: bool,
+    mass_before: u32,
+    mass_after: u32,
+    /// From the last snapshot before the move to the first after it.
+    pause: Duration,
+}
+
+/// Play (steer in circles) until the match moves, follow it, play a
+/// little more there; what was seen.
+async fn play(mut client: GameClient, url: String) -> Trip {
+    let player = client.welcome.player;
+    let mut last_snapshot = Instant::now();
+    let mut mass_before = 0;
+    let mut t = 0f32;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), client.next()).await {
+            Ok(Ok(Some(Event::Snapshot { .. }))) => {
+                last_snapshot = Instant::now();
+                mass_before = client.header.mass;
+                t += 0.1;
+                let target = ((t.cos() * 150.0) as i16, (t.sin() * 150.0) as i16);
+                let _ = client.input(target, 0).await;
+            }
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+            Err(_) => panic!("player {player}: no move within 20 s"),
+        }
+    }
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    let moved_to = client.moved_to().map(str::to_owned);
+    let mut back = client
+        .rejoin(&Connector::default(), &url, &mut backoff, 10)
+        .await
+        .unwrap_or_else(|e| panic!("player {player} could not come back: {e}"));
+    let mut mass_after = 0;
+    let mut pause = Duration::ZERO;
+    while let Ok(Ok(Some(event))) = tokio::time::timeout(Duration::from_secs(5), back.next()).await {
+        if let Event::Snapshot { .. } = event {
+            if mass_after == 0 {
+                pause = last_snapshot.elapsed();
+                mass_after = back.header.mass;
+            }
+            let _ = back.input((100, 0), 0).await;
+            if pause > Duration::ZERO && last_snapshot.elapsed() > pause + Duration::from_millis(500) {
+                break;
+            }
+        }
+    }
+    Trip {
+        player,
+        moved_to,
+        resumed: back.welcome.resumed,
+        same_player: back.welcome.player == player,
+        mass_before,
+        mass_after,
+        pause,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_hands_its_match_over_and_every_player_keeps_its_seat() {
+    let redis = Redis::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let names = ["n1", "n2", "n3"];
+    let mut nodes: Vec<Option<Proc>> = addrs
+        .iter()
+        .zip(names)
+        .map(|(a, n)| Some(game_node(*a, n, dir.path(), &redis.url())))
+        .collect();
+    let (listen, admin) = (free_addr(), free_addr());
+    let specs: Vec<String> = names.iter().zip(addrs).map(|(n, a)| format!("{n}={a}")).collect();
+    let (l_s, admin_s) = (listen.to_string(), admin.to_string());
+    let mut args = vec![
+        "proxy",
+        "--listen",
+        &l_s,
+        "--admin",
+        &admin_s,
+        "--affinity",
+        "query:node",
+        "--health",
+        "tcp",
+    ];
+    for s in &specs {
+        args.extend(["--backend", s.as_str()]);
+    }
+    let _proxy = volley(&args);
+    wait_port(listen);
+    wait_for("the three nodes to know each other", 10, || {
+        get_json(addrs[0], "/api/game/nodes")["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 3)
+    });
+
+    let url = format!("ws://{listen}/game/ws");
+    let join = |i: usize| Join {
+        name: format!("p{i}"),
+        spectate: false,
+        resume: None,
+    };
+    // The first player opens a match; once the registry knows it, the
+    // others, arriving at whichever node the proxy picks, are sent to it.
+    let first = GameClient::join(&url, join(0)).await.expect("first join");
+    let id = first.welcome.room.0;
+    wait_for("the registry to list the match", 10, || holder(addrs[1], id).is_some());
+    let mut clients = vec![first];
+    for i in 1..6 {
+        let c = GameClient::join(&url, join(i)).await.expect("join");
+        assert_eq!(c.welcome.room.0, id, "player {i} was placed in another match");
+        clients.push(c);
+    }
+    let home = holder(addrs[2], id).expect("a holder");
+    let at = names.iter().position(|n| *n == home).unwrap();
+
+    let players: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(play(c, url.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopped = Instant::now();
+    nodes[at].as_ref().unwrap().signal("TERM");
+    let mut trips = Vec::new();
+    for p in players {
+        trips.push(p.await.expect("player task"));
+    }
+    let longest = trips.iter().map(|t| t.pause).max().unwrap();
+    eprintln!(
+        "handed over from {home} in {:?}; longest pause {longest:?}: {trips:#?}",
+        stopped.elapsed()
+    );
+    for t in &trips {
+        let to = t
+            .moved_to
+            .as_deref()
+            .unwrap_or_else(|| panic!("player {} was not told where", t.player));
+        assert_ne!(to, home);
+        assert!(t.resumed && t.same_player, "player {} lost its seat: {t:?}", t.player);
+        assert!(
+            t.mass_after * 10 >= t.mass_before * 9,
+            "player {} lost mass: {t:?}",
+            t.player
+        );
+        assert!(
+            t.pause <= Duration::from_secs(1),
+            "player {} paused {:?}",
+            t.player,
+            t.pause
+        );
+    }
+    let to = trips[0].moved_to.clone().unwrap();
+    assert_eq!(
+        holder(addrs[names.iter().position(|n| *n == to).unwrap()], id).as_deref(),
+        Some(to.as_str())
+    );
+    // The stopped node is gone for good.
+    let mut gone = nodes[at].take().unwrap();
+    let exited = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        gone.0.try_wait().ok().flatten().is_some()
+    });
+    assert!(exited, "the drained node did not exit");
+}
