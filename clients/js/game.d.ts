@@ -68,12 +68,16 @@ export function applySnapshot(base: Map<number, Entity>, snap: Snapshot): Map<nu
 
 /**
  * A game connection. Events: welcome, snapshot, roster, leaderboard, death,
- * gameerror, disconnect, state (connecting/playing/reconnecting/closed).
+ * gameerror, moved ({node}: the match runs on that node now; the client
+ * reconnects there through the proxy with `?node=`), disconnect, state
+ * (connecting/playing/reconnecting/closed).
  */
 export class GameClient extends EventTarget {
   constructor(url: string, options?: GameOptions);
   state: "connecting" | "playing" | "reconnecting" | "closed";
   welcome: Welcome | null;
+  /** The node running the match, once the server said (MOVED); sent as `?node=` on reconnects. */
+  node: string | null;
   header: SnapshotHeader | null;
   alive: boolean;
   roster: Map<number, { id: number; bot: boolean; name: string }>;

@@ -3,7 +3,7 @@
 // Reusable: no DOM access; the page (play.js) draws what `frame()` returns.
 
 export const POSITION_SCALE = 4;
-const T = { JOIN: 1, INPUT: 2, PING: 3, RESPAWN: 4, WELCOME: 0x81, SNAPSHOT: 0x82, PONG: 0x83, ROSTER: 0x84, LEADERBOARD: 0x85, ERROR: 0x86 };
+const T = { JOIN: 1, INPUT: 2, PING: 3, RESPAWN: 4, WELCOME: 0x81, SNAPSHOT: 0x82, PONG: 0x83, ROSTER: 0x84, LEADERBOARD: 0x85, ERROR: 0x86, MOVED: 0x87 };
 export const KIND = { PELLET: 0, CELL: 1, BLOB: 2 };
 export const BUTTON = { SPLIT: 1, EJECT: 2 };
 const FULL_SPEED_DISTANCE = 200;
@@ -88,7 +88,7 @@ export class GameClient extends EventTarget {
     super();
     this.socketClass = socketClass;
     this.url = url; this.name = name; this.spectate = spectate; this.interpolationTicks = interpolationTicks;
-    this.token = spectate ? null : token; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
+    this.token = spectate ? null : token; this.node = null; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
     this.baselines = []; // [{tick, entities, header, at}]
     this.pending = []; // unacknowledged inputs
     this.seq = 0; this.header = null; this.alive = false;
@@ -100,8 +100,16 @@ export class GameClient extends EventTarget {
 
   _setState(s) { this.state = s; this.dispatchEvent(new CustomEvent('state', { detail: s })); }
 
+  /** The URL to connect to: the match's node named (`?node=`) once the server said where it went. */
+  _target() {
+    if (!this.node) return this.url;
+    const u = new URL(this.url);
+    u.searchParams.set('node', this.node);
+    return u.toString();
+  }
+
   _connect() {
-    const ws = new this.socketClass(this.url);
+    const ws = new this.socketClass(this._target());
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     ws.onopen = () => {
@@ -165,6 +173,12 @@ export class GameClient extends EventTarget {
         for (let i = 0; i < n; i++) list.push({ id: r.varint(), mass: r.varint() });
         this.leaderboard = list;
         return this.dispatchEvent(new CustomEvent('leaderboard', { detail: list }));
+      }
+      case T.MOVED: {
+        // The match runs on another node now (a drain, or placement): the
+        // close that follows says reconnect at once; the proxy routes ?node=.
+        this.node = r.str();
+        return this.dispatchEvent(new CustomEvent('moved', { detail: { node: this.node } }));
       }
       case T.ERROR: {
         const code = r.u16();
