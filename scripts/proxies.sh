@@ -9,8 +9,12 @@
 #     rooms spread over both;
 #   - HAProxy: the nodes see the real client address (PROXY v2), and a node
 #     killed with -9 is taken out by the health checks: requests go to the
-#     other node.
-# Installs haproxy and nginx (Debian's 2.6 and 1.22) when missing.
+#     other node;
+#   - the game across nodes (the nodes share a real Redis): bots play
+#     through the proxy, the node running their match is stopped (SIGTERM),
+#     the match moves to the other node and every bot takes its seat back
+#     there through the proxy (`?node=`): no seat lost, pause under 1 s.
+# Installs haproxy, nginx (Debian's 2.6 and 1.22) and redis-server when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -18,8 +22,8 @@ TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-reports/proxies}
 rm -rf "$OUT"
 mkdir -p "$OUT"
-if ! command -v haproxy >/dev/null || ! command -v nginx >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq haproxy nginx >/dev/null
+if ! command -v haproxy >/dev/null || ! command -v nginx >/dev/null || ! command -v redis-server >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq haproxy nginx redis-server >/dev/null
 fi
 cargo build --release --quiet --bin volley -p volley
 VOLLEY="$TARGET/release/volley"
@@ -35,10 +39,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-node() { # node NAME PORT EXTRA...: a volley serve node on SQLite in $OUT/NAME
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
+pids+=($!)
+wait_port "$redis_port"
+
+node() { # node NAME PORT EXTRA...: a volley serve node on SQLite in $OUT/NAME, the game shared over Redis
   local name=$1 port=$2; shift 2
   RUST_LOG=warn "$VOLLEY" serve --addr "127.0.0.1:$port" --node-id "$name" --data-dir "$OUT/$name" \
-    --account-attempts-per-sec 0 "$@" >"$OUT/$name.log" 2>&1 &
+    --account-attempts-per-sec 0 --broker "redis://127.0.0.1:$redis_port" "$@" >>"$OUT/$name.log" 2>&1 &
   pids+=($!)
   pid_of[$name]=$!
   disown
@@ -73,6 +82,29 @@ affinity() { # affinity NAME PORT: each ?room= keeps one node; 16 rooms use both
   echo "  affinity: each ?room= on one node, 16 rooms over both"
 }
 
+migrate() { # migrate NAME PROXY_PORT: bots play through the proxy; their match's node is stopped
+  local name=$1 listen=$2 holder=""
+  "$VOLLEY" bench game --url "ws://127.0.0.1:$listen/game/ws" -n 8 -d 6 --warmup 1 --json >"$OUT/$name-migrate.json" &
+  local bench=$!
+  sleep 3
+  # Any node answers with the whole registry (asked through the proxy).
+  holder=$(curl -s "http://127.0.0.1:$listen/api/game/nodes" | "$PY" -c '
+import json, sys
+r = json.load(sys.stdin)
+print(next((n["node"] for n in r["nodes"] if any(m["humans"] > 0 for m in n["matches"])), ""))')
+  [ -n "$holder" ] || { echo "proxies: $name: no node runs the bots' match"; exit 1; }
+  kill -TERM "${pid_of[$holder]}"
+  wait "$bench"
+  check "$name game migration" "$OUT/$name-migrate.json" \
+    'r["errors"] == 0 and r["extra"]["seats_lost"] == 0 and r["extra"]["migrations"] >= 1 and r["extra"]["longest_pause_ms"] < 1000'
+  "$PY" - "$OUT/$name-migrate.json" "$holder" <<'PY'
+import json, sys
+e = json.load(open(sys.argv[1]))["extra"]
+print(f"  game: {sys.argv[2]} stopped under 8 bots: {e['migrations']:.0f} moved, {e['seats_lost']:.0f} seats lost, longest pause {e['longest_pause_ms']:.0f} ms")
+PY
+  migrated=$holder
+}
+
 "$VOLLEY" dev-cert --cert "$OUT/cert.pem" --key "$OUT/key.pem" >/dev/null
 cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
 
@@ -89,7 +121,7 @@ echo "HAProxy $(haproxy -v | head -1 | cut -d' ' -f3) with deploy/haproxy/volley
 a=$(free_port); b=$(free_port); listen=$(free_port); tls_listen=$(free_port)
 node ha-a "$a" --proxy-protocol --trusted-proxies 127.0.0.1
 node ha-b "$b" --proxy-protocol --trusted-proxies 127.0.0.1
-export VOLLEY_LISTEN="127.0.0.1:$listen" NODE_A="127.0.0.1:$a" NODE_B="127.0.0.1:$b"
+export VOLLEY_LISTEN="127.0.0.1:$listen" NODE_A="127.0.0.1:$a" NODE_B="127.0.0.1:$b" NODE_A_ID=ha-a NODE_B_ID=ha-b
 export VOLLEY_TLS_LISTEN="127.0.0.1:$tls_listen" VOLLEY_TLS_PEM="$PWD/$OUT/haproxy.pem"
 haproxy -c -q -f deploy/haproxy/volley.cfg
 haproxy -db -f deploy/haproxy/volley.cfg >"$OUT/haproxy.log" 2>&1 &
@@ -107,6 +139,13 @@ affinity haproxy "$listen"
 # connection that came from HAProxy): a header-less connection from the
 # trusted address is refused, so an answer proves the header was there.
 echo "  PROXY v2: node $first answered through HAProxy"
+migrate haproxy "$listen"
+# Back up, for the next check; HAProxy takes it in after two good checks.
+if [ "$migrated" = ha-a ]; then node ha-a "$a" --proxy-protocol --trusted-proxies 127.0.0.1; else node ha-b "$b" --proxy-protocol --trusted-proxies 127.0.0.1; fi
+first=""
+for _ in $(seq 1 100); do first=$(node_of "$listen"); [ -n "$first" ] && break; sleep 0.1; done
+sleep 2.5
+first=$(node_of "$listen")
 kill -9 "${pid_of[$first]}"
 # Within 10 s (checks every second, two failures out): answers from the other.
 for _ in $(seq 1 100); do
@@ -122,8 +161,8 @@ echo "  kill -9 of $first: the health checks took it out; requests go to $got"
 
 echo "nginx $(nginx -v 2>&1 | cut -d/ -f2) with deploy/nginx/volley.conf"
 a=$(free_port); b=$(free_port); listen=$(free_port); tls_listen=$(free_port)
-node ng-a "$a" --max-connections-per-ip 0
-node ng-b "$b" --max-connections-per-ip 0
+node node-a "$a" --max-connections-per-ip 0
+node node-b "$b" --max-connections-per-ip 0
 conf="$OUT/nginx.conf"
 {
   echo "daemon off; worker_processes 1; pid $PWD/$OUT/nginx.pid; error_log $PWD/$OUT/nginx-error.log warn;"
@@ -143,7 +182,8 @@ first=$(node_of "$listen")
 [ -n "$first" ] || { echo "proxies: nothing answers through nginx"; exit 1; }
 # nginx adds X-Forwarded-For, so the node keeps /metrics from proxied
 # clients: the game's tick time is read from the node directly.
-port_of_first=$a; [ "$first" = ng-b ] && port_of_first=$b
+port_of_first=$a; [ "$first" = node-b ] && port_of_first=$b
 traffic nginx "$listen" "127.0.0.1:$port_of_first" "$tls_listen"
 affinity nginx "$listen"
+migrate nginx "$listen"
 echo "proxies: HAProxy and nginx passed"

@@ -45,6 +45,35 @@ struct BotStats {
     errors: u64,
     deaths: u64,
     latency: Histogram<u64>,
+    /// Connections made again after the server closed one.
+    reconnects: u64,
+    /// Of those, the ones that followed a moved match (`MOVED`).
+    migrations: u64,
+    /// Reconnects that did not get the bot's seat back.
+    seats_lost: u64,
+    /// Longest time between two snapshots across a reconnect.
+    longest_pause: Duration,
+    /// The last snapshot before the connection dropped, until the next one.
+    pause_from: Option<Instant>,
+    last_snapshot: Option<Instant>,
+}
+
+impl BotStats {
+    fn new() -> BotStats {
+        BotStats {
+            snapshots: 0,
+            bytes: 0,
+            errors: 0,
+            deaths: 0,
+            latency: histogram(),
+            reconnects: 0,
+            migrations: 0,
+            seats_lost: 0,
+            longest_pause: Duration::ZERO,
+            pause_from: None,
+            last_snapshot: None,
+        }
+    }
 }
 
 impl Scenario for Game {
@@ -97,18 +126,63 @@ impl Scenario for Game {
                 let failed = |e: String| {
                     tracing::warn!(error = %e, "bot could not join");
                     BotStats {
-                        snapshots: 0,
-                        bytes: 0,
                         errors: 1,
-                        deaths: 0,
-                        latency: histogram(),
+                        ..BotStats::new()
                     }
                 };
                 match shared {
                     // Own connections: through the target's connector (its CA, for wss://).
+                    // A closed connection is made again (a drained node, a
+                    // moved match), and the seat taken back.
                     None => {
                         let ws = target.connector.connect(&target.url).await;
-                        play(ws, join, permit, failed, period, window_start, window_end).await
+                        let client = match ws {
+                            Ok(ws) => GameClient::join_on(ws, join.clone()).await,
+                            Err(e) => Err(e.into()),
+                        };
+                        let client = match client {
+                            // A cluster's node may send a new match elsewhere.
+                            Err(volley_client::Error::Moved { node }) => {
+                                let url = volley_client::game::with_node(&target.url, &node);
+                                match target.connector.connect(&url).await {
+                                    Ok(ws) => GameClient::join_on(ws, join).await,
+                                    Err(e) => Err(e.into()),
+                                }
+                            }
+                            other => other,
+                        };
+                        drop(permit);
+                        let mut client = match client {
+                            Ok(client) => client,
+                            Err(e) => return failed(e.to_string()),
+                        };
+                        let mut stats = BotStats::new();
+                        let mut backoff =
+                            volley_client::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+                        loop {
+                            let dropped = bot(&mut client, &mut stats, period, window_start, window_end).await;
+                            if !dropped || Instant::now() >= window_end {
+                                break;
+                            }
+                            let moved = client.moved_to().is_some();
+                            match client.rejoin(&target.connector, &target.url, &mut backoff, 5).await {
+                                Ok(back) => {
+                                    stats.reconnects += 1;
+                                    stats.migrations += u64::from(moved);
+                                    stats.seats_lost += u64::from(!back.welcome.resumed);
+                                    stats.pause_from = stats.last_snapshot;
+                                    client = back;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "bot could not come back");
+                                    stats.errors += 1;
+                                    stats.seats_lost += 1;
+                                    break;
+                                }
+                            }
+                        }
+                        let _ = client.close().await;
+                        stats
                     }
                     // Streams of shared HTTP/2 or HTTP/3 connections.
                     Some(shared) => {
@@ -122,7 +196,15 @@ impl Scenario for Game {
         let before = metrics.scrape().await?;
         let cpu_before = target.server_pid.and_then(crate::sys::pid_cpu_time);
         tokio::time::sleep_until(window_end).await;
-        let after = metrics.scrape().await?;
+        // The node may be gone by now (a drain under the bench): the bots'
+        // figures still stand, the server's are then left out.
+        let after = match metrics.scrape().await {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::warn!(error = %e, "the server's /metrics after the window could not be read");
+                String::new()
+            }
+        };
         let cpu_after = target.server_pid.and_then(crate::sys::pid_cpu_time);
         let mut measured = Measured {
             latency: Some(histogram()),
@@ -130,8 +212,14 @@ impl Scenario for Game {
             ..Measured::default()
         };
         let mut deaths = 0;
+        let (mut reconnects, mut migrations, mut seats_lost) = (0, 0, 0);
+        let mut longest_pause = Duration::ZERO;
         while let Some(done) = set.join_next().await {
             let stats = done.map_err(|e| Error::Game(format!("bot task: {e}")))?;
+            reconnects += stats.reconnects;
+            migrations += stats.migrations;
+            seats_lost += stats.seats_lost;
+            longest_pause = longest_pause.max(stats.longest_pause);
             measured.ops += stats.snapshots;
             measured.bytes += stats.bytes;
             measured.errors += stats.errors;
@@ -147,6 +235,10 @@ impl Scenario for Game {
         extra.insert("snapshots_per_bot_per_s".into(), measured.ops as f64 / bots / secs);
         extra.insert("bytes_per_bot_per_s".into(), measured.bytes as f64 / bots / secs);
         extra.insert("bot_deaths".into(), deaths as f64);
+        extra.insert("reconnects".into(), reconnects as f64);
+        extra.insert("migrations".into(), migrations as f64);
+        extra.insert("seats_lost".into(), seats_lost as f64);
+        extra.insert("longest_pause_ms".into(), longest_pause.as_secs_f64() * 1e3);
         for (name, metric) in [
             ("tick", "volley_game_tick_seconds"),
             ("tick_sim", "volley_game_tick_sim_seconds"),
@@ -200,24 +292,31 @@ where
     };
     drop(permit);
     match client {
-        Ok(client) => bot(client, period, window_start, window_end).await,
+        Ok(mut client) => {
+            let mut stats = BotStats::new();
+            if bot(&mut client, &mut stats, period, window_start, window_end).await {
+                stats.errors += 1;
+            }
+            let _ = client.close().await;
+            stats
+        }
         Err(e) => failed(e),
     }
 }
 
 /// One bot: steer toward a wandering point at `period`, acknowledge and
-/// read snapshots, respawn when eaten.
-async fn bot<S>(mut client: GameClient<S>, period: Duration, window_start: Instant, window_end: Instant) -> BotStats
+/// read snapshots, respawn when eaten. True when the server closed the
+/// connection before the window ended.
+async fn bot<S>(
+    client: &mut GameClient<S>,
+    stats: &mut BotStats,
+    period: Duration,
+    window_start: Instant,
+    window_end: Instant,
+) -> bool
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut stats = BotStats {
-        snapshots: 0,
-        bytes: 0,
-        errors: 0,
-        deaths: 0,
-        latency: histogram(),
-    };
     let mut sent: VecDeque<(u32, Instant)> = VecDeque::new();
     let mut last_applied = 0;
     let mut heading = (200i16, 0i16);
@@ -258,6 +357,10 @@ where
                 }
                 match event {
                     Ok(Some(Event::Snapshot { .. })) => {
+                        if let Some(from) = stats.pause_from.take() {
+                            stats.longest_pause = stats.longest_pause.max(now - from);
+                        }
+                        stats.last_snapshot = Some(now);
                         let applied = client.header.input_seq;
                         let in_window = now >= window_start && now < window_end;
                         if in_window {
@@ -289,16 +392,15 @@ where
                     }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => {
-                        stats.errors += 1;
-                        break;
+                        stats.bytes += client.received_bytes - bytes_at_start.unwrap_or(client.received_bytes);
+                        return true;
                     }
                 }
             }
         }
     }
-    stats.bytes = client.received_bytes - bytes_at_start.unwrap_or(client.received_bytes);
-    let _ = client.close().await;
-    stats
+    stats.bytes += client.received_bytes - bytes_at_start.unwrap_or(client.received_bytes);
+    false
 }
 
 /// Where the server's `/metrics` is read: the same host and port as the
