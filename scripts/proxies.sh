@@ -46,7 +46,8 @@ wait_port "$redis_port"
 
 node() { # node NAME PORT EXTRA...: a volley serve node on SQLite in $OUT/NAME, the game shared over Redis
   local name=$1 port=$2; shift 2
-  RUST_LOG=warn "$VOLLEY" serve --addr "127.0.0.1:$port" --node-id "$name" --data-dir "$OUT/$name" \
+  # One token secret for all: any node takes any node's seat tokens.
+  VOLLEY_TOKEN_SECRET="proxies.sh shared secret" RUST_LOG=warn "$VOLLEY" serve --addr "127.0.0.1:$port" --node-id "$name" --data-dir "$OUT/$name" \
     --account-attempts-per-sec 0 --broker "redis://127.0.0.1:$redis_port" "$@" >>"$OUT/$name.log" 2>&1 &
   pids+=($!)
   pid_of[$name]=$!

@@ -76,8 +76,10 @@ export class GameClient extends EventTarget {
   constructor(url: string, options?: GameOptions);
   state: "connecting" | "playing" | "reconnecting" | "closed";
   welcome: Welcome | null;
-  /** The node running the match, once the server said (MOVED); sent as `?node=` on reconnects. */
+  /** The node running the match, once the server said (SEAT, MOVED); sent as `?node=` on reconnects. */
   node: string | null;
+  /** The signed seat token from the server's SEAT frame: what a reconnect presents (any node of a cluster takes it). */
+  seatToken: string | null;
   header: SnapshotHeader | null;
   alive: boolean;
   roster: Map<number, { id: number; bot: boolean; name: string }>;

@@ -3,7 +3,7 @@
 // Reusable: no DOM access; the page (play.js) draws what `frame()` returns.
 
 export const POSITION_SCALE = 4;
-const T = { JOIN: 1, INPUT: 2, PING: 3, RESPAWN: 4, WELCOME: 0x81, SNAPSHOT: 0x82, PONG: 0x83, ROSTER: 0x84, LEADERBOARD: 0x85, ERROR: 0x86, MOVED: 0x87 };
+const T = { JOIN: 1, INPUT: 2, PING: 3, RESPAWN: 4, WELCOME: 0x81, SNAPSHOT: 0x82, PONG: 0x83, ROSTER: 0x84, LEADERBOARD: 0x85, ERROR: 0x86, MOVED: 0x87, SEAT: 0x88 };
 export const KIND = { PELLET: 0, CELL: 1, BLOB: 2 };
 export const BUTTON = { SPLIT: 1, EJECT: 2 };
 const FULL_SPEED_DISTANCE = 200;
@@ -88,7 +88,7 @@ export class GameClient extends EventTarget {
     super();
     this.socketClass = socketClass;
     this.url = url; this.name = name; this.spectate = spectate; this.interpolationTicks = interpolationTicks;
-    this.token = spectate ? null : token; this.node = null; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
+    this.token = spectate ? null : token; this.node = null; this.seatToken = null; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
     this.baselines = []; // [{tick, entities, header, at}]
     this.pending = []; // unacknowledged inputs
     this.seq = 0; this.header = null; this.alive = false;
@@ -114,15 +114,24 @@ export class GameClient extends EventTarget {
     this.ws = ws;
     ws.onopen = () => {
       const name = new TextEncoder().encode(this.name).slice(0, 24);
-      const flags = (this.spectate ? 1 : 0) | (this.token ? 2 : 0);
-      const buf = new Uint8Array(3 + name.length + (this.token ? 16 : 0));
+      // The seat token (signed, any node of a cluster takes it) wins over
+      // the welcome's resume token; a new player sends neither.
+      const seat = this.seatToken ? new TextEncoder().encode(this.seatToken) : null;
+      const raw = !seat && this.token;
+      const flags = (this.spectate ? 1 : 0) | (raw ? 2 : 0) | (seat ? 4 : 0);
+      const buf = new Uint8Array(3 + name.length + (raw ? 16 : 0) + (seat ? 2 + seat.length : 0));
       buf[0] = T.JOIN; buf[1] = flags; buf[2] = name.length; buf.set(name, 3);
-      if (this.token) buf.set(this.token, 3 + name.length);
+      let at = 3 + name.length;
+      if (raw) { buf.set(this.token, at); at += 16; }
+      if (seat) { buf[at] = seat.length & 0xff; buf[at + 1] = seat.length >> 8; buf.set(seat, at + 2); }
       ws.send(buf);
     };
     ws.onmessage = (ev) => this._frame(ev.data);
     ws.onclose = (ev) => {
       if (this._closed) { this._setState('closed'); return; }
+      // 4001-4003: the seat token was refused (invalid, expired, already
+      // used): come back as a new player rather than knock forever.
+      if (ev.code >= 4001 && ev.code <= 4003) { this.seatToken = null; this.token = null; }
       this._setState('reconnecting');
       // 1012 from `volley proxy` draining a node names when to come back.
       const hint = ev.code === 1012 ? /reconnect in (\d+) ms/.exec(ev.reason || '') : null;
@@ -173,6 +182,13 @@ export class GameClient extends EventTarget {
         for (let i = 0; i < n; i++) list.push({ id: r.varint(), mass: r.varint() });
         this.leaderboard = list;
         return this.dispatchEvent(new CustomEvent('leaderboard', { detail: list }));
+      }
+      case T.SEAT: {
+        const node = r.str();
+        const n = r.u16();
+        this.seatToken = new TextDecoder().decode(r.bytes(n));
+        if (node) this.node = node;
+        return;
       }
       case T.MOVED: {
         // The match runs on another node now (a drain, or placement): the

@@ -34,6 +34,8 @@ for (const name of ["n1", "n2"]) {
   const port = await freePort();
   const proc = await startServer(port, join(dataDir, name), [
     "--node-id", name, "--broker", broker, "--game-bots-per-room", "4", "--game-world-size", "2000",
+    // One token secret for the cluster: any node takes any node's seat tokens.
+    "--token-secret", "browser test shared secret",
   ]);
   nodes[name] = { port, proc };
   procs.push(proc);

@@ -121,6 +121,7 @@ impl Scenario for Game {
                     name: format!("bench {n}"),
                     spectate: false,
                     resume: None,
+                    seat: None,
                 };
                 let permit = gate.acquire().await;
                 let failed = |e: String| {
@@ -344,9 +345,11 @@ where
                             sent.pop_front();
                         }
                     }
+                    // The server closed (a drain, a moved match): the caller
+                    // decides whether to come back.
                     Err(_) => {
-                        stats.errors += 1;
-                        break;
+                        stats.bytes += client.received_bytes - bytes_at_start.unwrap_or(client.received_bytes);
+                        return true;
                     }
                 }
             }
@@ -381,8 +384,8 @@ where
                             stats.deaths += 1;
                         }
                         if !client.header.alive && client.respawn().await.is_err() {
-                            stats.errors += 1;
-                            break;
+                            stats.bytes += client.received_bytes - bytes_at_start.unwrap_or(client.received_bytes);
+                            return true;
                         }
                         was_alive = client.header.alive;
                     }

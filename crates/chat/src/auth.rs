@@ -38,6 +38,10 @@ struct Claims {
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// The game's seat-token key: the same shared secret under another
+    /// name, so every node of a cluster checks every node's seat tokens
+    /// and neither kind of token passes for the other.
+    seat_key: Vec<u8>,
     ttl_secs: u64,
     external: Option<(DecodingKey, Validation)>,
 }
@@ -53,6 +57,11 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
+    /// The HMAC key for the game's seat tokens (see the field).
+    pub(crate) fn seat_key(&self) -> &[u8] {
+        &self.seat_key
+    }
+
     /// Load keys: the configured secret, or the one in the data directory
     /// (created on first start), and the external verification key if any.
     pub(crate) fn new(config: &ChatConfig) -> Result<Auth, Error> {
@@ -90,9 +99,12 @@ impl Auth {
                 Some((key, validation))
             }
         };
+        let mut seat_key = b"volley-seat\0".to_vec();
+        seat_key.extend_from_slice(&secret);
         Ok(Auth {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
+            seat_key,
             ttl_secs: config.token_ttl_secs,
             external,
         })

@@ -157,6 +157,12 @@ impl Chat {
         &self.config.node_id
     }
 
+    /// The key the game signs seat tokens with: derived from the token
+    /// secret, which every node of a cluster shares (`token_secret`).
+    pub fn seat_key(&self) -> Vec<u8> {
+        self.auth.seat_key().to_vec()
+    }
+
     /// The hub: store, broker, presence.
     pub fn hub(&self) -> &Hub {
         &self.hub

@@ -35,6 +35,9 @@ pub enum Event {
     Pong(u32),
     /// The server refused something; the connection stays open unless a close follows.
     Error(ErrorCode, String),
+    /// A seat token arrived (after the welcome, and renewed): kept for
+    /// [`GameClient::rejoin`].
+    Seat,
     /// The match moved to the node with this id; close 1012 follows.
     /// [`GameClient::rejoin`] goes there (`?node=ID` through the proxy).
     Moved(String),
@@ -64,6 +67,7 @@ pub struct GameClient<S = MaybeTlsStream> {
     seq: u32,
     name: String,
     moved_to: Option<String>,
+    seat: Option<(String, String)>,
 }
 
 impl<S> std::fmt::Debug for GameClient<S> {
@@ -105,7 +109,12 @@ impl GameClient {
         let (code, reason) = ws_close(&self.ws);
         let mut hint = CloseHint::of(volley_net::CloseCode(code), &reason);
         let moved;
-        let url = match &self.moved_to {
+        let node = self
+            .moved_to
+            .as_ref()
+            .or(self.seat.as_ref().map(|(n, _)| n))
+            .filter(|n| !n.is_empty());
+        let url = match node {
             Some(node) => {
                 moved = with_node(url, node);
                 moved.as_str()
@@ -182,6 +191,7 @@ where
             seq: 0,
             name,
             moved_to: None,
+            seat: None,
         })
     }
 
@@ -235,6 +245,10 @@ where
                 self.moved_to = Some(node.clone());
                 Event::Moved(node)
             }
+            ServerMsg::Seat { node, token } => {
+                self.seat = Some((node, token));
+                Event::Seat
+            }
             ServerMsg::Welcome(w) => return Err(Error::Unexpected(format!("second welcome {w:?}"))),
         })
     }
@@ -282,12 +296,21 @@ where
         self.moved_to.as_deref()
     }
 
-    /// The join that takes this seat back (the resume token of the welcome).
+    /// The seat token and the node it names, once a `SEAT` frame came.
+    pub fn seat(&self) -> Option<(&str, &str)> {
+        self.seat.as_ref().map(|(n, t)| (n.as_str(), t.as_str()))
+    }
+
+    /// The join that takes this seat back: the seat token when the server
+    /// gave one (it works on whatever node runs the match), else the
+    /// welcome's resume token.
     pub fn rejoin_frame(&self) -> Join {
+        let player = !self.welcome.spectator;
         Join {
             name: self.name.clone(),
             spectate: self.welcome.spectator,
-            resume: (!self.welcome.spectator).then_some(self.welcome.token),
+            resume: (player && self.seat.is_none()).then_some(self.welcome.token),
+            seat: self.seat.as_ref().filter(|_| player).map(|(_, t)| t.clone()),
         }
     }
 

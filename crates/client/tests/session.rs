@@ -261,6 +261,7 @@ async fn a_player_rejoins_into_the_same_cell() {
         name: "dana".into(),
         spectate: false,
         resume: None,
+        seat: None,
     };
     let mut player = GameClient::join(&url, join).await.unwrap();
     while player.header.tick == 0 {

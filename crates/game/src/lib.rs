@@ -19,6 +19,7 @@ mod http;
 mod lobby;
 mod pool;
 mod room;
+mod seat;
 mod session;
 pub mod sim;
 mod view;

@@ -2,7 +2,7 @@
 //! and forgetting them once they close.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use rand::Rng;
@@ -13,6 +13,7 @@ use crate::config::GameConfig;
 use crate::pool::Pool;
 use crate::protocol::{ErrorCode, Join, MatchId};
 use crate::room::{Closer, Command, Joined, Room, Shared};
+use crate::seat::{SeatClaims, SeatError, SeatKeys};
 use crate::Error;
 
 /// The open rooms. Rooms close themselves through it, under its lock, so a
@@ -57,7 +58,13 @@ pub struct Lobby {
     draining: AtomicBool,
     /// The cluster this node is part of (weak: the cluster holds the lobby).
     cluster: OnceLock<Weak<Cluster>>,
+    /// Signs and checks seat tokens; a random key until `set_seat_key`.
+    seat_keys: RwLock<SeatKeys>,
 }
+
+/// How long a seat token outlives the reconnect grace; connections renew
+/// theirs at a third of this.
+pub(crate) const SEAT_TOKEN_MARGIN_SECS: u64 = 90;
 
 /// Why a join got no seat here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +105,7 @@ impl Lobby {
             clustered: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             cluster: OnceLock::new(),
+            seat_keys: RwLock::new(SeatKeys::new(&rand::random::<[u8; 32]>())),
         });
         let weak = Arc::downgrade(&lobby);
         tokio::spawn(async move {
@@ -192,6 +200,27 @@ impl Lobby {
         let _ = self.cluster.set(cluster);
     }
 
+    /// Sign seat tokens with `key` (every node of a cluster must use the
+    /// same: `volley serve` derives it from the shared token secret).
+    pub fn set_seat_key(&self, key: &[u8]) {
+        *self.seat_keys.write().unwrap_or_else(|e| e.into_inner()) = SeatKeys::new(key);
+    }
+
+    /// A seat token for `player`'s seat holding `secret` in `room`; valid
+    /// for the reconnect grace plus a minute (connections renew it).
+    pub(crate) fn seat_token(&self, room: MatchId, player: u32, secret: &[u8; 16]) -> String {
+        let node = self.cluster().map(|c| c.node().to_owned()).unwrap_or_default();
+        let ttl = self.config.reconnect_grace_secs + SEAT_TOKEN_MARGIN_SECS;
+        self.seat_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .issue(room, &node, player, secret, ttl)
+    }
+
+    pub(crate) fn verify_seat(&self, token: &str) -> Result<SeatClaims, SeatError> {
+        self.seat_keys.read().unwrap_or_else(|e| e.into_inner()).verify(token)
+    }
+
     /// The cluster this node belongs to, if any.
     pub fn cluster(&self) -> Option<Arc<Cluster>> {
         self.cluster.get().and_then(Weak::upgrade)
@@ -279,15 +308,17 @@ impl Lobby {
             let id = MatchId(u32::from_le_bytes([token[0], token[1], token[2], token[3]]));
             let room = self.find(id);
             match room {
-                Some(room) => {
-                    if let Ok(joined) = ask(&room, join.clone(), token).await {
+                Some(room) => match ask(&room, join.clone(), token).await {
+                    Ok(joined) => {
                         return Ok(Seat {
                             room,
                             joined,
                             resume_expired: false,
-                        });
+                        })
                     }
-                }
+                    Err(Some(ErrorCode::SeatReplayed)) => return Err(Refused::Code(ErrorCode::SeatReplayed)),
+                    Err(_) => {}
+                },
                 None => {
                     if let Some(node) = self.cluster().and_then(|c| c.holder_of(id)) {
                         return Err(Refused::Elsewhere(node));

@@ -124,6 +124,8 @@ pub(crate) struct Shared {
 struct Viewer {
     player: Option<PlayerId>,
     token: [u8; 16],
+    /// The token before the last take-over: presented again, it is a replay.
+    previous: Option<[u8; 16]>,
     attach: u32,
     slot: watch::Sender<Option<(u32, Bytes)>>,
     taken: Arc<AtomicU32>,
@@ -147,6 +149,7 @@ impl Viewer {
         Viewer {
             player,
             token,
+            previous: None,
             attach: 1,
             slot,
             taken,
@@ -400,13 +403,26 @@ impl Room {
         let (snap_tx, snapshots) = watch::channel(None);
         let taken = Arc::new(AtomicU32::new(0));
         if let Some(resume) = join.resume {
+            let id = self.shared.id;
             let Some((&key, viewer)) = self
                 .viewers
                 .iter_mut()
                 .find(|(_, v)| v.token == resume && v.player.is_some())
             else {
-                return Err(ErrorCode::ResumeExpired);
+                let replayed = self.viewers.values().any(|v| v.previous == Some(resume));
+                return Err(if replayed {
+                    ErrorCode::SeatReplayed
+                } else {
+                    ErrorCode::ResumeExpired
+                });
             };
+            // A new secret for every take-over: the one just used (and any
+            // seat token holding it) cannot take the seat again.
+            let mut fresh = [0u8; 16];
+            fresh[..4].copy_from_slice(&id.0.to_le_bytes());
+            rand::Rng::fill(&mut rand::rng(), &mut fresh[4..]);
+            viewer.previous = Some(viewer.token);
+            viewer.token = fresh;
             // Take over: a new slot (the old connection's receiver sees it
             // closed and ends), a new attachment, full snapshot next.
             viewer.attach += 1;
@@ -424,8 +440,8 @@ impl Room {
                 attach: viewer.attach,
                 welcome: Welcome {
                     player,
-                    room: self.shared.id,
-                    token: resume,
+                    room: id,
+                    token: fresh,
                     tick_hz,
                     world_size,
                     spectator: false,
@@ -836,6 +852,7 @@ mod tests {
             name: name.into(),
             spectate: false,
             resume,
+            seat: None,
         };
         let token = [name.len() as u8; 16];
         shared.commands.try_send(Command::Join { join, token, reply }).unwrap();

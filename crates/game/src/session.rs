@@ -10,9 +10,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use volley_net::{CloseCode, Message, WebSocket};
 
-use crate::lobby::{Lobby, Refused, Seat};
+use crate::lobby::{Lobby, Refused, Seat, SEAT_TOKEN_MARGIN_SECS};
 use crate::protocol::{ClientMsg, ErrorCode, Join, ServerMsg, MAX_NAME_BYTES};
 use crate::room::Command;
+use crate::seat::SeatError;
 
 /// Time a connection has to send its join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,6 +154,17 @@ impl Allowance {
 }
 
 /// Resolves once shutdown begins (holds no borrow of the flag across awaits).
+/// A seat token that cannot take a seat: the error frame, then its own
+/// close code (4001 invalid, 4002 expired, 4003 replayed).
+async fn refuse_seat<S>(ws: &mut WebSocket<S>, code: ErrorCode, close: u16, why: &str) -> Result<(), volley_net::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    metrics::counter!("volley_game_seat_tokens_refused_total", "reason" => why.to_owned()).increment(1);
+    send_error(ws, code, why).await?;
+    ws.close(CloseCode(close), why).await
+}
+
 /// The match was handed to `node`: say where, then 1012 (this service
 /// restarting) with no wait, since the match already runs there.
 async fn tell_moved<S>(ws: &mut WebSocket<S>, node: &str, sent: &impl Fn(usize)) -> Result<(), volley_net::Error>
@@ -188,9 +200,23 @@ async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some(join) = first_join(ws).await? else {
+    let Some(mut join) = first_join(ws).await? else {
         return Ok(());
     };
+    // A seat token stands for its seat's resume secret, once checked.
+    if let Some(token) = join.seat.take() {
+        if !join.spectate {
+            match lobby.verify_seat(&token) {
+                Ok(claims) => join.resume = Some(claims.secret),
+                Err(SeatError::Invalid) => {
+                    return refuse_seat(ws, ErrorCode::SeatInvalid, 4001, "seat token invalid").await;
+                }
+                Err(SeatError::Expired) => {
+                    return refuse_seat(ws, ErrorCode::SeatExpired, 4002, "seat token expired").await;
+                }
+            }
+        }
+    }
     let Seat {
         room,
         joined,
@@ -205,6 +231,9 @@ where
             )
             .await?;
             return Ok(());
+        }
+        Err(Refused::Code(ErrorCode::SeatReplayed)) => {
+            return refuse_seat(ws, ErrorCode::SeatReplayed, 4003, "seat token already used").await;
         }
         Err(Refused::Code(code)) => {
             send_error(ws, code, "no room can take you now").await?;
@@ -233,9 +262,26 @@ where
             sent(error.len());
             ws.feed(Message::Binary(error.into())).await?;
         }
+        let (room_id, player, secret) = (joined.welcome.room, joined.welcome.player, joined.welcome.token);
+        let seat = move || {
+            (player != 0).then(|| {
+                let node = lobby.cluster().map(|c| c.node().to_owned()).unwrap_or_default();
+                ServerMsg::Seat {
+                    node,
+                    token: lobby.seat_token(room_id, player, &secret),
+                }
+                .encode()
+            })
+        };
         let welcome = ServerMsg::Welcome(joined.welcome).encode();
         sent(welcome.len());
         ws.feed(Message::Binary(welcome.into())).await?;
+        if let Some(frame) = seat() {
+            sent(frame.len());
+            ws.feed(Message::Binary(frame.into())).await?;
+        }
+        let mut renew = tokio::time::interval(Duration::from_secs(SEAT_TOKEN_MARGIN_SECS / 3));
+        renew.tick().await;
         let frame = roster.borrow_and_update().clone();
         if !frame.is_empty() {
             sent(frame.len());
@@ -321,6 +367,12 @@ where
                     let frame = roster.borrow_and_update().clone();
                     sent(frame.len());
                     ws.send(Message::Binary(frame)).await?;
+                }
+                _ = renew.tick() => {
+                    if let Some(frame) = seat() {
+                        sent(frame.len());
+                        ws.send(Message::Binary(frame.into())).await?;
+                    }
                 }
                 Ok(()) = board.changed() => {
                     let frame = board.borrow_and_update().clone();

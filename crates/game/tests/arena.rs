@@ -53,6 +53,7 @@ fn join(name: &str) -> Join {
         name: name.into(),
         spectate: false,
         resume: None,
+        seat: None,
     }
 }
 
@@ -261,6 +262,7 @@ async fn reconnect_within_grace_gets_the_cell_back() {
         &server.url(),
         Join {
             resume: Some(token),
+            seat: None,
             ..join("ann")
         },
     )
@@ -292,6 +294,7 @@ async fn reconnect_within_grace_gets_the_cell_back() {
         &server.url(),
         Join {
             resume: Some(token),
+            seat: None,
             ..join("ann")
         },
     )
@@ -411,6 +414,7 @@ async fn a_reconnect_storm_resumes_everyone() {
                 &url,
                 Join {
                     resume: Some(token),
+                    seat: None,
                     ..join("again")
                 },
             )
@@ -429,4 +433,90 @@ async fn a_reconnect_storm_resumes_everyone() {
     }
     assert_eq!(resumed, 60);
     assert_eq!(server.lobby.rooms(), 1, "everyone is back in the one room");
+}
+
+/// Send a join on a fresh connection; the error frame and close code that follow.
+async fn refused_join(url: &str, join: Join) -> (ErrorCode, u16) {
+    let mut ws = volley_net::connect(url).await.expect("connect");
+    ws.send(Message::Binary(
+        volley_client::game_protocol::ClientMsg::Join(join).encode().into(),
+    ))
+    .await
+    .unwrap();
+    let mut code = None;
+    while let Ok(Some(message)) = ws.recv().await {
+        if let Ok(volley_client::game_protocol::ServerMsg::Error(c, _)) =
+            volley_client::game_protocol::ServerMsg::decode(message.as_bytes())
+        {
+            code = Some(c);
+        }
+    }
+    let close = ws.peer_close().map_or(1006, |c| c.code.0);
+    (code.expect("an error frame"), close)
+}
+
+/// A seat token takes the seat back once; used again (or the resume token
+/// it replaced) it is refused as replayed (4003), and an altered one as
+/// invalid (4001).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seat_tokens_work_once_and_forged_or_replayed_ones_are_refused() {
+    let server = start(small()).await;
+    let mut a = GameClient::join(&server.url(), join("sam")).await.expect("join");
+    let (player, first_secret) = (a.welcome.player, a.welcome.token);
+    assert!(
+        read_until(&mut a, 5, |_, e| matches!(e, Event::Seat)).await,
+        "a seat token after the welcome"
+    );
+    let (node, t1) = a.seat().map(|(n, t)| (n.to_owned(), t.to_owned())).unwrap();
+    assert_eq!(node, "", "a node outside a cluster has no id to route by");
+    a.close().await.unwrap();
+
+    let mut back = GameClient::join(
+        &server.url(),
+        Join {
+            seat: Some(t1.clone()),
+            ..join("sam")
+        },
+    )
+    .await
+    .expect("the seat token takes the seat back");
+    assert!(back.welcome.resumed && back.welcome.player == player);
+    assert_ne!(
+        back.welcome.token, first_secret,
+        "the secret rotates on every take-over"
+    );
+    assert!(read_until(&mut back, 5, |_, e| matches!(e, Event::Seat)).await);
+    let t2 = back.seat().unwrap().1.to_owned();
+    assert_ne!(t2, t1);
+
+    let seat = |t: &str| Join {
+        seat: Some(t.to_owned()),
+        ..join("sam")
+    };
+    assert_eq!(
+        refused_join(&server.url(), seat(&t1)).await,
+        (ErrorCode::SeatReplayed, 4003)
+    );
+    let raw = Join {
+        resume: Some(first_secret),
+        ..join("sam")
+    };
+    assert_eq!(refused_join(&server.url(), raw).await, (ErrorCode::SeatReplayed, 4003));
+    // One character of the signature changed (not the last: its low bits
+    // are padding).
+    let mut forged: Vec<char> = t2.chars().collect();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
+    assert_eq!(
+        refused_join(&server.url(), seat(&forged)).await,
+        (ErrorCode::SeatInvalid, 4001)
+    );
+    assert_eq!(
+        refused_join(&server.url(), seat("not.a.token")).await,
+        (ErrorCode::SeatInvalid, 4001)
+    );
+    // None of that disturbed the seat's holder.
+    assert!(read_until(&mut back, 5, |_, e| matches!(e, Event::Snapshot { .. })).await);
+    assert_eq!(back.welcome.player, player);
 }

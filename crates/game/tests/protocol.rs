@@ -127,11 +127,13 @@ fn client_frames_round_trip() {
             name: "zoë".into(),
             spectate: false,
             resume: None,
+            seat: None,
         }),
         ClientMsg::Join(Join {
             name: String::new(),
             spectate: true,
             resume: Some([7; 16]),
+            seat: None,
         }),
         ClientMsg::Ping(99),
         ClientMsg::Respawn,

@@ -103,6 +103,11 @@ pub(crate) struct ServeArgs {
     /// External JWT HS256 secret (prefer the environment variable: flags show in `ps`).
     #[arg(long, env = "VOLLEY_JWT_SECRET", hide_env_values = true)]
     pub(crate) jwt_secret: Option<String>,
+    /// The HS256 secret for the tokens this node issues (sessions, seat
+    /// tokens), at least 16 bytes; every node of a cluster needs the same
+    /// (prefer the environment variable: flags show in `ps`) [default: generated into the data directory].
+    #[arg(long, env = "VOLLEY_TOKEN_SECRET", hide_env_values = true)]
+    pub(crate) token_secret: Option<String>,
     /// External JWT public key (PEM) for RS256/ES256.
     #[arg(long, env = "VOLLEY_JWT_PUBLIC_KEY")]
     pub(crate) jwt_public_key: Option<PathBuf>,
@@ -256,6 +261,9 @@ impl ServeConfig {
         }
         if let Some(path) = args.jwt_public_key {
             chat.jwt.public_key_file = Some(path);
+        }
+        if let Some(secret) = args.token_secret {
+            chat.token_secret = Some(secret);
         }
         Ok(())
     }

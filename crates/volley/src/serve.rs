@@ -57,6 +57,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // load, new matches where there is headroom, matches handed over on
     // a drain.
     let chat = server.chat();
+    // Seat tokens signed with the shared token secret: any node of the
+    // cluster takes any node's.
+    lobby.set_seat_key(&chat.seat_key());
     let cluster = chat
         .hub()
         .broker()

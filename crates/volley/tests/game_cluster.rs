@@ -41,6 +41,9 @@ fn game_node(addr: SocketAddr, name: &str, dir: &std::path::Path, broker: &str) 
             "0",
             "--game-sim-threads",
             "1",
+            // Shared by the cluster: any node takes any node's seat tokens.
+            "--token-secret",
+            "the cluster's shared test secret",
         ],
         log.as_deref(),
     );
@@ -184,6 +187,7 @@ async fn a_stopped_node_hands_its_match_over_and_every_player_keeps_its_seat() {
         name: format!("p{i}"),
         spectate: false,
         resume: None,
+        seat: None,
     };
     // The first player opens a match; once the registry knows it, the
     // others, arriving at whichever node the proxy picks, are sent to it.

@@ -11,8 +11,11 @@ pub const INPUT_FLAG_SPLIT: u8 = 1;
 /// Input button bit: eject mass from every cell heavy enough (32 by default).
 pub const INPUT_FLAG_EJECT: u8 = 2;
 
+/// Longest seat token a join may carry, in bytes.
+pub const MAX_SEAT_TOKEN_BYTES: usize = 1024;
+
 /// The first frame of a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Join {
     /// At most [`MAX_NAME_BYTES`], printable; trimmed by the server, and an empty one becomes "player".
     pub name: String,
@@ -20,6 +23,9 @@ pub struct Join {
     pub spectate: bool,
     /// From an earlier `Welcome`: take back the cell left behind.
     pub resume: Option<[u8; 16]>,
+    /// From the latest `Seat` frame: take the seat back on whatever node
+    /// runs the match now (wins over `resume`).
+    pub seat: Option<String>,
 }
 
 /// Frames a client sends.
@@ -52,7 +58,7 @@ impl ClientMsg {
         let msg = match r.u8().map_err(|_| DecodeError::Empty)? {
             kind::JOIN => {
                 let flags = r.u8()?;
-                if flags & !3 != 0 {
+                if flags & !7 != 0 {
                     return Err(DecodeError::Invalid("join flags"));
                 }
                 // Any length the frame can carry decodes (at most 255 bytes);
@@ -65,10 +71,21 @@ impl ClientMsg {
                 } else {
                     None
                 };
+                let seat = if flags & 4 != 0 {
+                    let n = usize::from(r.u16()?);
+                    if n > MAX_SEAT_TOKEN_BYTES {
+                        return Err(DecodeError::Invalid("seat token length"));
+                    }
+                    let bytes = r.take(n)?;
+                    Some(std::str::from_utf8(bytes).map_err(|_| DecodeError::Utf8)?.to_owned())
+                } else {
+                    None
+                };
                 ClientMsg::Join(Join {
                     name: name.to_owned(),
                     spectate: flags & 1 != 0,
                     resume,
+                    seat,
                 })
             }
             kind::INPUT => {
@@ -100,10 +117,17 @@ impl ClientMsg {
         match self {
             ClientMsg::Join(join) => {
                 w.u8(kind::JOIN);
-                w.u8(join.spectate as u8 | if join.resume.is_some() { 2 } else { 0 });
+                w.u8(join.spectate as u8
+                    | if join.resume.is_some() { 2 } else { 0 }
+                    | if join.seat.is_some() { 4 } else { 0 });
                 w.short_str(&join.name);
                 if let Some(token) = &join.resume {
                     w.bytes(token);
+                }
+                if let Some(seat) = &join.seat {
+                    let seat = &seat.as_bytes()[..seat.len().min(MAX_SEAT_TOKEN_BYTES)];
+                    w.u16(seat.len() as u16);
+                    w.bytes(seat);
                 }
             }
             ClientMsg::Input {
@@ -148,6 +172,13 @@ pub enum ErrorCode {
     AlreadyJoined = 6,
     /// The name is empty or not printable.
     BadName = 7,
+    /// The seat token's signature or form is wrong; close 4001 follows.
+    SeatInvalid = 8,
+    /// The seat token has expired; close 4002 follows.
+    SeatExpired = 9,
+    /// The seat token (or resume token) was already used to take the seat
+    /// back, and a newer one replaced it; close 4003 follows.
+    SeatReplayed = 10,
 }
 
 impl ErrorCode {
@@ -162,6 +193,9 @@ impl ErrorCode {
             NotJoined,
             AlreadyJoined,
             BadName,
+            SeatInvalid,
+            SeatExpired,
+            SeatReplayed,
         ]
         .into_iter()
         .find(|c| *c as u16 == v)
@@ -224,6 +258,15 @@ pub enum ServerMsg {
     Leaderboard(Vec<(u32, u32)>),
     /// A refusal with a human-readable message (at most 255 bytes on the wire).
     Error(ErrorCode, String),
+    /// The credential that takes this seat back on whatever node runs the
+    /// match (a signed token; see docs/game-protocol.md): sent after the
+    /// welcome and renewed before it expires.
+    Seat {
+        /// The node that runs the match, for `?node=` at the proxy.
+        node: String,
+        /// The token, for the `seat` of the next join.
+        token: String,
+    },
     /// The match moved to the node with this id (the one being drained
     /// handed it over): close 1012 follows; join again through the proxy
     /// with `?node=ID` and the same resume token, and the seat, cells and
@@ -274,6 +317,13 @@ impl ServerMsg {
             ServerMsg::Moved(node) => {
                 w.u8(kind::MOVED);
                 w.short_str(node);
+            }
+            ServerMsg::Seat { node, token } => {
+                w.u8(kind::SEAT);
+                w.short_str(node);
+                let token = &token.as_bytes()[..token.len().min(MAX_SEAT_TOKEN_BYTES)];
+                w.u16(token.len() as u16);
+                w.bytes(token);
             }
         }
         w.buf
@@ -327,6 +377,17 @@ impl ServerMsg {
                 ServerMsg::Error(code, r.short_str()?.to_owned())
             }
             kind::MOVED => ServerMsg::Moved(r.short_str()?.to_owned()),
+            kind::SEAT => {
+                let node = r.short_str()?.to_owned();
+                let n = usize::from(r.u16()?);
+                if n > MAX_SEAT_TOKEN_BYTES {
+                    return Err(DecodeError::Invalid("seat token length"));
+                }
+                let token = std::str::from_utf8(r.take(n)?)
+                    .map_err(|_| DecodeError::Utf8)?
+                    .to_owned();
+                ServerMsg::Seat { node, token }
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

@@ -12,7 +12,7 @@ mod snapshot;
 pub use codec::{Reader, Writer};
 pub use messages::{
     ClientMsg, ErrorCode, Join, MatchId, PlayerEntry, ServerMsg, Welcome, INPUT_FLAG_EJECT, INPUT_FLAG_SPLIT,
-    MAX_NAME_BYTES,
+    MAX_NAME_BYTES, MAX_SEAT_TOKEN_BYTES,
 };
 pub use snapshot::{apply, encode_snapshot, EntityState, Header, Kind, Snapshot, Update, POSITION_SCALE};
 
@@ -72,4 +72,6 @@ pub mod kind {
     pub const ERROR: u8 = 0x86;
     /// Server: the match moved to another node; close 1012 follows.
     pub const MOVED: u8 = 0x87;
+    /// Server: the signed seat token (after the welcome, renewed before it expires).
+    pub const SEAT: u8 = 0x88;
 }
