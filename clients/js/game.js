@@ -134,7 +134,8 @@ export class GameClient extends EventTarget {
       if (ev.code >= 4001 && ev.code <= 4003) { this.seatToken = null; this.token = null; }
       this._setState('reconnecting');
       // 1012 from `volley proxy` draining a node names when to come back.
-      const hint = ev.code === 1012 ? /reconnect in (\d+) ms/.exec(ev.reason || '') : null;
+      // 1013 from a node recovering a dead node's match, likewise.
+      const hint = ev.code === 1012 || ev.code === 1013 ? /reconnect in (\d+) ms/.exec(ev.reason || '') : null;
       const wait = hint ? Number(hint[1]) : this._backoff * (0.5 + Math.random());
       this._backoff = Math.min(this._backoff * 2, 5000);
       setTimeout(() => this._connect(), wait);

@@ -108,18 +108,14 @@ impl GameClient {
     ) -> Result<GameClient, Error> {
         let (code, reason) = ws_close(&self.ws);
         let mut hint = CloseHint::of(volley_net::CloseCode(code), &reason);
-        let moved;
         let node = self
             .moved_to
             .as_ref()
             .or(self.seat.as_ref().map(|(n, _)| n))
             .filter(|n| !n.is_empty());
-        let url = match node {
-            Some(node) => {
-                moved = with_node(url, node);
-                moved.as_str()
-            }
-            None => url,
+        let mut target = match node {
+            Some(node) => with_node(url, node),
+            None => url.to_owned(),
         };
         let mut last = Error::Closed { code, reason };
         for _ in 0..attempts.max(1) {
@@ -128,7 +124,7 @@ impl GameClient {
             }
             tokio::time::sleep(backoff.next(hint)).await;
             let join = self.rejoin_frame();
-            match connector.connect(url).await {
+            match connector.connect(&target).await {
                 Ok(ws) => match GameClient::join_on(ws, join).await {
                     Ok(client) => {
                         backoff.reset();
@@ -137,6 +133,12 @@ impl GameClient {
                     Err(Error::Closed { code, reason }) => {
                         hint = CloseHint::of(volley_net::CloseCode(code), &reason);
                         last = Error::Closed { code, reason };
+                    }
+                    // The node that got the join knows where the match runs now.
+                    Err(Error::Moved { node }) => {
+                        target = with_node(url, &node);
+                        hint = CloseHint::After(std::time::Duration::ZERO);
+                        last = Error::Moved { node };
                     }
                     Err(e @ Error::GameRefused { .. }) => return Err(e),
                     Err(e) => {

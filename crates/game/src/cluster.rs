@@ -79,14 +79,60 @@ impl NodeLoad {
 #[derive(Debug, Serialize, Deserialize)]
 enum Wire {
     Beat(NodeLoad),
-    Handoff { from: String, id: u32, checkpoint: Vec<u8> },
-    Taken { id: u32, by: String, ok: bool },
+    Handoff {
+        from: String,
+        id: u32,
+        checkpoint: Vec<u8>,
+    },
+    Taken {
+        id: u32,
+        by: String,
+        ok: bool,
+    },
+    /// Keep this periodic checkpoint of one of my matches, in case I die.
+    Keep {
+        from: String,
+        id: u32,
+        checkpoint: Vec<u8>,
+    },
+    /// Another node keeps that match's checkpoints now (or it ended).
+    Forget {
+        id: u32,
+    },
 }
+
+/// Where a match is, as this node knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// A live node runs it.
+    At(String),
+    /// Its node went silent; a checkpoint may bring it back shortly.
+    Recovering,
+    /// No node this one hears from runs it.
+    Unknown,
+}
+
+/// A checkpoint kept for another node's match.
+#[derive(Debug)]
+struct Kept {
+    from: String,
+    at: Instant,
+    bytes: Vec<u8>,
+}
+
+/// How long after its node vanished a match counts as being recovered
+/// (joins for it are asked to wait rather than given a new seat).
+const RECOVERY_WINDOW: Duration = Duration::from_secs(10);
 
 impl Wire {
     fn encode(&self) -> Bytes {
         Bytes::from(postcard::to_allocvec(self).unwrap_or_default())
     }
+}
+
+fn cluster_checkpoint_interval(cluster: &std::sync::Weak<Cluster>) -> Option<Duration> {
+    let secs = cluster.upgrade()?.lobby.config().checkpoint_secs;
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// A node's channel: its id hashed (FNV-1a), so any id fits a topic.
@@ -115,6 +161,12 @@ pub struct Cluster {
     lobby: Arc<Lobby>,
     peers: Mutex<HashMap<String, (Instant, NodeLoad)>>,
     waiting: Mutex<HashMap<u32, oneshot::Sender<Option<String>>>>,
+    /// Other nodes' matches this node would take over if they died.
+    kept: Mutex<HashMap<u32, Kept>>,
+    /// Which node keeps each of this node's matches' checkpoints.
+    keepers: Mutex<HashMap<u32, String>>,
+    /// Matches whose node vanished, and when.
+    orphans: Mutex<HashMap<u32, Instant>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -141,6 +193,9 @@ impl Cluster {
             lobby,
             peers: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
+            kept: Mutex::new(HashMap::new()),
+            keepers: Mutex::new(HashMap::new()),
+            orphans: Mutex::new(HashMap::new()),
         });
         cluster.lobby.set_cluster(Arc::downgrade(&cluster));
         let (sub, mut rx) = Subscriber::new(QUEUE);
@@ -154,11 +209,19 @@ impl Cluster {
             // The subscription lives as long as this task.
             let _sub = sub;
             let mut beat = tokio::time::interval(BEAT);
+            let every = cluster_checkpoint_interval(&weak);
+            let mut checkpoints = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
+            checkpoints.tick().await;
             loop {
                 tokio::select! {
                     _ = beat.tick() => {
                         let Some(cluster) = weak.upgrade() else { return };
                         cluster.publish(Topic::Game, &Wire::Beat(cluster.own_load()));
+                        cluster.expire();
+                    }
+                    _ = checkpoints.tick(), if every.is_some() => {
+                        let Some(cluster) = weak.upgrade() else { return };
+                        cluster.send_checkpoints().await;
                     }
                     delivery = rx.recv() => {
                         let Some(delivery) = delivery else { return };
@@ -229,25 +292,183 @@ impl Cluster {
                     let _ = waiter.send(ok.then_some(by));
                 }
             }
+            Wire::Keep { from, id, checkpoint } => {
+                let mut kept = lock(&self.kept);
+                // Bounded: one per match, and no more matches than this
+                // node could ever run.
+                if kept.contains_key(&id) || kept.len() < self.lobby.config().max_rooms * 4 {
+                    kept.insert(
+                        id,
+                        Kept {
+                            from,
+                            at: Instant::now(),
+                            bytes: checkpoint,
+                        },
+                    );
+                }
+            }
+            Wire::Forget { id } => {
+                lock(&self.kept).remove(&id);
+            }
+        }
+    }
+
+    /// Forget nodes not heard from for [`TTL`]; their matches are orphans,
+    /// and those this node has a checkpoint of, it runs from now on.
+    fn expire(&self) {
+        let gone: Vec<NodeLoad> = {
+            let mut peers = lock(&self.peers);
+            let dead: Vec<String> = peers
+                .iter()
+                .filter(|(_, (at, _))| at.elapsed() >= TTL)
+                .map(|(n, _)| n.clone())
+                .collect();
+            dead.iter().filter_map(|n| peers.remove(n).map(|(_, l)| l)).collect()
+        };
+        let now = Instant::now();
+        {
+            let mut orphans = lock(&self.orphans);
+            for node in &gone {
+                tracing::warn!(node = %node.node, matches = node.matches.len(), "game node silent: gone from the registry");
+                for m in &node.matches {
+                    orphans.insert(m.id, now);
+                }
+            }
+            orphans.retain(|_, at| at.elapsed() < RECOVERY_WINDOW);
+        }
+        let live: HashMap<String, Vec<u32>> = lock(&self.peers)
+            .values()
+            .map(|(_, l)| (l.node.clone(), l.matches.iter().map(|m| m.id).collect()))
+            .collect();
+        let adopt: Vec<(u32, Kept)> = {
+            let mut kept = lock(&self.kept);
+            let ids: Vec<u32> = kept.keys().copied().collect();
+            let mut adopt = Vec::new();
+            for id in ids {
+                let Some(k) = kept.get(&id) else { continue };
+                match live.get(&k.from) {
+                    // Its node lives: keep the latest checkpoint while the
+                    // node still runs the match (a fresh one may not be
+                    // listed yet), forget it once it no longer does.
+                    Some(matches) => {
+                        if !matches.contains(&id) && k.at.elapsed() > TTL {
+                            kept.remove(&id);
+                        }
+                    }
+                    None => {
+                        if let Some(k) = kept.remove(&id) {
+                            adopt.push((id, k));
+                        }
+                    }
+                }
+            }
+            adopt
+        };
+        for (id, k) in adopt {
+            // Another node may run it already (a hand-off that crossed).
+            if live.values().any(|m| m.contains(&id)) {
+                continue;
+            }
+            let ok = self.lobby.adopt(&k.bytes);
+            metrics::counter!("volley_game_recoveries_total", "result" => if ok { "resumed" } else { "refused" })
+                .increment(1);
+            tracing::warn!(
+                room = id,
+                from = %k.from,
+                age_ms = k.at.elapsed().as_millis() as u64,
+                resumed = ok,
+                "a dead node's match resumed here from its last checkpoint"
+            );
+        }
+    }
+
+    /// Send each running match's state to the node that keeps it.
+    async fn send_checkpoints(&self) {
+        if self.lobby.draining() {
+            return;
+        }
+        for (id, _, _) in self.lobby.loads() {
+            let Some(checkpoint) = self.lobby.checkpoint(id).await else {
+                continue;
+            };
+            let keeper = {
+                let live: Vec<NodeLoad> = self.candidates();
+                let mut keepers = lock(&self.keepers);
+                let current = keepers
+                    .get(&id.0)
+                    .filter(|k| live.iter().any(|n| &&n.node == k))
+                    .cloned();
+                match current {
+                    Some(k) => Some(k),
+                    None => {
+                        let chosen = live.first().map(|n| n.node.clone());
+                        if let Some(old) = match &chosen {
+                            Some(c) => keepers.insert(id.0, c.clone()),
+                            None => keepers.remove(&id.0),
+                        } {
+                            self.publish(node_topic(&old), &Wire::Forget { id: id.0 });
+                        }
+                        chosen
+                    }
+                }
+            };
+            if let Some(keeper) = keeper {
+                metrics::counter!("volley_game_checkpoints_sent_total").increment(1);
+                self.publish(
+                    node_topic(&keeper),
+                    &Wire::Keep {
+                        from: self.node.clone(),
+                        id: id.0,
+                        checkpoint,
+                    },
+                );
+            }
+        }
+        // Matches that ended or moved: their keepers may forget them.
+        let running: Vec<u32> = self.lobby.loads().iter().map(|(id, _, _)| id.0).collect();
+        lock(&self.keepers).retain(|id, _| running.contains(id));
+    }
+
+    /// Where match `id` runs, as far as this node knows.
+    pub fn locate(&self, id: MatchId) -> Located {
+        if let Some(node) = self.holder_of(id) {
+            return Located::At(node);
+        }
+        if lock(&self.orphans).contains_key(&id.0) {
+            return Located::Recovering;
+        }
+        // Its node is late with its heartbeat: it may be dying.
+        let silent = lock(&self.peers)
+            .values()
+            .any(|(at, l)| at.elapsed() > BEAT * 2 && l.matches.iter().any(|m| m.id == id.0));
+        if silent {
+            Located::Recovering
+        } else {
+            Located::Unknown
         }
     }
 
     /// Every node heard from within [`TTL`], this one included, by id.
     pub fn nodes(&self) -> Vec<NodeLoad> {
-        let mut peers = lock(&self.peers);
-        peers.retain(|_, (at, _)| at.elapsed() < TTL);
-        let mut all: Vec<NodeLoad> = peers.values().map(|(_, l)| l.clone()).collect();
+        let peers = lock(&self.peers);
+        let mut all: Vec<NodeLoad> = peers
+            .values()
+            .filter(|(at, _)| at.elapsed() < TTL)
+            .map(|(_, l)| l.clone())
+            .collect();
+        drop(peers);
         all.push(self.own_load());
         all.sort_by(|a, b| a.node.cmp(&b.node));
         all
     }
 
-    /// The other node that reported running match `id`, if one did.
+    /// The other node that reported running match `id` and is beating
+    /// (heard from within two heartbeats), if one did.
     pub fn holder_of(&self, id: MatchId) -> Option<String> {
-        self.nodes()
-            .into_iter()
-            .find(|n| n.node != self.node && n.matches.iter().any(|m| m.id == id.0))
-            .map(|n| n.node)
+        lock(&self.peers)
+            .values()
+            .find(|(at, l)| at.elapsed() <= BEAT * 2 && l.matches.iter().any(|m| m.id == id.0))
+            .map(|(_, l)| l.node.clone())
     }
 
     /// Nodes that could take a match, most headroom first.

@@ -35,6 +35,10 @@ pub struct GameConfig {
     pub inputs_per_sec: u32,
     /// Commands queued per room (inputs beyond are dropped and counted).
     pub command_queue: usize,
+    /// In a cluster, how often each match's state is sent to another node,
+    /// so a node killed without warning loses at most this much play (plus
+    /// the few seconds it takes to notice); 0 turns it off.
+    pub checkpoint_secs: u64,
 }
 
 impl Default for GameConfig {
@@ -53,6 +57,7 @@ impl Default for GameConfig {
             baseline_window: 30,
             inputs_per_sec: 0,
             command_queue: 4096,
+            checkpoint_secs: 5,
         }
     }
 }

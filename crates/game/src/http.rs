@@ -67,7 +67,7 @@ async fn websocket(State(app): State<Arc<App>>, RawQuery(query): RawQuery, upgra
     // bounce it between nodes.
     let pinned = query
         .as_deref()
-        .is_some_and(|q| q.split('&').any(|p| p.starts_with("node=")));
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("node=")).map(|n| n.to_owned()));
     upgrade.on_upgrade(move |ws| session::run(lobby, ws, shutdown, pinned))
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::oneshot;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Located};
 use crate::config::GameConfig;
 use crate::pool::Pool;
 use crate::protocol::{ErrorCode, Join, MatchId};
@@ -73,6 +73,9 @@ pub(crate) enum Refused {
     Code(ErrorCode),
     /// The match runs, or should open, on this other node.
     Elsewhere(String),
+    /// The match's node has gone silent and its match is being recovered
+    /// from a checkpoint: try again in a moment.
+    Recovering,
 }
 
 impl std::fmt::Debug for Lobby {
@@ -249,6 +252,14 @@ impl Lobby {
         answer.await.ok()
     }
 
+    /// A room as bytes while it runs on (see `Command::Checkpoint`).
+    pub(crate) async fn checkpoint(&self, id: MatchId) -> Option<Vec<u8>> {
+        let room = self.find(id)?;
+        let (reply, answer) = oneshot::channel();
+        room.commands.send(Command::Checkpoint { reply }).await.ok()?;
+        answer.await.ok()
+    }
+
     /// The hand-off failed: the room runs on here.
     pub(crate) async fn thaw(&self, id: MatchId) {
         if let Some(room) = self.find(id) {
@@ -302,7 +313,7 @@ impl Lobby {
     /// new room. In a cluster, a resume for a match another node runs, or
     /// a new match another node has clearly more headroom for, is sent
     /// there, unless the client was routed here by name (`pinned`).
-    pub(crate) async fn join(&self, mut join: Join, pinned: bool) -> Result<Seat, Refused> {
+    pub(crate) async fn join(&self, mut join: Join, pinned: Option<&str>) -> Result<Seat, Refused> {
         let mut expired = false;
         if let Some(token) = join.resume {
             let id = MatchId(u32::from_le_bytes([token[0], token[1], token[2], token[3]]));
@@ -319,16 +330,20 @@ impl Lobby {
                     Err(Some(ErrorCode::SeatReplayed)) => return Err(Refused::Code(ErrorCode::SeatReplayed)),
                     Err(_) => {}
                 },
-                None => {
-                    if let Some(node) = self.cluster().and_then(|c| c.holder_of(id)) {
-                        return Err(Refused::Elsewhere(node));
-                    }
-                }
+                None => match self.cluster().map(|c| c.locate(id)) {
+                    // The client asked the proxy for that very node and got
+                    // this one: the proxy cannot reach it (it died, the
+                    // registry has not noticed yet).
+                    Some(Located::At(node)) if pinned == Some(node.as_str()) => return Err(Refused::Recovering),
+                    Some(Located::At(node)) => return Err(Refused::Elsewhere(node)),
+                    Some(Located::Recovering) => return Err(Refused::Recovering),
+                    _ => {}
+                },
             }
             join.resume = None;
             expired = true;
         }
-        if !join.spectate && !pinned && !self.has_place() {
+        if !join.spectate && pinned.is_none() && !self.has_place() {
             if let Some(cluster) = self.cluster() {
                 let elsewhere = cluster
                     .node_with_a_place(self.config.room_capacity)

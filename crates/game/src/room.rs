@@ -70,6 +70,11 @@ pub(crate) enum Command {
     },
     /// The hand-off failed: run on here.
     Thaw,
+    /// Answer with the room as bytes and run on: the periodic checkpoint
+    /// another node keeps in case this one dies.
+    Checkpoint {
+        reply: oneshot::Sender<Vec<u8>>,
+    },
     /// Another node runs the match now (`Shared::moved` says which): close;
     /// every connection tells its client where the match went.
     Moved,
@@ -393,6 +398,11 @@ impl Room {
                 }
             }
             Command::Thaw => self.frozen = false,
+            Command::Checkpoint { reply } => {
+                if !self.frozen {
+                    let _ = reply.send(self.checkpoint());
+                }
+            }
             Command::Moved => self.moved = true,
         }
     }

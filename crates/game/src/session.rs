@@ -182,11 +182,15 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-pub(crate) async fn run<S>(lobby: Arc<Lobby>, mut ws: WebSocket<S>, shutdown: watch::Receiver<bool>, pinned: bool)
-where
+pub(crate) async fn run<S>(
+    lobby: Arc<Lobby>,
+    mut ws: WebSocket<S>,
+    shutdown: watch::Receiver<bool>,
+    pinned: Option<String>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Err(e) = serve(&lobby, &mut ws, shutdown, pinned).await {
+    if let Err(e) = serve(&lobby, &mut ws, shutdown, pinned.as_deref()).await {
         tracing::debug!(error = %e, "game connection ended");
     }
 }
@@ -195,7 +199,7 @@ async fn serve<S>(
     lobby: &Lobby,
     ws: &mut WebSocket<S>,
     mut shutdown: watch::Receiver<bool>,
-    pinned: bool,
+    pinned: Option<&str>,
 ) -> Result<(), volley_net::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -228,6 +232,14 @@ where
             ws.close(
                 CloseCode::SERVICE_RESTART,
                 "the match is on another node; reconnect in 0 ms",
+            )
+            .await?;
+            return Ok(());
+        }
+        Err(Refused::Recovering) => {
+            ws.close(
+                CloseCode::TRY_AGAIN_LATER,
+                "the match's node stopped; its match is being recovered: reconnect in 1000 ms",
             )
             .await?;
             return Ok(());

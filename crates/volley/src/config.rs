@@ -137,6 +137,9 @@ pub(crate) struct ServeArgs {
     /// Side of the square game world [default: 6000].
     #[arg(long, env = "VOLLEY_GAME_WORLD_SIZE")]
     pub(crate) game_world_size: Option<f32>,
+    /// With a broker: seconds between a game match's checkpoints sent to another node (recovery after kill -9); 0 for none [default: 5].
+    #[arg(long, env = "VOLLEY_GAME_CHECKPOINT_SECS")]
+    pub(crate) game_checkpoint_secs: Option<u64>,
 }
 
 /// Everything `volley serve` runs with.
@@ -189,6 +192,7 @@ impl ServeConfig {
             game_bots_per_room => bots_per_room,
             game_pellets => pellets,
             game_world_size => world_size,
+            game_checkpoint_secs => checkpoint_secs,
         );
         set!(chat:
             addr => addr,

@@ -18,35 +18,34 @@ use volley_client::Backoff;
 use volley_net::Connector;
 use volley_testkit::Redis;
 
-fn game_node(addr: SocketAddr, name: &str, dir: &std::path::Path, broker: &str) -> Proc {
+fn game_node(addr: SocketAddr, name: &str, dir: &std::path::Path, broker: &str, extra: &[&str]) -> Proc {
     let (addr_s, data) = (addr.to_string(), dir.join(name).display().to_string());
     let log = std::env::var("GAME_CLUSTER_LOGS")
         .ok()
         .map(|d| std::path::PathBuf::from(d).join(format!("{name}.log")));
-    let p = common::volley_logging(
-        &[
-            "serve",
-            "--addr",
-            &addr_s,
-            "--node-id",
-            name,
-            "--data-dir",
-            &data,
-            "--broker",
-            broker,
-            "--max-connections-per-ip",
-            "0",
-            // No bots: nothing but the move may touch a player's cells.
-            "--game-bots-per-room",
-            "0",
-            "--game-sim-threads",
-            "1",
-            // Shared by the cluster: any node takes any node's seat tokens.
-            "--token-secret",
-            "the cluster's shared test secret",
-        ],
-        log.as_deref(),
-    );
+    let mut args = vec![
+        "serve",
+        "--addr",
+        &addr_s,
+        "--node-id",
+        name,
+        "--data-dir",
+        &data,
+        "--broker",
+        broker,
+        "--max-connections-per-ip",
+        "0",
+        // No bots: nothing but the move may touch a player's cells.
+        "--game-bots-per-room",
+        "0",
+        "--game-sim-threads",
+        "1",
+        // Shared by the cluster: any node takes any node's seat tokens.
+        "--token-secret",
+        "the cluster's shared test secret",
+    ];
+    args.extend_from_slice(extra);
+    let p = common::volley_logging(&args, log.as_deref());
     wait_port(addr);
     p
 }
@@ -96,7 +95,7 @@ struct Trip {
 
 /// Play (steer in circles) until the match moves, follow it, play a
 /// little more there; what was seen.
-async fn play(mut client: GameClient, url: String) -> Trip {
+async fn play(mut client: GameClient, url: String, attempts: u32) -> Trip {
     let player = client.welcome.player;
     let mut last_snapshot = Instant::now();
     let mut mass_before = 0;
@@ -118,7 +117,7 @@ async fn play(mut client: GameClient, url: String) -> Trip {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
     let moved_to = client.moved_to().map(str::to_owned);
     let mut back = client
-        .rejoin(&Connector::default(), &url, &mut backoff, 10)
+        .rejoin(&Connector::default(), &url, &mut backoff, attempts)
         .await
         .unwrap_or_else(|e| panic!("player {player} could not come back: {e}"));
     let mut mass_after = 0;
@@ -146,70 +145,98 @@ async fn play(mut client: GameClient, url: String) -> Trip {
     }
 }
 
+/// Redis, three game nodes and `volley proxy` routing `?node=` by name.
+struct Cluster {
+    _redis: Redis,
+    _dir: tempfile::TempDir,
+    addrs: [SocketAddr; 3],
+    nodes: Vec<Option<Proc>>,
+    _proxy: Proc,
+    url: String,
+}
+
+const NAMES: [&str; 3] = ["n1", "n2", "n3"];
+
+impl Cluster {
+    fn start(extra: &[&str]) -> Cluster {
+        let redis = Redis::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let addrs = [free_addr(), free_addr(), free_addr()];
+        let nodes: Vec<Option<Proc>> = addrs
+            .iter()
+            .zip(NAMES)
+            .map(|(a, n)| Some(game_node(*a, n, dir.path(), &redis.url(), extra)))
+            .collect();
+        let (listen, admin) = (free_addr(), free_addr());
+        let specs: Vec<String> = NAMES.iter().zip(addrs).map(|(n, a)| format!("{n}={a}")).collect();
+        let (l_s, admin_s) = (listen.to_string(), admin.to_string());
+        let mut args = vec![
+            "proxy",
+            "--listen",
+            &l_s,
+            "--admin",
+            &admin_s,
+            "--affinity",
+            "query:node",
+            "--health",
+            "tcp",
+        ];
+        for s in &specs {
+            args.extend(["--backend", s.as_str()]);
+        }
+        let proxy = volley(&args);
+        wait_port(listen);
+        wait_for("the three nodes to know each other", 10, || {
+            get_json(addrs[0], "/api/game/nodes")["nodes"]
+                .as_array()
+                .is_some_and(|n| n.len() == 3)
+        });
+        Cluster {
+            _redis: redis,
+            _dir: dir,
+            addrs,
+            nodes,
+            _proxy: proxy,
+            url: format!("ws://{listen}/game/ws"),
+        }
+    }
+
+    /// `n` players through the proxy, all in one match; its id and node.
+    async fn players(&self, n: usize) -> (Vec<GameClient>, u32, usize) {
+        let join = |i: usize| Join {
+            name: format!("p{i}"),
+            ..Join::default()
+        };
+        // The first player opens a match; once the registry knows it, the
+        // others, arriving at whichever node the proxy picks, are sent to it.
+        let first = GameClient::join(&self.url, join(0)).await.expect("first join");
+        let id = first.welcome.room.0;
+        wait_for("the registry to list the match", 10, || {
+            holder(self.addrs[1], id).is_some()
+        });
+        let mut clients = vec![first];
+        for i in 1..n {
+            let c = GameClient::join(&self.url, join(i)).await.expect("join");
+            assert_eq!(c.welcome.room.0, id, "player {i} was placed in another match");
+            clients.push(c);
+        }
+        let home = holder(self.addrs[2], id).expect("a holder");
+        (clients, id, NAMES.iter().position(|n| *n == home).unwrap())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_node_hands_its_match_over_and_every_player_keeps_its_seat() {
-    let redis = Redis::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let addrs = [free_addr(), free_addr(), free_addr()];
-    let names = ["n1", "n2", "n3"];
-    let mut nodes: Vec<Option<Proc>> = addrs
-        .iter()
-        .zip(names)
-        .map(|(a, n)| Some(game_node(*a, n, dir.path(), &redis.url())))
-        .collect();
-    let (listen, admin) = (free_addr(), free_addr());
-    let specs: Vec<String> = names.iter().zip(addrs).map(|(n, a)| format!("{n}={a}")).collect();
-    let (l_s, admin_s) = (listen.to_string(), admin.to_string());
-    let mut args = vec![
-        "proxy",
-        "--listen",
-        &l_s,
-        "--admin",
-        &admin_s,
-        "--affinity",
-        "query:node",
-        "--health",
-        "tcp",
-    ];
-    for s in &specs {
-        args.extend(["--backend", s.as_str()]);
-    }
-    let _proxy = volley(&args);
-    wait_port(listen);
-    wait_for("the three nodes to know each other", 10, || {
-        get_json(addrs[0], "/api/game/nodes")["nodes"]
-            .as_array()
-            .is_some_and(|n| n.len() == 3)
-    });
-
-    let url = format!("ws://{listen}/game/ws");
-    let join = |i: usize| Join {
-        name: format!("p{i}"),
-        spectate: false,
-        resume: None,
-        seat: None,
-    };
-    // The first player opens a match; once the registry knows it, the
-    // others, arriving at whichever node the proxy picks, are sent to it.
-    let first = GameClient::join(&url, join(0)).await.expect("first join");
-    let id = first.welcome.room.0;
-    wait_for("the registry to list the match", 10, || holder(addrs[1], id).is_some());
-    let mut clients = vec![first];
-    for i in 1..6 {
-        let c = GameClient::join(&url, join(i)).await.expect("join");
-        assert_eq!(c.welcome.room.0, id, "player {i} was placed in another match");
-        clients.push(c);
-    }
-    let home = holder(addrs[2], id).expect("a holder");
-    let at = names.iter().position(|n| *n == home).unwrap();
-
+    let mut cluster = Cluster::start(&[]);
+    let (clients, id, at) = cluster.players(6).await;
+    let home = NAMES[at];
     let players: Vec<_> = clients
         .into_iter()
-        .map(|c| tokio::spawn(play(c, url.clone())))
+        .map(|c| tokio::spawn(play(c, cluster.url.clone(), 10)))
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stopped = Instant::now();
-    nodes[at].as_ref().unwrap().signal("TERM");
+    cluster.nodes[at].as_ref().unwrap().signal("TERM");
     let mut trips = Vec::new();
     for p in players {
         trips.push(p.await.expect("player task"));
@@ -239,15 +266,55 @@ async fn a_stopped_node_hands_its_match_over_and_every_player_keeps_its_seat() {
         );
     }
     let to = trips[0].moved_to.clone().unwrap();
-    assert_eq!(
-        holder(addrs[names.iter().position(|n| *n == to).unwrap()], id).as_deref(),
-        Some(to.as_str())
-    );
+    let to_at = NAMES.iter().position(|n| *n == to).unwrap();
+    assert_eq!(holder(cluster.addrs[to_at], id).as_deref(), Some(to.as_str()));
     // The stopped node is gone for good.
-    let mut gone = nodes[at].take().unwrap();
+    let mut gone = cluster.nodes[at].take().unwrap();
     let exited = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
         gone.0.try_wait().ok().flatten().is_some()
     });
     assert!(exited, "the drained node did not exit");
+}
+
+/// kill -9: nothing is handed over, but another node holds the match's
+/// last periodic checkpoint (every second here); once the node is missed
+/// (a few seconds), that node runs the match from it, and the players,
+/// told to wait meanwhile (1013 with a delay), take their seats back
+/// there. What is lost: the play since that checkpoint plus the detection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_match_resumes_from_its_last_checkpoint() {
+    let mut cluster = Cluster::start(&["--game-checkpoint-secs", "1"]);
+    let (clients, id, at) = cluster.players(4).await;
+    let home = NAMES[at];
+    let players: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(play(c, cluster.url.clone(), 40)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let killed = Instant::now();
+    drop(cluster.nodes[at].take());
+    let mut trips = Vec::new();
+    for p in players {
+        trips.push(p.await.expect("player task"));
+    }
+    let longest = trips.iter().map(|t| t.pause).max().unwrap();
+    eprintln!(
+        "{home} killed; back after {:?}, longest pause {longest:?}: {trips:#?}",
+        killed.elapsed()
+    );
+    for t in &trips {
+        assert!(t.resumed && t.same_player, "player {} lost its seat: {t:?}", t.player);
+        assert!(
+            t.pause <= Duration::from_secs(10),
+            "player {} paused {:?}",
+            t.player,
+            t.pause
+        );
+    }
+    let now_at = (0..3)
+        .filter(|&i| i != at)
+        .find_map(|i| holder(cluster.addrs[i], id))
+        .expect("a node runs the match again");
+    assert_ne!(now_at, home);
 }
