@@ -122,7 +122,8 @@ pub(crate) struct Shared {
     /// The node the match moved to, once it has (connections read it when
     /// their room goes away).
     pub moved: OnceLock<String>,
-    /// What the last tick cost, in microseconds: the load a node reports.
+    /// What a tick costs, in microseconds, averaged over the last second or
+    /// so: the load a node reports.
     pub tick_micros: AtomicU64,
 }
 
@@ -284,9 +285,13 @@ impl Room {
             self.close();
             return None;
         }
+        // Smoothed over about a second of ticks: one slow tick (a page
+        // fault, a noisy neighbour) must not move matches.
+        let cost = (encoded - started).as_micros() as u64;
+        let before = self.shared.tick_micros.load(Ordering::Relaxed);
         self.shared
             .tick_micros
-            .store((encoded - started).as_micros() as u64, Ordering::Relaxed);
+            .store(if before == 0 { cost } else { (before * 15 + cost) / 16 }, Ordering::Relaxed);
         Some(TickCost {
             sim: simulated - started,
             encode: encoded - simulated,
