@@ -5,6 +5,8 @@ export declare const BUTTON: { readonly SPLIT: 1; readonly EJECT: 2 };
 export interface GameOptions {
   name?: string;
   spectate?: boolean;
+  /** With `spectate`: watch this match (an id from `GET /api/game/matches`), on whatever node runs it. */
+  match?: number | null;
   /** Snapshots the others are drawn behind the newest (smoothness against latency). */
   interpolationTicks?: number;
   /** 16 bytes from an earlier welcome: take back the cell left behind. */

@@ -84,11 +84,11 @@ export class GameClient extends EventTarget {
    * `token` (16 bytes from an earlier welcome, e.g. kept across a page
    * reload) takes back a cell left behind within the server's grace period.
    */
-  constructor(url, { name = 'player', spectate = false, interpolationTicks = 3, token = null, WebSocket: socketClass = globalThis.WebSocket } = {}) {
+  constructor(url, { name = 'player', spectate = false, match = null, interpolationTicks = 3, token = null, WebSocket: socketClass = globalThis.WebSocket } = {}) {
     super();
     this.socketClass = socketClass;
     this.url = url; this.name = name; this.spectate = spectate; this.interpolationTicks = interpolationTicks;
-    this.token = spectate ? null : token; this.node = null; this.seatToken = null; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
+    this.token = spectate ? null : token; this.match = spectate ? match : null; this.node = null; this.seatToken = null; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
     this.baselines = []; // [{tick, entities, header, at}]
     this.pending = []; // unacknowledged inputs
     this.seq = 0; this.header = null; this.alive = false;
@@ -102,9 +102,11 @@ export class GameClient extends EventTarget {
 
   /** The URL to connect to: the match's node named (`?node=`) once the server said where it went. */
   _target() {
-    if (!this.node) return this.url;
+    if (!this.node && !this.match) return this.url;
     const u = new URL(this.url);
-    u.searchParams.set('node', this.node);
+    if (this.node) u.searchParams.set('node', this.node);
+    // A spectator watching one match, on whatever node runs it.
+    if (this.match) u.searchParams.set('match', String(this.match));
     return u.toString();
   }
 

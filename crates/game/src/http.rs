@@ -13,6 +13,7 @@ use volley_net::assets::{self, Asset};
 use volley_net::{Acceptor, UpgradeState, WebSocketUpgrade};
 
 use crate::lobby::Lobby;
+use crate::protocol::MatchId;
 use crate::session;
 
 /// The page and scripts of the game client.
@@ -55,6 +56,7 @@ pub fn router(lobby: Arc<Lobby>, shutdown: watch::Receiver<bool>, allowed_origin
     Router::new()
         .route("/game/ws", any(websocket))
         .route("/api/game/nodes", get(nodes))
+        .route("/api/game/matches", get(matches))
         .with_state(app)
         .merge(assets::routes(ASSETS))
 }
@@ -65,10 +67,17 @@ async fn websocket(State(app): State<Arc<App>>, RawQuery(query): RawQuery, upgra
     // `?node=` means the client was sent to this node by name (a proxy
     // routes on it): never send it on again, so a stale registry cannot
     // bounce it between nodes.
-    let pinned = query
-        .as_deref()
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("node=")).map(|n| n.to_owned()));
-    upgrade.on_upgrade(move |ws| session::run(lobby, ws, shutdown, pinned))
+    let param = |name: &str| {
+        query.as_deref().and_then(|q| {
+            q.split('&')
+                .find_map(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                .map(str::to_owned)
+        })
+    };
+    let pinned = param("node");
+    // `?match=ID`: a spectator asks for that match (on whatever node).
+    let watch = param("match").and_then(|m| m.parse::<u32>().ok()).filter(|&m| m != 0);
+    upgrade.on_upgrade(move |ws| session::run(lobby, ws, shutdown, pinned, watch.map(MatchId)))
 }
 
 /// The game nodes this node knows, with their matches and measured load
@@ -94,4 +103,16 @@ async fn nodes(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         })
         .collect();
     Json(serde_json::json!({ "clustered": app.lobby.cluster().is_some(), "nodes": list }))
+}
+
+/// Every match running in the cluster (or on this node): what a spectator
+/// picks from; `/game/ws?match=ID` then watches it from any node.
+async fn matches(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let list: Vec<serde_json::Value> = app
+        .lobby
+        .matches()
+        .into_iter()
+        .map(|(id, node, humans)| serde_json::json!({ "id": id, "node": node, "humans": humans }))
+        .collect();
+    Json(serde_json::json!({ "matches": list }))
 }

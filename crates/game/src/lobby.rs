@@ -76,6 +76,8 @@ pub(crate) enum Refused {
     /// The match's node has gone silent and its match is being recovered
     /// from a checkpoint: try again in a moment.
     Recovering,
+    /// A spectator asked for a match no node runs.
+    NoSuchMatch,
 }
 
 impl std::fmt::Debug for Lobby {
@@ -306,6 +308,62 @@ impl Lobby {
         tracing::info!(room = %shared.id, "match taken over");
         self.pool.assign(room);
         true
+    }
+
+    /// Watch match `id` (a spectator with `?match=`): here, or on the node
+    /// that runs it.
+    pub(crate) async fn watch(&self, join: Join, id: MatchId) -> Result<Seat, Refused> {
+        let Some(room) = self.find(id) else {
+            return Err(match self.cluster().map(|c| c.locate(id)) {
+                Some(Located::At(node)) => Refused::Elsewhere(node),
+                Some(Located::Recovering) => Refused::Recovering,
+                _ => Refused::NoSuchMatch,
+            });
+        };
+        {
+            // Under the registry lock, as `reserve` does, so a closing room is not joined.
+            let _rooms = self.registry.lock();
+            if room.closed.load(Ordering::Acquire)
+                || room.spectators.load(Ordering::Acquire) >= self.config.max_spectators_per_room
+            {
+                return Err(Refused::Code(ErrorCode::NoRoom));
+            }
+            room.spectators.fetch_add(1, Ordering::AcqRel);
+        }
+        let mut token = [0u8; 16];
+        token[..4].copy_from_slice(&id.0.to_le_bytes());
+        match ask(&room, join, token).await {
+            Ok(joined) => Ok(Seat {
+                room,
+                joined,
+                resume_expired: false,
+            }),
+            Err(code) => {
+                self.unreserve(&room, true);
+                Err(code.map_or(Refused::Code(ErrorCode::NoRoom), Refused::Code))
+            }
+        }
+    }
+
+    /// Every match of the cluster (or of this node alone): id, node, people.
+    pub fn matches(&self) -> Vec<(u32, String, u32)> {
+        match self.cluster() {
+            Some(cluster) => cluster
+                .nodes()
+                .into_iter()
+                .flat_map(|n| {
+                    n.matches
+                        .iter()
+                        .map(|m| (m.id, n.node.clone(), m.humans))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            None => self
+                .loads()
+                .into_iter()
+                .map(|(id, humans, _)| (id.0, String::new(), humans as u32))
+                .collect(),
+        }
     }
 
     /// Seat a connection: take back a cell left behind (if the token is

@@ -289,9 +289,10 @@ impl Room {
         // fault, a noisy neighbour) must not move matches.
         let cost = (encoded - started).as_micros() as u64;
         let before = self.shared.tick_micros.load(Ordering::Relaxed);
-        self.shared
-            .tick_micros
-            .store(if before == 0 { cost } else { (before * 15 + cost) / 16 }, Ordering::Relaxed);
+        self.shared.tick_micros.store(
+            if before == 0 { cost } else { (before * 15 + cost) / 16 },
+            Ordering::Relaxed,
+        );
         Some(TickCost {
             sim: simulated - started,
             encode: encoded - simulated,

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use volley_net::{CloseCode, Message, WebSocket};
 
 use crate::lobby::{Lobby, Refused, Seat, SEAT_TOKEN_MARGIN_SECS};
-use crate::protocol::{ClientMsg, ErrorCode, Join, ServerMsg, MAX_NAME_BYTES};
+use crate::protocol::{ClientMsg, ErrorCode, Join, MatchId, ServerMsg, MAX_NAME_BYTES};
 use crate::room::Command;
 use crate::seat::SeatError;
 
@@ -187,10 +187,11 @@ pub(crate) async fn run<S>(
     mut ws: WebSocket<S>,
     shutdown: watch::Receiver<bool>,
     pinned: Option<String>,
+    watch: Option<MatchId>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Err(e) = serve(&lobby, &mut ws, shutdown, pinned.as_deref()).await {
+    if let Err(e) = serve(&lobby, &mut ws, shutdown, pinned.as_deref(), watch).await {
         tracing::debug!(error = %e, "game connection ended");
     }
 }
@@ -200,6 +201,7 @@ async fn serve<S>(
     ws: &mut WebSocket<S>,
     mut shutdown: watch::Receiver<bool>,
     pinned: Option<&str>,
+    watch: Option<MatchId>,
 ) -> Result<(), volley_net::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -225,7 +227,10 @@ where
         room,
         joined,
         resume_expired,
-    } = match lobby.join(join, pinned).await {
+    } = match match watch.filter(|_| join.spectate) {
+        Some(id) => lobby.watch(join, id).await,
+        None => lobby.join(join, pinned).await,
+    } {
         Ok(seat) => seat,
         Err(Refused::Elsewhere(node)) => {
             ws.feed(Message::Binary(ServerMsg::Moved(node).encode().into())).await?;
@@ -234,6 +239,11 @@ where
                 "the match is on another node; reconnect in 0 ms",
             )
             .await?;
+            return Ok(());
+        }
+        Err(Refused::NoSuchMatch) => {
+            send_error(ws, ErrorCode::NoRoom, "no node runs that match").await?;
+            ws.close(CloseCode(4004), "no such match").await?;
             return Ok(());
         }
         Err(Refused::Recovering) => {

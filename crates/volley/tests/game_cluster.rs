@@ -230,6 +230,18 @@ async fn a_stopped_node_hands_its_match_over_and_every_player_keeps_its_seat() {
     let mut cluster = Cluster::start(&[]);
     let (clients, id, at) = cluster.players(6).await;
     let home = NAMES[at];
+    // A spectator may ask any node for the match: it is sent to its node.
+    let watch = format!("{}?match={id}", cluster.url);
+    let spectate = Join {
+        name: "eve".into(),
+        spectate: true,
+        ..Join::default()
+    };
+    for _ in 0..3 {
+        let eve = GameClient::join(&watch, spectate.clone()).await.expect("spectate");
+        assert!(eve.welcome.spectator);
+        assert_eq!(eve.welcome.room.0, id, "the spectator watches the match it asked for");
+    }
     let players: Vec<_> = clients
         .into_iter()
         .map(|c| tokio::spawn(play(c, cluster.url.clone(), 10)))
@@ -268,6 +280,15 @@ async fn a_stopped_node_hands_its_match_over_and_every_player_keeps_its_seat() {
     let to = trips[0].moved_to.clone().unwrap();
     let to_at = NAMES.iter().position(|n| *n == to).unwrap();
     assert_eq!(holder(cluster.addrs[to_at], id).as_deref(), Some(to.as_str()));
+    // Spectators find it on its new node; a match no node runs is refused (4004).
+    let eve = GameClient::join(&watch, spectate.clone())
+        .await
+        .expect("spectate after the move");
+    assert_eq!(eve.welcome.room.0, id);
+    match GameClient::join(&format!("{}?match=1", cluster.url), spectate).await {
+        Err(volley_client::Error::GameRefused { .. }) | Err(volley_client::Error::Closed { code: 4004, .. }) => {}
+        other => panic!("watching a match that does not run: {other:?}"),
+    }
     // The stopped node is gone for good.
     let mut gone = cluster.nodes[at].take().unwrap();
     let exited = (0..100).any(|_| {
