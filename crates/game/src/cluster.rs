@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use volley_hub::{Broker, Delivery, Event, Fanout, Subscriber, Topic};
 
+use crate::placement::Directory;
+pub use crate::placement::{Located, MatchLoad, NodeLoad};
 use crate::protocol::MatchId;
 use crate::Lobby;
 
@@ -33,48 +35,10 @@ const BEAT: Duration = Duration::from_secs(1);
 pub const TTL: Duration = Duration::from_secs(3);
 /// How long a hand-off may take before the next node is asked.
 const HANDOFF_WAIT: Duration = Duration::from_secs(3);
+/// How long a drain may take in all (systemd's default stop timeout is 90 s).
+const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 /// Deliveries queued for the registry task.
 const QUEUE: usize = 1024;
-
-/// One match as its node reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MatchLoad {
-    /// The match.
-    pub id: u32,
-    /// People seated or on their way back.
-    pub humans: u32,
-    /// What its ticks cost, in microseconds (averaged over about a second).
-    pub tick_micros: u64,
-}
-
-/// What a node runs and can take, as its last heartbeat said.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeLoad {
-    /// The node's id (`--node-id`); what `?node=` names at the proxy.
-    pub node: String,
-    /// Handing its matches away; takes none.
-    pub draining: bool,
-    /// Simulation threads.
-    pub threads: u32,
-    /// Most matches it may run.
-    pub max_rooms: u32,
-    /// Its matches.
-    pub matches: Vec<MatchLoad>,
-}
-
-impl NodeLoad {
-    /// Tick time per simulation thread, in microseconds per tick: how busy
-    /// the node's simulation is. Lower is more headroom.
-    pub fn cost(&self) -> f64 {
-        let total: u64 = self.matches.iter().map(|m| m.tick_micros).sum();
-        total as f64 / f64::from(self.threads.max(1))
-    }
-
-    /// It may take one more match.
-    pub fn has_room(&self) -> bool {
-        !self.draining && (self.matches.len() as u32) < self.max_rooms
-    }
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Wire {
@@ -82,12 +46,20 @@ enum Wire {
     Handoff {
         from: String,
         id: u32,
+        /// Tells this attempt's answer from a late one to an earlier attempt.
+        nonce: u64,
         checkpoint: Vec<u8>,
     },
     Taken {
         id: u32,
+        nonce: u64,
         by: String,
         ok: bool,
+    },
+    /// An answer came too late: the sender gave the match to another node
+    /// (or kept it); drop the copy you took.
+    Release {
+        id: u32,
     },
     /// Keep this periodic checkpoint of one of my matches, in case I die.
     Keep {
@@ -99,17 +71,6 @@ enum Wire {
     Forget {
         id: u32,
     },
-}
-
-/// Where a match is, as this node knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Located {
-    /// A live node runs it.
-    At(String),
-    /// Its node went silent; a checkpoint may bring it back shortly.
-    Recovering,
-    /// No node this one hears from runs it.
-    Unknown,
 }
 
 /// A checkpoint kept for another node's match.
@@ -145,6 +106,9 @@ fn node_topic(node: &str) -> Topic {
     Topic::GameNode(h)
 }
 
+/// Where a hand-off attempt (match, nonce) hears which node took it (or none).
+type Answer = oneshot::Sender<Option<String>>;
+
 /// What a drain did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DrainReport {
@@ -160,7 +124,16 @@ pub struct Cluster {
     broker: Arc<dyn Broker>,
     lobby: Arc<Lobby>,
     peers: Mutex<HashMap<String, (Instant, NodeLoad)>>,
-    waiting: Mutex<HashMap<u32, oneshot::Sender<Option<String>>>>,
+    waiting: Mutex<HashMap<(u32, u64), Answer>>,
+    /// Every node ever heard from: only their matches are recovered (a
+    /// node never heard from is not dead, just unknown).
+    seen: Mutex<std::collections::HashSet<String>>,
+    /// Matches handed away lately, and where: a resume that comes here in
+    /// the second before the new node lists them is sent on, not reseated.
+    handed: Mutex<HashMap<u32, (String, Instant)>>,
+    /// A checkpoint round is running (it waits on room ticks; heartbeats
+    /// must not).
+    checkpointing: std::sync::atomic::AtomicBool,
     /// Other nodes' matches this node would take over if they died.
     kept: Mutex<HashMap<u32, Kept>>,
     /// Which node keeps each of this node's matches' checkpoints.
@@ -193,11 +166,25 @@ impl Cluster {
             lobby,
             peers: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
+            seen: Mutex::new(std::collections::HashSet::new()),
+            handed: Mutex::new(HashMap::new()),
+            checkpointing: std::sync::atomic::AtomicBool::new(false),
             kept: Mutex::new(HashMap::new()),
             keepers: Mutex::new(HashMap::new()),
             orphans: Mutex::new(HashMap::new()),
         });
-        cluster.lobby.set_cluster(Arc::downgrade(&cluster));
+        let directory: Arc<dyn Directory> = cluster.clone();
+        cluster.lobby.set_cluster(Arc::downgrade(&directory));
+        if !node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            tracing::warn!(
+                node,
+                "this node id has characters a proxy's backend name cannot (letters, digits, - _ . only): \
+                 set --node-id so that ?node= routes to it"
+            );
+        }
         let (sub, mut rx) = Subscriber::new(QUEUE);
         for topic in [Topic::Game, node_topic(node)] {
             if fanout.subscribe(topic, &sub) {
@@ -221,7 +208,14 @@ impl Cluster {
                     }
                     _ = checkpoints.tick(), if every.is_some() => {
                         let Some(cluster) = weak.upgrade() else { return };
-                        cluster.send_checkpoints().await;
+                        // On its own task: it waits for each room's next
+                        // tick, and heartbeats and hand-offs must not.
+                        if !cluster.checkpointing.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                            tokio::spawn(async move {
+                                cluster.send_checkpoints().await;
+                                cluster.checkpointing.store(false, std::sync::atomic::Ordering::Release);
+                            });
+                        }
                     }
                     delivery = rx.recv() => {
                         let Some(delivery) = delivery else { return };
@@ -271,10 +265,17 @@ impl Cluster {
         match wire {
             Wire::Beat(load) => {
                 if load.node != self.node {
+                    self.settle_duplicates(&load);
+                    lock(&self.seen).insert(load.node.clone());
                     lock(&self.peers).insert(load.node.clone(), (Instant::now(), load));
                 }
             }
-            Wire::Handoff { from, id, checkpoint } => {
+            Wire::Handoff {
+                from,
+                id,
+                nonce,
+                checkpoint,
+            } => {
                 let ok = self.lobby.adopt(&checkpoint);
                 metrics::counter!("volley_game_handoffs_received_total", "result" => if ok { "taken" } else { "refused" })
                     .increment(1);
@@ -282,15 +283,30 @@ impl Cluster {
                     node_topic(&from),
                     &Wire::Taken {
                         id,
+                        nonce,
                         by: self.node.clone(),
                         ok,
                     },
                 );
-            }
-            Wire::Taken { id, by, ok } => {
-                if let Some(waiter) = lock(&self.waiting).remove(&id) {
-                    let _ = waiter.send(ok.then_some(by));
+                if ok {
+                    // List it now, not at the next beat: resumes look it up.
+                    self.publish(Topic::Game, &Wire::Beat(self.own_load()));
                 }
+            }
+            Wire::Taken { id, nonce, by, ok } => {
+                let waiter = lock(&self.waiting).remove(&(id, nonce));
+                match waiter {
+                    Some(waiter) => {
+                        let _ = waiter.send(ok.then_some(by));
+                    }
+                    // Too late: this node moved on; the copy must not run.
+                    None if ok => self.publish(node_topic(&by), &Wire::Release { id }),
+                    None => {}
+                }
+            }
+            Wire::Release { id } => {
+                let lobby = self.lobby.clone();
+                tokio::spawn(async move { lobby.discard(MatchId(id)).await });
             }
             Wire::Keep { from, id, checkpoint } => {
                 let mut kept = lock(&self.kept);
@@ -309,6 +325,25 @@ impl Cluster {
             }
             Wire::Forget { id } => {
                 lock(&self.kept).remove(&id);
+            }
+        }
+    }
+
+    /// Another node lists a match this node runs too (a hand-off answer
+    /// that crossed a timeout, a recovery of a node that was only slow):
+    /// the copy on the node with the smaller id stays, the other sends its
+    /// connections there.
+    fn settle_duplicates(self: &Arc<Self>, other: &NodeLoad) {
+        if other.node.as_str() > self.node.as_str() {
+            return;
+        }
+        let mine: Vec<MatchId> = self.lobby.loads().into_iter().map(|(id, _, _)| id).collect();
+        for id in other.matches.iter().map(|m| MatchId(m.id)) {
+            if mine.contains(&id) {
+                tracing::warn!(room = %id, other = %other.node, "a match ran on two nodes; this copy gives way");
+                metrics::counter!("volley_game_duplicates_settled_total").increment(1);
+                let (lobby, node) = (self.lobby.clone(), other.node.clone());
+                tokio::spawn(async move { lobby.moved(id, &node).await });
             }
         }
     }
@@ -346,6 +381,7 @@ impl Cluster {
             let mut adopt = Vec::new();
             for id in ids {
                 let Some(k) = kept.get(&id) else { continue };
+                let known = lock(&self.seen).contains(&k.from);
                 match live.get(&k.from) {
                     // Its node lives: keep the latest checkpoint while the
                     // node still runs the match (a fresh one may not be
@@ -355,6 +391,9 @@ impl Cluster {
                             kept.remove(&id);
                         }
                     }
+                    // Never heard from (a node that only just started, or
+                    // another cluster's): not dead, so nothing to recover.
+                    None if !known => {}
                     None => {
                         if let Some(k) = kept.remove(&id) {
                             adopt.push((id, k));
@@ -433,6 +472,13 @@ impl Cluster {
     pub fn locate(&self, id: MatchId) -> Located {
         if let Some(node) = self.holder_of(id) {
             return Located::At(node);
+        }
+        {
+            let mut handed = lock(&self.handed);
+            handed.retain(|_, (_, at)| at.elapsed() < RECOVERY_WINDOW);
+            if let Some((node, _)) = handed.get(&id.0) {
+                return Located::At(node.clone());
+            }
         }
         if lock(&self.orphans).contains_key(&id.0) {
             return Located::Recovering;
@@ -527,10 +573,30 @@ impl Cluster {
         // Tell the others at once, so no one hands this node a match.
         self.publish(Topic::Game, &Wire::Beat(self.own_load()));
         let mut report = DrainReport::default();
-        for (id, _, _) in self.lobby.loads() {
-            match self.hand_off(id).await {
-                Some(node) => report.moved.push((id, node)),
-                None => report.kept.push(id),
+        let deadline = Instant::now() + DRAIN_DEADLINE;
+        // Until nothing is left to try (a match adopted while the drain
+        // began is listed by the second pass), or the time is up.
+        loop {
+            let pending: Vec<MatchId> = self
+                .lobby
+                .loads()
+                .into_iter()
+                .map(|(id, _, _)| id)
+                .filter(|id| !report.kept.contains(id))
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            for id in pending {
+                if Instant::now() >= deadline {
+                    tracing::warn!(room = %id, "drain deadline passed: the match stays and ends with the node");
+                    report.kept.push(id);
+                    continue;
+                }
+                match self.hand_off(id).await {
+                    Some(node) => report.moved.push((id, node)),
+                    None => report.kept.push(id),
+                }
             }
         }
         // And once more: the matches that left are no longer listed here.
@@ -543,20 +609,28 @@ impl Cluster {
         let started = Instant::now();
         let checkpoint = self.lobby.freeze(id).await?;
         for target in self.candidates() {
+            let nonce: u64 = rand::random();
             let (tx, rx) = oneshot::channel();
-            lock(&self.waiting).insert(id.0, tx);
+            lock(&self.waiting).insert((id.0, nonce), tx);
             self.publish(
                 node_topic(&target.node),
                 &Wire::Handoff {
                     from: self.node.clone(),
                     id: id.0,
+                    nonce,
                     checkpoint: checkpoint.clone(),
                 },
             );
             let answer = tokio::time::timeout(HANDOFF_WAIT, rx).await;
-            lock(&self.waiting).remove(&id.0);
+            lock(&self.waiting).remove(&(id.0, nonce));
             if let Ok(Ok(Some(node))) = answer {
+                lock(&self.handed).insert(id.0, (node.clone(), Instant::now()));
                 self.lobby.moved(id, &node).await;
+                // Its checkpoints' keeper may let them go: a stale copy
+                // must not come back when this node stops.
+                if let Some(keeper) = lock(&self.keepers).remove(&id.0) {
+                    self.publish(node_topic(&keeper), &Wire::Forget { id: id.0 });
+                }
                 metrics::counter!("volley_game_handoffs_total", "result" => "moved").increment(1);
                 metrics::histogram!("volley_game_handoff_seconds").record(started.elapsed().as_secs_f64());
                 return Some(node);
@@ -566,5 +640,27 @@ impl Cluster {
         metrics::counter!("volley_game_handoffs_total", "result" => "kept").increment(1);
         self.lobby.thaw(id).await;
         None
+    }
+}
+
+impl Directory for Cluster {
+    fn node(&self) -> &str {
+        Cluster::node(self)
+    }
+
+    fn nodes(&self) -> Vec<NodeLoad> {
+        Cluster::nodes(self)
+    }
+
+    fn locate(&self, id: MatchId) -> Located {
+        Cluster::locate(self, id)
+    }
+
+    fn node_with_a_place(&self, capacity: usize) -> Option<String> {
+        Cluster::node_with_a_place(self, capacity)
+    }
+
+    fn better_node_for_a_new_match(&self) -> Option<String> {
+        Cluster::better_node_for_a_new_match(self)
     }
 }

@@ -71,13 +71,38 @@ async fn websocket(State(app): State<Arc<App>>, RawQuery(query): RawQuery, upgra
         query.as_deref().and_then(|q| {
             q.split('&')
                 .find_map(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-                .map(str::to_owned)
+                .map(percent_decoded)
         })
     };
     let pinned = param("node");
     // `?match=ID`: a spectator asks for that match (on whatever node).
     let watch = param("match").and_then(|m| m.parse::<u32>().ok()).filter(|&m| m != 0);
     upgrade.on_upgrade(move |ws| session::run(lobby, ws, shutdown, pinned, watch.map(MatchId)))
+}
+
+/// A query value with `%XX` escapes (and `+`) decoded, as browsers and the
+/// Rust client encode a node id; anything malformed is kept as it is.
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The game nodes this node knows, with their matches and measured load
@@ -115,4 +140,18 @@ async fn matches(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         .map(|(id, node, humans)| serde_json::json!({ "id": id, "node": node, "humans": humans }))
         .collect();
     Json(serde_json::json!({ "matches": list }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decoded;
+
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(percent_decoded("n1"), "n1");
+        assert_eq!(percent_decoded("10.0.0.1%3A8080"), "10.0.0.1:8080");
+        assert_eq!(percent_decoded("a%2"), "a%2");
+        assert_eq!(percent_decoded("%zz%"), "%zz%");
+        assert_eq!(percent_decoded("x+y"), "x y");
+    }
 }

@@ -17,6 +17,7 @@ pub mod config;
 mod error;
 mod http;
 mod lobby;
+mod placement;
 mod pool;
 mod room;
 mod seat;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::oneshot;
 
-use crate::cluster::{Cluster, Located};
 use crate::config::GameConfig;
+use crate::placement::{Directory, Located};
 use crate::pool::Pool;
 use crate::protocol::{ErrorCode, Join, MatchId};
 use crate::room::{Closer, Command, Joined, Room, Shared};
@@ -57,7 +57,7 @@ pub struct Lobby {
     /// Handing its matches away: opens no new ones.
     draining: AtomicBool,
     /// The cluster this node is part of (weak: the cluster holds the lobby).
-    cluster: OnceLock<Weak<Cluster>>,
+    cluster: OnceLock<Weak<dyn Directory>>,
     /// Signs and checks seat tokens; a random key until `set_seat_key`.
     seat_keys: RwLock<SeatKeys>,
 }
@@ -180,11 +180,14 @@ impl Lobby {
     }
 
     /// Each open room's id, people seated (or on their way back) and what
-    /// its last tick cost in microseconds: the load this node reports.
+    /// its ticks cost in microseconds: the load this node reports. A room
+    /// being handed over is left out: it is about to run elsewhere, and
+    /// listing it would make the node taking it think it runs twice.
     pub(crate) fn loads(&self) -> Vec<(MatchId, usize, u64)> {
         self.registry
             .lock()
             .iter()
+            .filter(|r| !r.frozen.load(Ordering::Acquire))
             .map(|r| {
                 (
                     r.id,
@@ -200,7 +203,7 @@ impl Lobby {
         self.config.threads()
     }
 
-    pub(crate) fn set_cluster(&self, cluster: Weak<Cluster>) {
+    pub(crate) fn set_cluster(&self, cluster: Weak<dyn Directory>) {
         self.clustered.store(true, Ordering::Release);
         let _ = self.cluster.set(cluster);
     }
@@ -227,7 +230,7 @@ impl Lobby {
     }
 
     /// The cluster this node belongs to, if any.
-    pub fn cluster(&self) -> Option<Arc<Cluster>> {
+    pub fn cluster(&self) -> Option<Arc<dyn Directory>> {
         self.cluster.get().and_then(Weak::upgrade)
     }
 
@@ -249,9 +252,17 @@ impl Lobby {
     /// `None` if it closed meanwhile.
     pub(crate) async fn freeze(&self, id: MatchId) -> Option<Vec<u8>> {
         let room = self.find(id)?;
+        // Before the room hears of it: from now on no join is sent its way.
+        room.frozen.store(true, Ordering::Release);
         let (reply, answer) = oneshot::channel();
-        room.commands.send(Command::Freeze { reply }).await.ok()?;
-        answer.await.ok()
+        let bytes = match room.commands.send(Command::Freeze { reply }).await {
+            Ok(()) => answer.await.ok(),
+            Err(_) => None,
+        };
+        if bytes.is_none() {
+            room.frozen.store(false, Ordering::Release);
+        }
+        bytes
     }
 
     /// A room as bytes while it runs on (see `Command::Checkpoint`).
@@ -267,6 +278,22 @@ impl Lobby {
         if let Some(room) = self.find(id) {
             let _ = room.commands.send(Command::Thaw).await;
         }
+    }
+
+    /// Drop a match this node took in a hand-off whose answer came too late
+    /// (the sender kept it, or gave it to another node): nobody was sent here.
+    pub(crate) async fn discard(&self, id: MatchId) {
+        let room = {
+            let mut rooms = self.registry.lock();
+            let Some(at) = rooms.iter().position(|r| r.id == id) else {
+                return;
+            };
+            let room = rooms.remove(at);
+            room.closed.store(true, Ordering::Release);
+            room
+        };
+        tracing::warn!(room = %id, "a late hand-off's copy dropped");
+        let _ = room.commands.send(Command::Moved).await;
     }
 
     /// `node` runs the match now: forget it here and send its connections there.
@@ -300,7 +327,11 @@ impl Lobby {
         };
         {
             let mut rooms = self.registry.lock();
-            if rooms.len() >= self.config.max_rooms || rooms.iter().any(|r| r.id == shared.id) {
+            // Draining is checked again under the lock a drain lists rooms
+            // under: a match adopted here either is listed, or is refused.
+            if self.draining() || rooms.len() >= self.config.max_rooms || rooms.iter().any(|r| r.id == shared.id) {
+                drop(rooms);
+                room.discard();
                 return false;
             }
             rooms.push(shared.clone());
@@ -312,10 +343,13 @@ impl Lobby {
 
     /// Watch match `id` (a spectator with `?match=`): here, or on the node
     /// that runs it.
-    pub(crate) async fn watch(&self, join: Join, id: MatchId) -> Result<Seat, Refused> {
-        let Some(room) = self.find(id) else {
+    pub(crate) async fn watch(&self, join: Join, id: MatchId, pinned: Option<&str>) -> Result<Seat, Refused> {
+        let Some(room) = self.find(id).filter(|r| !r.frozen.load(Ordering::Acquire)) else {
             return Err(match self.cluster().map(|c| c.locate(id)) {
+                // Asked the proxy for that node and got this one: it is unreachable.
+                Some(Located::At(node)) if pinned == Some(node.as_str()) => Refused::Recovering,
                 Some(Located::At(node)) => Refused::Elsewhere(node),
+                _ if self.find(id).is_some() => Refused::Recovering,
                 Some(Located::Recovering) => Refused::Recovering,
                 _ => Refused::NoSuchMatch,
             });
@@ -377,6 +411,8 @@ impl Lobby {
             let id = MatchId(u32::from_le_bytes([token[0], token[1], token[2], token[3]]));
             let room = self.find(id);
             match room {
+                // Being handed over: in a moment it runs elsewhere (MOVED) or here again.
+                Some(room) if room.frozen.load(Ordering::Acquire) => return Err(Refused::Recovering),
                 Some(room) => match ask(&room, join.clone(), token).await {
                     Ok(joined) => {
                         return Ok(Seat {
@@ -424,7 +460,11 @@ impl Lobby {
                         resume_expired: expired,
                     })
                 }
-                Err(None) => continue, // the room closed meanwhile
+                // The room closed, or froze for a hand-off, meanwhile.
+                Err(None) => {
+                    self.unreserve(&room, join.spectate);
+                    continue;
+                }
                 Err(Some(code)) => {
                     self.unreserve(&room, join.spectate);
                     return Err(Refused::Code(code));
@@ -440,7 +480,7 @@ impl Lobby {
         self.registry
             .lock()
             .iter()
-            .any(|r| r.humans.load(Ordering::Acquire) < limit)
+            .any(|r| !r.frozen.load(Ordering::Acquire) && r.humans.load(Ordering::Acquire) < limit)
     }
 
     fn counter(room: &Shared, spectate: bool) -> &AtomicUsize {
@@ -465,7 +505,9 @@ impl Lobby {
         // Fill the fullest room that has a place (spectators: the busiest room).
         let best = rooms
             .iter()
-            .filter(|r| Lobby::counter(r, spectate).load(Ordering::Acquire) < limit)
+            .filter(|r| {
+                !r.frozen.load(Ordering::Acquire) && Lobby::counter(r, spectate).load(Ordering::Acquire) < limit
+            })
             .max_by_key(|r| (r.humans.load(Ordering::Acquire), std::cmp::Reverse(r.id)))
             .cloned();
         let room = match best {

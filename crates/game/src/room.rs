@@ -122,6 +122,9 @@ pub(crate) struct Shared {
     /// The node the match moved to, once it has (connections read it when
     /// their room goes away).
     pub moved: OnceLock<String>,
+    /// Being handed to another node: takes no joins (the lobby skips it,
+    /// and a resume for it is told to come back in a moment).
+    pub frozen: AtomicBool,
     /// What a tick costs, in microseconds, averaged over the last second or
     /// so: the load a node reports.
     pub tick_micros: AtomicU64,
@@ -130,8 +133,12 @@ pub(crate) struct Shared {
 struct Viewer {
     player: Option<PlayerId>,
     token: [u8; 16],
-    /// The token before the last take-over: presented again, it is a replay.
+    /// The token before the last take-over: presented again, it is a replay,
+    /// unless the connection that took the seat over never sent anything
+    /// (its welcome may have been lost with it): then it still works once.
     previous: Option<[u8; 16]>,
+    /// The current connection has sent an input: its welcome arrived.
+    confirmed: bool,
     attach: u32,
     slot: watch::Sender<Option<(u32, Bytes)>>,
     taken: Arc<AtomicU32>,
@@ -156,6 +163,7 @@ impl Viewer {
             player,
             token,
             previous: None,
+            confirmed: false,
             attach: 1,
             slot,
             taken,
@@ -222,6 +230,7 @@ impl Room {
             closed: AtomicBool::new(false),
             sent_bytes: AtomicU64::new(0),
             moved: OnceLock::new(),
+            frozen: AtomicBool::new(false),
             tick_micros: AtomicU64::new(0),
         });
         let world = World::new(config.rules(), seed);
@@ -297,6 +306,12 @@ impl Room {
             sim: simulated - started,
             encode: encoded - simulated,
         })
+    }
+
+    /// A restored room that will not run after all (its match runs here
+    /// already, or this node is full): undo what `Room::new` counted.
+    pub(crate) fn discard(self) {
+        metrics::gauge!("volley_game_rooms").decrement(1.0);
     }
 
     /// The room as it stands, for another node.
@@ -385,7 +400,8 @@ impl Room {
                 target,
                 buttons,
             } => {
-                if self.viewers.get(&key).is_some_and(|v| v.attach == attach) {
+                if let Some(v) = self.viewers.get_mut(&key).filter(|v| v.attach == attach) {
+                    v.confirmed = true;
                     self.input(key, seq, ack, target, buttons);
                 } else {
                     metrics::counter!("volley_game_inputs_rejected_total", "reason" => "stale").increment(1);
@@ -403,7 +419,10 @@ impl Room {
                     self.frozen = false;
                 }
             }
-            Command::Thaw => self.frozen = false,
+            Command::Thaw => {
+                self.frozen = false;
+                self.shared.frozen.store(false, Ordering::Release);
+            }
             Command::Checkpoint { reply } => {
                 if !self.frozen {
                     let _ = reply.send(self.checkpoint());
@@ -420,11 +439,9 @@ impl Room {
         let taken = Arc::new(AtomicU32::new(0));
         if let Some(resume) = join.resume {
             let id = self.shared.id;
-            let Some((&key, viewer)) = self
-                .viewers
-                .iter_mut()
-                .find(|(_, v)| v.token == resume && v.player.is_some())
-            else {
+            let Some((&key, viewer)) = self.viewers.iter_mut().find(|(_, v)| {
+                v.player.is_some() && (v.token == resume || (v.previous == Some(resume) && !v.confirmed))
+            }) else {
                 let replayed = self.viewers.values().any(|v| v.previous == Some(resume));
                 return Err(if replayed {
                     ErrorCode::SeatReplayed
@@ -437,8 +454,11 @@ impl Room {
             let mut fresh = [0u8; 16];
             fresh[..4].copy_from_slice(&id.0.to_le_bytes());
             rand::Rng::fill(&mut rand::rng(), &mut fresh[4..]);
-            viewer.previous = Some(viewer.token);
+            if viewer.token == resume {
+                viewer.previous = Some(viewer.token);
+            }
             viewer.token = fresh;
+            viewer.confirmed = false;
             // Take over: a new slot (the old connection's receiver sees it
             // closed and ends), a new attachment, full snapshot next.
             viewer.attach += 1;

@@ -228,7 +228,7 @@ where
         joined,
         resume_expired,
     } = match match watch.filter(|_| join.spectate) {
-        Some(id) => lobby.watch(join, id).await,
+        Some(id) => lobby.watch(join, id, pinned).await,
         None => lobby.join(join, pinned).await,
     } {
         Ok(seat) => seat,

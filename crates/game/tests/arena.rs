@@ -444,13 +444,17 @@ async fn refused_join(url: &str, join: Join) -> (ErrorCode, u16) {
     .await
     .unwrap();
     let mut code = None;
-    while let Ok(Some(message)) = ws.recv().await {
-        if let Ok(volley_client::game_protocol::ServerMsg::Error(c, _)) =
-            volley_client::game_protocol::ServerMsg::decode(message.as_bytes())
-        {
-            code = Some(c);
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(message)) = ws.recv().await {
+            if let Ok(volley_client::game_protocol::ServerMsg::Error(c, _)) =
+                volley_client::game_protocol::ServerMsg::decode(message.as_bytes())
+            {
+                code = Some(c);
+            }
         }
-    }
+    })
+    .await;
+    assert!(read.is_ok(), "the join was neither refused nor closed within 10 s");
     let close = ws.peer_close().map_or(1006, |c| c.code.0);
     (code.expect("an error frame"), close)
 }
@@ -488,6 +492,14 @@ async fn seat_tokens_work_once_and_forged_or_replayed_ones_are_refused() {
     assert!(read_until(&mut back, 5, |_, e| matches!(e, Event::Seat)).await);
     let t2 = back.seat().unwrap().1.to_owned();
     assert_ne!(t2, t1);
+    // Until the new connection sends something, its welcome may have been
+    // lost: the old token would still work once. Once it has, it is spent.
+    back.input((10, 0), 0).await.unwrap();
+    assert!(
+        read_until(&mut back, 5, |c, e| matches!(e, Event::Snapshot { .. })
+            && c.header.input_seq >= 1)
+        .await
+    );
 
     let seat = |t: &str| Join {
         seat: Some(t.to_owned()),

@@ -256,8 +256,15 @@ impl ProxyConfig {
         if self.backends.is_empty() && !routed {
             return bad("backends", "at least one backend (host:port)".into());
         }
+        let mut names = std::collections::HashMap::new();
         for backend in self.backends.iter().chain(self.routes.iter().flat_map(|r| &r.backends)) {
-            let (name, addr) = crate::pool::split_name(backend);
+            let (name, addr) = split_name(backend);
+            if let Some(name) = name {
+                // One name, one address (a route may list the same backend again).
+                if names.insert(name, addr).is_some_and(|other| other != addr) {
+                    return bad("backends", format!("the name {name} is given to two addresses"));
+                }
+            }
             let ok = addr
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
@@ -398,6 +405,14 @@ impl ProxyConfig {
     /// The connect timeout as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+/// `NAME=host:port` into its name and address; a plain `host:port` has no name.
+pub(crate) fn split_name(spec: &str) -> (Option<&str>, &str) {
+    match spec.split_once('=') {
+        Some((name, addr)) => (Some(name), addr),
+        None => (None, spec),
     }
 }
 

@@ -62,7 +62,7 @@ struct Streaks {
 
 impl Backend {
     fn new(index: usize, spec: String) -> Backend {
-        let (name, addr) = split_name(&spec);
+        let (name, addr) = crate::config::split_name(&spec);
         Backend {
             index,
             addr: addr.to_owned(),
@@ -221,14 +221,6 @@ pub struct LiveGuard {
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         lock(&self.backend.live).remove(&self.id);
-    }
-}
-
-/// `NAME=host:port` into its name and address; a plain `host:port` has no name.
-pub fn split_name(spec: &str) -> (Option<&str>, &str) {
-    match spec.split_once('=') {
-        Some((name, addr)) => (Some(name), addr),
-        None => (None, spec),
     }
 }
 

@@ -42,7 +42,7 @@ impl Grid {
     pub fn valid(&self, size: f32, keys: usize) -> bool {
         self.cell > 0.0
             && self.cols == ((size / self.cell).ceil() as usize).max(1)
-            && self.buckets.len() == self.cols * self.cols
+            && self.cols.checked_mul(self.cols) == Some(self.buckets.len())
             && self.buckets.iter().flatten().all(|&k| (k as usize) < keys)
     }
 

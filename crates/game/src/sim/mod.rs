@@ -185,6 +185,8 @@ impl World {
         let size = self.rules.world_size;
         size.is_finite()
             && size > 0.0
+            && self.tick >= 1
+            && self.pellet_count == self.pellets.iter().flatten().count()
             && self.pellet_grid.valid(size, self.pellets.len())
             && self.cell_grid.valid(size, self.cells.len())
             && self.free_pellets.iter().all(|&i| (i as usize) < self.pellets.len())
