@@ -89,7 +89,8 @@ export class VolleyChat extends EventTarget {
       const base = Math.min(30000, 500 * 2 ** Math.min(this.attempt - 1, 6));
       // 1012 from `volley proxy` draining a node names when to come back
       // ("... reconnect in 2731 ms"): the proxy has spread its clients out.
-      const hint = ev.code === 1012 ? /reconnect in (\d+) ms/.exec(ev.reason || "") : null;
+      // 1013 (try again later) may name its wait the same way.
+      const hint = ev.code === 1012 || ev.code === 1013 ? /reconnect in (\d+) ms/.exec(ev.reason || "") : null;
       const delay = hint ? Number(hint[1]) : base / 2 + Math.random() * (base / 2);
       this.#setState("reconnecting", { code: ev.code, reason: ev.reason, delay, attempt: this.attempt });
       this.timer = setTimeout(() => this.#open(), delay);

@@ -280,33 +280,27 @@ impl Lobby {
         }
     }
 
+    /// Forget a room (marked closed, under the lock joins take); the caller
+    /// tells it to close.
+    fn take_out(&self, id: MatchId) -> Option<Arc<Shared>> {
+        let mut rooms = self.registry.lock();
+        let at = rooms.iter().position(|r| r.id == id)?;
+        let room = rooms.remove(at);
+        room.closed.store(true, Ordering::Release);
+        Some(room)
+    }
+
     /// Drop a match this node took in a hand-off whose answer came too late
     /// (the sender kept it, or gave it to another node): nobody was sent here.
     pub(crate) async fn discard(&self, id: MatchId) {
-        let room = {
-            let mut rooms = self.registry.lock();
-            let Some(at) = rooms.iter().position(|r| r.id == id) else {
-                return;
-            };
-            let room = rooms.remove(at);
-            room.closed.store(true, Ordering::Release);
-            room
-        };
+        let Some(room) = self.take_out(id) else { return };
         tracing::warn!(room = %id, "a late hand-off's copy dropped");
         let _ = room.commands.send(Command::Moved).await;
     }
 
     /// `node` runs the match now: forget it here and send its connections there.
     pub(crate) async fn moved(&self, id: MatchId, node: &str) {
-        let room = {
-            let mut rooms = self.registry.lock();
-            let Some(at) = rooms.iter().position(|r| r.id == id) else {
-                return;
-            };
-            let room = rooms.remove(at);
-            room.closed.store(true, Ordering::Release);
-            room
-        };
+        let Some(room) = self.take_out(id) else { return };
         // Set before the room hears of it: a connection that sees its room
         // end, or the server stop, from now on says where the match went.
         let _ = room.moved.set(node.to_owned());
