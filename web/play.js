@@ -26,6 +26,39 @@ function color(id) {
   return `hsl(${hue}, 70%, 55%)`;
 }
 
+// The chat's sign-in, if any (the chat page keeps its token here).
+let accountToken = null;
+async function findAccount() {
+  const saved = localStorage.getItem('volley.token');
+  if (!saved) return;
+  try {
+    const res = await fetch('/api/me', { headers: { Authorization: `Bearer ${saved}` } });
+    if (!res.ok) return;
+    const me = await res.json();
+    accountToken = saved;
+    document.getElementById('account-name').textContent = me.user.name;
+    document.getElementById('as-account').classList.remove('hidden');
+  } catch { /* no chat here: play as a guest */ }
+}
+findAccount();
+
+// The all-time board (signed-in players' best), every 10 s.
+async function drawBest() {
+  try {
+    const res = await fetch('/api/game/leaderboard');
+    if (res.ok) {
+      const { best } = await res.json();
+      document.getElementById('best').replaceChildren(...best.slice(0, 5).map(({ name, best: mass }) => {
+        const li = document.createElement('li');
+        li.textContent = `${name} — ${mass}`;
+        return li;
+      }));
+    }
+  } catch { /* try again later */ }
+  setTimeout(drawBest, 10000);
+}
+drawBest();
+
 function start(spectate) {
   const name = document.getElementById('name').value.trim() || 'player';
   localStorage.setItem('volley-game-name', name);
@@ -33,7 +66,9 @@ function start(spectate) {
   // A reload within the grace period takes the cell back (token per tab).
   const saved = sessionStorage.getItem('volley-game-token');
   const token = saved && /^[0-9a-f]{32}$/.test(saved) ? Uint8Array.from(saved.match(/../g), (h) => parseInt(h, 16)) : null;
-  client = new GameClient(url, { name, spectate, token });
+  // Signed in to the chat on this site: play as that account.
+  const account = accountToken && document.getElementById('use-account').checked ? accountToken : null;
+  client = new GameClient(url, { name, spectate, token, account });
   client.addEventListener('welcome', (ev) => {
     if (!ev.detail.spectator) {
       sessionStorage.setItem('volley-game-token', [...ev.detail.token].map((b) => b.toString(16).padStart(2, '0')).join(''));

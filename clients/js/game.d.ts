@@ -11,6 +11,8 @@ export interface GameOptions {
   interpolationTicks?: number;
   /** 16 bytes from an earlier welcome: take back the cell left behind. */
   token?: Uint8Array | null;
+  /** The chat's access token: play as that account (its name, its seat on any node, its best score on the leaderboard). A refused one closes with 4005 and the client stops. */
+  account?: string | null;
   /** The WebSocket class; default the global one. */
   WebSocket?: { new (url: string): WebSocket };
 }
@@ -84,7 +86,10 @@ export class GameClient extends EventTarget {
   seatToken: string | null;
   header: SnapshotHeader | null;
   alive: boolean;
-  roster: Map<number, { id: number; bot: boolean; name: string }>;
+  /** The account token the joins carry, if any. */
+  account: string | null;
+  /** `account`: signed in (the name is the account's). */
+  roster: Map<number, { id: number; bot: boolean; account: boolean; name: string }>;
   leaderboard: { id: number; mass: number }[];
   stats: { ping: number; snapshotsPerSec: number; bytesPerSec: number };
   /** Steer toward (tx, ty), world units relative to the own centre. */

@@ -83,9 +83,12 @@ export class GameClient extends EventTarget {
   /**
    * `token` (16 bytes from an earlier welcome, e.g. kept across a page
    * reload) takes back a cell left behind within the server's grace period.
+   * `account` (the chat's access token) plays as that account: its name,
+   * its seat on any node, its best score on the server's leaderboard.
    */
-  constructor(url, { name = 'player', spectate = false, match = null, interpolationTicks = 3, token = null, WebSocket: socketClass = globalThis.WebSocket } = {}) {
+  constructor(url, { name = 'player', spectate = false, match = null, interpolationTicks = 3, token = null, account = null, WebSocket: socketClass = globalThis.WebSocket } = {}) {
     super();
+    this.account = account;
     this.socketClass = socketClass;
     this.url = url; this.name = name; this.spectate = spectate; this.interpolationTicks = interpolationTicks;
     this.token = spectate ? null : token; this.match = spectate ? match : null; this.node = null; this.seatToken = null; this.welcome = null; this.roster = new Map(); this.leaderboard = [];
@@ -120,12 +123,17 @@ export class GameClient extends EventTarget {
       // the welcome's resume token; a new player sends neither.
       const seat = this.seatToken ? new TextEncoder().encode(this.seatToken) : null;
       const raw = !seat && this.token;
-      const flags = (this.spectate ? 1 : 0) | (raw ? 2 : 0) | (seat ? 4 : 0);
-      const buf = new Uint8Array(3 + name.length + (raw ? 16 : 0) + (seat ? 2 + seat.length : 0));
+      const account = this.account ? new TextEncoder().encode(this.account) : null;
+      const flags = (this.spectate ? 1 : 0) | (raw ? 2 : 0) | (seat ? 4 : 0) | (account ? 8 : 0);
+      const buf = new Uint8Array(3 + name.length + (raw ? 16 : 0) + (seat ? 2 + seat.length : 0) + (account ? 2 + account.length : 0));
       buf[0] = T.JOIN; buf[1] = flags; buf[2] = name.length; buf.set(name, 3);
       let at = 3 + name.length;
       if (raw) { buf.set(this.token, at); at += 16; }
-      if (seat) { buf[at] = seat.length & 0xff; buf[at + 1] = seat.length >> 8; buf.set(seat, at + 2); }
+      // Lengths are little-endian u16, as every integer of the protocol.
+      for (const bytes of [seat, account]) {
+        if (!bytes) continue;
+        buf[at] = bytes.length & 0xff; buf[at + 1] = bytes.length >> 8; buf.set(bytes, at + 2); at += 2 + bytes.length;
+      }
       ws.send(buf);
     };
     ws.onmessage = (ev) => this._frame(ev.data);
@@ -134,6 +142,11 @@ export class GameClient extends EventTarget {
       // 4001-4003: the seat token was refused (invalid, expired, already
       // used): come back as a new player rather than knock forever.
       if (ev.code >= 4001 && ev.code <= 4003) { this.seatToken = null; this.token = null; }
+      // 4005: the account token was refused (expired, or signed out):
+      // knocking again would not help; the page decides (sign in again).
+      // 4006: another connection took this seat over (the same account
+      // in another tab): taking it back would start a tug of war.
+      if (ev.code === 4005 || ev.code === 4006) { this._closed = true; clearInterval(this._pinger); this._setState('closed'); this.dispatchEvent(new CustomEvent('disconnect', { detail: { code: ev.code, reason: ev.reason } })); return; }
       this._setState('reconnecting');
       // 1012 from `volley proxy` draining a node names when to come back.
       // 1013 from a node recovering a dead node's match, likewise.
@@ -176,7 +189,7 @@ export class GameClient extends EventTarget {
       }
       case T.ROSTER: {
         const n = r.varint(); const roster = new Map();
-        for (let i = 0; i < n; i++) { const id = r.varint(); const bot = r.u8() !== 0; roster.set(id, { id, bot, name: r.str() }); }
+        for (let i = 0; i < n; i++) { const id = r.varint(); const flags = r.u8(); roster.set(id, { id, bot: !!(flags & 1), account: !!(flags & 2), name: r.str() }); }
         this.roster = roster;
         return this.dispatchEvent(new CustomEvent('roster', { detail: roster }));
       }

@@ -28,3 +28,33 @@ test("a player joins, draws frames and steers; a spectator watches", async (t) =
   assert.equal(seen.spectator, true);
   await next(watcher, "snapshot");
 });
+
+test("a signed-in player plays under its account, takes its seat back, and a bad token stops the client", async (t) => {
+  const server = await startServer(t);
+  const res = await fetch(`${server.http}/api/guest`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "grace" }),
+  });
+  const { token } = await res.json();
+  const first = new GameClient(`${server.ws}/game/ws`, { name: "ignored", account: token });
+  t.after(() => first.close());
+  const welcome = await next(first, "welcome");
+  const roster = await next(first, "roster", (r) => r.has(welcome.player));
+  assert.deepEqual(
+    { name: roster.get(welcome.player).name, account: roster.get(welcome.player).account },
+    { name: "grace", account: true },
+  );
+  // The same account from a second client, with no resume token: its seat.
+  const second = new GameClient(`${server.ws}/game/ws`, { account: token });
+  t.after(() => second.close());
+  const again = await next(second, "welcome");
+  assert.equal(again.player, welcome.player);
+  assert.equal(again.resumed, true);
+
+  const forged = new GameClient(`${server.ws}/game/ws`, { account: "forged" });
+  t.after(() => forged.close());
+  const gone = await next(forged, "disconnect");
+  assert.equal(gone.code, 4005);
+  assert.equal(forged.state, "closed");
+});

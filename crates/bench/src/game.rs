@@ -122,6 +122,7 @@ impl Scenario for Game {
                     spectate: false,
                     resume: None,
                     seat: None,
+                    account: None,
                 };
                 let permit = gate.acquire().await;
                 let failed = |e: String| {

@@ -66,6 +66,8 @@ pub struct GameClient<S = MaybeTlsStream> {
     baselines: VecDeque<(u32, Vec<EntityState>)>,
     seq: u32,
     name: String,
+    /// The account token the join carried: a rejoin signs in again.
+    account: Option<String>,
     moved_to: Option<String>,
     seat: Option<(String, String)>,
 }
@@ -119,7 +121,9 @@ impl GameClient {
         };
         let mut last = Error::Closed { code, reason };
         for _ in 0..attempts.max(1) {
-            if hint == CloseHint::Stop && code == 1008 {
+            // Refused for cause, or the seat was taken over by another
+            // connection (4006): coming back would only take it from that one.
+            if (hint == CloseHint::Stop && code == 1008) || code == 4006 {
                 return Err(last);
             }
             tokio::time::sleep(backoff.next(hint)).await;
@@ -163,6 +167,7 @@ where
     /// Join over an open WebSocket.
     pub async fn join_on(mut ws: WebSocket<S>, join: Join) -> Result<GameClient<S>, Error> {
         let name = join.name.clone();
+        let account = join.account.clone();
         ws.send(Message::Binary(ClientMsg::Join(join).encode().into())).await?;
         let mut resume_expired = false;
         let mut received_bytes = 0;
@@ -192,6 +197,7 @@ where
             baselines: VecDeque::new(),
             seq: 0,
             name,
+            account,
             moved_to: None,
             seat: None,
         })
@@ -313,6 +319,7 @@ where
             spectate: self.welcome.spectator,
             resume: (player && self.seat.is_none()).then_some(self.welcome.token),
             seat: self.seat.as_ref().filter(|_| player).map(|(_, t)| t.clone()),
+            account: self.account.clone(),
         }
     }
 

@@ -262,6 +262,7 @@ async fn a_player_rejoins_into_the_same_cell() {
         spectate: false,
         resume: None,
         seat: None,
+        account: None,
     };
     let mut player = GameClient::join(&url, join).await.unwrap();
     while player.header.tick == 0 {

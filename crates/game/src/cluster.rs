@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use volley_hub::{Broker, Delivery, Event, Fanout, Subscriber, Topic};
+use volley_hub::{Broker, Delivery, Event, Fanout, Subscriber, Topic, UserId};
 
 use crate::placement::Directory;
 pub use crate::placement::{Located, MatchLoad, NodeLoad};
@@ -248,16 +248,7 @@ impl Cluster {
             draining: self.lobby.draining(),
             threads: self.lobby.sim_threads() as u32,
             max_rooms: self.lobby.config().max_rooms as u32,
-            matches: self
-                .lobby
-                .loads()
-                .into_iter()
-                .map(|(id, humans, tick_micros)| MatchLoad {
-                    id: id.0,
-                    humans: humans as u32,
-                    tick_micros,
-                })
-                .collect(),
+            matches: self.lobby.loads(),
         }
     }
 
@@ -337,7 +328,7 @@ impl Cluster {
         if other.node.as_str() > self.node.as_str() {
             return;
         }
-        let mine: Vec<MatchId> = self.lobby.loads().into_iter().map(|(id, _, _)| id).collect();
+        let mine: Vec<MatchId> = self.lobby.loads().into_iter().map(|m| MatchId(m.id)).collect();
         for id in other.matches.iter().map(|m| MatchId(m.id)) {
             if mine.contains(&id) {
                 tracing::warn!(room = %id, other = %other.node, "a match ran on two nodes; this copy gives way");
@@ -426,7 +417,7 @@ impl Cluster {
         if self.lobby.draining() {
             return;
         }
-        for (id, _, _) in self.lobby.loads() {
+        for id in self.lobby.loads().into_iter().map(|m| MatchId(m.id)) {
             let Some(checkpoint) = self.lobby.checkpoint(id).await else {
                 continue;
             };
@@ -464,7 +455,7 @@ impl Cluster {
             }
         }
         // Matches that ended or moved: their keepers may forget them.
-        let running: Vec<u32> = self.lobby.loads().iter().map(|(id, _, _)| id.0).collect();
+        let running: Vec<u32> = self.lobby.loads().iter().map(|m| m.id).collect();
         lock(&self.keepers).retain(|id, _| running.contains(id));
     }
 
@@ -491,6 +482,21 @@ impl Cluster {
             Located::Recovering
         } else {
             Located::Unknown
+        }
+    }
+
+    /// Where the match holding `account`'s seat runs: the match some node
+    /// (beating or not) lists it in, located as [`Cluster::locate`] does.
+    pub fn locate_account(&self, account: UserId) -> Located {
+        let listed = lock(&self.peers).values().find_map(|(_, l)| {
+            l.matches
+                .iter()
+                .find(|m| m.accounts.contains(&account.0))
+                .map(|m| MatchId(m.id))
+        });
+        match listed {
+            Some(id) => self.locate(id),
+            None => Located::Unknown,
         }
     }
 
@@ -581,7 +587,7 @@ impl Cluster {
                 .lobby
                 .loads()
                 .into_iter()
-                .map(|(id, _, _)| id)
+                .map(|m| MatchId(m.id))
                 .filter(|id| !report.kept.contains(id))
                 .collect();
             if pending.is_empty() {
@@ -654,6 +660,10 @@ impl Directory for Cluster {
 
     fn locate(&self, id: MatchId) -> Located {
         Cluster::locate(self, id)
+    }
+
+    fn locate_account(&self, account: UserId) -> Located {
+        Cluster::locate_account(self, account)
     }
 
     fn node_with_a_place(&self, capacity: usize) -> Option<String> {

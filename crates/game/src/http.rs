@@ -57,6 +57,7 @@ pub fn router(lobby: Arc<Lobby>, shutdown: watch::Receiver<bool>, allowed_origin
         .route("/game/ws", any(websocket))
         .route("/api/game/nodes", get(nodes))
         .route("/api/game/matches", get(matches))
+        .route("/api/game/leaderboard", get(leaderboard))
         .with_state(app)
         .merge(assets::routes(ASSETS))
 }
@@ -140,6 +141,31 @@ async fn matches(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         .map(|(id, node, humans)| serde_json::json!({ "id": id, "node": node, "humans": humans }))
         .collect();
     Json(serde_json::json!({ "matches": list }))
+}
+
+/// Entries in each half of the leaderboard.
+const BOARD: usize = 20;
+
+/// The leaderboard: `live`, the heaviest players now in every match of
+/// the cluster (from the nodes' last heartbeats), and `best`, each
+/// account's best of all time (from the store; signed-in players only).
+/// A store that fails leaves `best` out and says so in `error`, so the
+/// live half still shows.
+async fn leaderboard(State(app): State<Arc<App>>) -> Response {
+    use axum::response::IntoResponse;
+    let live: Vec<serde_json::Value> = app
+        .lobby
+        .live_leaders(BOARD)
+        .into_iter()
+        .map(|(l, id, node)| {
+            serde_json::json!({ "name": l.name, "account": l.account, "mass": l.mass, "match": id, "node": node })
+        })
+        .collect();
+    let body = match app.lobby.best_scores(BOARD as u32).await {
+        Ok(best) => serde_json::json!({ "live": live, "best": best }),
+        Err(e) => serde_json::json!({ "live": live, "best": [], "error": e }),
+    };
+    Json(body).into_response()
 }
 
 #[cfg(test)]

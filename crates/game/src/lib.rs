@@ -12,6 +12,7 @@
 //! - [`Lobby`]: matchmaking; [`router`]: the page and the WebSocket endpoint.
 //! - the Rust client is `volley-client`; the frames are `volley-protocol`'s.
 
+mod accounts;
 pub mod cluster;
 pub mod config;
 mod error;
@@ -27,6 +28,7 @@ mod view;
 
 pub use volley_protocol::game as protocol;
 
+pub use accounts::{Account, Accounts, BestScore};
 pub use cluster::Cluster;
 pub use config::GameConfig;
 pub use error::Error;

@@ -1,6 +1,7 @@
 //! Matchmaking: which room a join goes to, opening rooms when all are full
 //! and forgetting them once they close.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::Duration;
@@ -8,8 +9,11 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::oneshot;
 
+use volley_hub::UserId;
+
+use crate::accounts::{Account, Accounts};
 use crate::config::GameConfig;
-use crate::placement::{Directory, Located};
+use crate::placement::{Directory, Leader, Located, MatchLoad};
 use crate::pool::Pool;
 use crate::protocol::{ErrorCode, Join, MatchId};
 use crate::room::{Closer, Command, Joined, Room, Shared};
@@ -21,11 +25,27 @@ use crate::Error;
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     rooms: Mutex<Vec<Arc<Shared>>>,
+    /// Best masses of signed-in players not yet stored, by account: one
+    /// entry per account however often it scores, so an unreachable store
+    /// costs no more memory than the accounts playing.
+    scores: Mutex<HashMap<UserId, u32>>,
 }
 
 impl Registry {
     fn lock(&self) -> MutexGuard<'_, Vec<Arc<Shared>>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn scores(&self) -> MutexGuard<'_, HashMap<UserId, u32>> {
+        self.scores.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn keep_best(&self, best: &[(UserId, u32)]) {
+        let mut scores = self.scores();
+        for &(account, mass) in best {
+            let entry = scores.entry(account).or_insert(0);
+            *entry = (*entry).max(mass);
+        }
     }
 }
 
@@ -38,6 +58,10 @@ impl Closer for Registry {
         room.closed.store(true, Ordering::Release);
         rooms.retain(|r| !Arc::ptr_eq(r, room));
         true
+    }
+
+    fn scored(&self, best: &[(UserId, u32)]) {
+        self.keep_best(best);
     }
 }
 
@@ -60,7 +84,13 @@ pub struct Lobby {
     cluster: OnceLock<Weak<dyn Directory>>,
     /// Signs and checks seat tokens; a random key until `set_seat_key`.
     seat_keys: RwLock<SeatKeys>,
+    /// Checks account tokens and keeps best scores; without it, joins
+    /// with an account are refused.
+    accounts: OnceLock<Arc<dyn Accounts>>,
 }
+
+/// How often signed-in players' best scores are written to the store.
+const SCORES_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a seat token outlives the reconnect grace; connections renew
 /// theirs at a third of this.
@@ -111,6 +141,16 @@ impl Lobby {
             draining: AtomicBool::new(false),
             cluster: OnceLock::new(),
             seat_keys: RwLock::new(SeatKeys::new(&rand::random::<[u8; 32]>())),
+            accounts: OnceLock::new(),
+        });
+        let weak = Arc::downgrade(&lobby);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SCORES_EVERY);
+            loop {
+                every.tick().await;
+                let Some(lobby) = weak.upgrade() else { return };
+                lobby.store_scores().await;
+            }
         });
         let weak = Arc::downgrade(&lobby);
         tokio::spawn(async move {
@@ -144,6 +184,7 @@ impl Lobby {
     pub fn register_metrics(&self) {
         for name in [
             "volley_game_bad_frames_total",
+            "volley_game_accounts_refused_total",
             "volley_game_bytes_sent_total",
             "volley_game_inputs_total",
             "volley_game_snapshots_skipped_total",
@@ -174,6 +215,65 @@ impl Lobby {
         }
     }
 
+    /// Let players sign in (see [`Accounts`]); the first call wins.
+    pub fn set_accounts(&self, accounts: Arc<dyn Accounts>) {
+        let _ = self.accounts.set(accounts);
+    }
+
+    /// Who an account token speaks for.
+    pub(crate) async fn verify_account(&self, token: &str) -> Result<Account, String> {
+        match self.accounts.get() {
+            Some(accounts) => accounts.verify(token).await,
+            None => Err("this server has no accounts".into()),
+        }
+    }
+
+    /// Write the best scores gathered since the last call; kept for the
+    /// next one if the store fails.
+    pub async fn store_scores(&self) {
+        let Some(accounts) = self.accounts.get() else { return };
+        let batch: Vec<(UserId, u32)> = std::mem::take(&mut *self.registry.scores()).into_iter().collect();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = accounts.record_scores(&batch).await {
+            tracing::warn!(error = %e, scores = batch.len(), "best scores not stored; retrying");
+            self.registry.keep_best(&batch);
+        }
+    }
+
+    /// The best scores of all time (empty without accounts).
+    pub async fn best_scores(&self, limit: u32) -> Result<Vec<crate::BestScore>, String> {
+        match self.accounts.get() {
+            Some(accounts) => accounts.top_scores(limit).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The heaviest players now, in every match of the cluster (or of this
+    /// node alone), heaviest first: (name, signed in, mass, match, node).
+    pub fn live_leaders(&self, limit: usize) -> Vec<(Leader, u32, String)> {
+        let nodes = match self.cluster() {
+            Some(cluster) => cluster.nodes().into_iter().map(|n| (n.node, n.matches)).collect(),
+            None => vec![(String::new(), self.loads())],
+        };
+        let mut all: Vec<(Leader, u32, String)> = nodes
+            .into_iter()
+            .flat_map(|(node, matches)| {
+                matches
+                    .into_iter()
+                    .flat_map(move |m| {
+                        let node = node.clone();
+                        m.leaders.into_iter().map(move |l| (l, m.id, node.clone()))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by_key(|l| std::cmp::Reverse(l.0.mass));
+        all.truncate(limit);
+        all
+    }
+
     /// Open rooms.
     pub fn rooms(&self) -> usize {
         self.registry.lock().len()
@@ -183,19 +283,31 @@ impl Lobby {
     /// its ticks cost in microseconds: the load this node reports. A room
     /// being handed over is left out: it is about to run elsewhere, and
     /// listing it would make the node taking it think it runs twice.
-    pub(crate) fn loads(&self) -> Vec<(MatchId, usize, u64)> {
+    pub(crate) fn loads(&self) -> Vec<MatchLoad> {
         self.registry
             .lock()
             .iter()
             .filter(|r| !r.frozen.load(Ordering::Acquire))
             .map(|r| {
-                (
-                    r.id,
-                    r.humans.load(Ordering::Acquire),
-                    r.tick_micros.load(Ordering::Relaxed),
-                )
+                let people = r.people();
+                MatchLoad {
+                    id: r.id.0,
+                    humans: r.humans.load(Ordering::Acquire) as u32,
+                    tick_micros: r.tick_micros.load(Ordering::Relaxed),
+                    accounts: people.accounts.iter().map(|a| a.0).collect(),
+                    leaders: people.leaders.clone(),
+                }
             })
             .collect()
+    }
+
+    /// The running room holding `account`'s seat here.
+    fn find_account(&self, account: UserId) -> Option<Arc<Shared>> {
+        self.registry
+            .lock()
+            .iter()
+            .find(|r| r.people().accounts.contains(&account))
+            .cloned()
     }
 
     /// Simulation threads this node runs rooms on.
@@ -360,7 +472,7 @@ impl Lobby {
         }
         let mut token = [0u8; 16];
         token[..4].copy_from_slice(&id.0.to_le_bytes());
-        match ask(&room, join, token).await {
+        match ask(&room, join, token, None, false).await {
             Ok(joined) => Ok(Seat {
                 room,
                 joined,
@@ -389,7 +501,7 @@ impl Lobby {
             None => self
                 .loads()
                 .into_iter()
-                .map(|(id, humans, _)| (id.0, String::new(), humans as u32))
+                .map(|m| (m.id, String::new(), m.humans))
                 .collect(),
         }
     }
@@ -399,7 +511,12 @@ impl Lobby {
     /// new room. In a cluster, a resume for a match another node runs, or
     /// a new match another node has clearly more headroom for, is sent
     /// there, unless the client was routed here by name (`pinned`).
-    pub(crate) async fn join(&self, mut join: Join, pinned: Option<&str>) -> Result<Seat, Refused> {
+    pub(crate) async fn join(
+        &self,
+        mut join: Join,
+        pinned: Option<&str>,
+        account: Option<UserId>,
+    ) -> Result<Seat, Refused> {
         let mut expired = false;
         if let Some(token) = join.resume {
             let id = MatchId(u32::from_le_bytes([token[0], token[1], token[2], token[3]]));
@@ -407,7 +524,7 @@ impl Lobby {
             match room {
                 // Being handed over: in a moment it runs elsewhere (MOVED) or here again.
                 Some(room) if room.frozen.load(Ordering::Acquire) => return Err(Refused::Recovering),
-                Some(room) => match ask(&room, join.clone(), token).await {
+                Some(room) => match ask(&room, join.clone(), token, account, true).await {
                     Ok(joined) => {
                         return Ok(Seat {
                             room,
@@ -431,6 +548,32 @@ impl Lobby {
             join.resume = None;
             expired = true;
         }
+        // A signed-in player's seat is theirs wherever it is: take it back
+        // here, or go to the node that runs its match.
+        if let Some(account) = account.filter(|_| !join.spectate) {
+            match self.find_account(account) {
+                Some(room) if room.frozen.load(Ordering::Acquire) => return Err(Refused::Recovering),
+                Some(room) => {
+                    if let Ok(joined) = ask(&room, join.clone(), [0; 16], Some(account), true).await {
+                        return Ok(Seat {
+                            room,
+                            joined,
+                            resume_expired: false,
+                        });
+                    }
+                }
+                None => match self.cluster().map(|c| c.locate_account(account)) {
+                    Some(Located::At(node)) if pinned == Some(node.as_str()) => return Err(Refused::Recovering),
+                    Some(Located::At(node))
+                        if node != self.cluster().map(|c| c.node().to_owned()).unwrap_or_default() =>
+                    {
+                        return Err(Refused::Elsewhere(node))
+                    }
+                    Some(Located::Recovering) => return Err(Refused::Recovering),
+                    _ => {}
+                },
+            }
+        }
         if !join.spectate && pinned.is_none() && !self.has_place() {
             if let Some(cluster) = self.cluster() {
                 let elsewhere = cluster
@@ -446,7 +589,7 @@ impl Lobby {
             let mut token = [0u8; 16];
             token[..4].copy_from_slice(&room.id.0.to_le_bytes());
             rand::rng().fill(&mut token[4..]);
-            match ask(&room, join.clone(), token).await {
+            match ask(&room, join.clone(), token, account, false).await {
                 Ok(joined) => {
                     return Ok(Seat {
                         room,
@@ -537,10 +680,22 @@ impl Lobby {
 
 /// Send a join to a room and wait for its answer; `Err(None)` if the room
 /// is gone.
-async fn ask(room: &Shared, join: Join, token: [u8; 16]) -> Result<Joined, Option<ErrorCode>> {
+async fn ask(
+    room: &Shared,
+    join: Join,
+    token: [u8; 16],
+    account: Option<UserId>,
+    take_back: bool,
+) -> Result<Joined, Option<ErrorCode>> {
     let (reply, answer) = oneshot::channel();
     room.commands
-        .send(Command::Join { join, token, reply })
+        .send(Command::Join {
+            join,
+            token,
+            account,
+            take_back,
+            reply,
+        })
         .await
         .map_err(|_| None)?;
     match answer.await {

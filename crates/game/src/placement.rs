@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use volley_hub::UserId;
+
 use crate::protocol::MatchId;
 
 /// One match as its node reports it.
@@ -15,6 +17,24 @@ pub struct MatchLoad {
     pub humans: u32,
     /// What its ticks cost, in microseconds (averaged over about a second).
     pub tick_micros: u64,
+    /// The accounts seated in it (signed-in players, also those on their
+    /// way back): a join with one of them is sent to this match.
+    #[serde(default)]
+    pub accounts: Vec<i64>,
+    /// Its heaviest players, heaviest first: the cluster's live leaderboard.
+    #[serde(default)]
+    pub leaders: Vec<Leader>,
+}
+
+/// A player on a match's leaderboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leader {
+    /// Display name (the account's, for a signed-in player).
+    pub name: String,
+    /// Signed in, rather than a guest or a bot.
+    pub account: bool,
+    /// Current mass.
+    pub mass: u32,
 }
 
 /// What a node runs and can take, as its last heartbeat said.
@@ -65,6 +85,9 @@ pub trait Directory: Send + Sync {
     fn nodes(&self) -> Vec<NodeLoad>;
     /// Where match `id` runs, as far as this node knows.
     fn locate(&self, id: MatchId) -> Located;
+    /// Where the match holding `account`'s seat runs, as far as this node
+    /// knows (`Unknown`: no node lists the account).
+    fn locate_account(&self, account: UserId) -> Located;
     /// Another node running a match with a free place (of `capacity`).
     fn node_with_a_place(&self, capacity: usize) -> Option<String>;
     /// The node a new match should open on, if not this one.

@@ -5,13 +5,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use volley_hub::UserId;
+
 use crate::config::GameConfig;
+use crate::placement::Leader;
 use crate::protocol::{
     encode_snapshot, EntityState, ErrorCode, Header, Join, MatchId, PlayerEntry, ServerMsg, Welcome,
 };
@@ -24,6 +27,9 @@ use crate::view::{quantize, view_rect, visible};
 pub(crate) trait Closer: Send + Sync {
     /// Close `room` if nobody holds or is taking a place in it; true if closed.
     fn close_if_empty(&self, room: &Arc<Shared>) -> bool;
+    /// Signed-in players' best masses in this life (once a second): kept
+    /// by the lobby, which outlives rooms, until they are stored.
+    fn scored(&self, _best: &[(UserId, u32)]) {}
 }
 
 /// A connection's number within its room.
@@ -43,6 +49,11 @@ pub(crate) enum Command {
         join: Join,
         /// A fresh token for a new player (a resume presents its own in `join`).
         token: [u8; 16],
+        /// The signed-in account the seat belongs to.
+        account: Option<UserId>,
+        /// Only take back a seat (by `join.resume`, or the account's):
+        /// no new player if there is none.
+        take_back: bool,
         reply: oneshot::Sender<Result<Joined, ErrorCode>>,
     },
     Input {
@@ -88,7 +99,7 @@ pub(crate) enum Command {
 struct Checkpoint {
     id: u32,
     world: World,
-    seats: Vec<(PlayerId, [u8; 16])>,
+    seats: Vec<(PlayerId, [u8; 16], Option<UserId>)>,
     bots: Vec<PlayerId>,
     bot_names: u32,
 }
@@ -128,10 +139,29 @@ pub(crate) struct Shared {
     /// What a tick costs, in microseconds, averaged over the last second or
     /// so: the load a node reports.
     pub tick_micros: AtomicU64,
+    /// Who is in it, for the lobby and the cluster's heartbeat.
+    pub people: Mutex<People>,
+}
+
+/// The room's people as the lobby sees them (the room thread writes it).
+#[derive(Debug, Default)]
+pub(crate) struct People {
+    /// Accounts holding a seat (also those within their reconnect grace).
+    pub accounts: Vec<UserId>,
+    /// The heaviest players, as of the last leaderboard (once a second).
+    pub leaders: Vec<Leader>,
+}
+
+impl Shared {
+    pub(crate) fn people(&self) -> MutexGuard<'_, People> {
+        self.people.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 struct Viewer {
     player: Option<PlayerId>,
+    /// The signed-in account this seat belongs to.
+    account: Option<UserId>,
     token: [u8; 16],
     /// The token before the last take-over: presented again, it is a replay,
     /// unless the connection that took the seat over never sent anything
@@ -161,6 +191,7 @@ impl Viewer {
     ) -> Viewer {
         Viewer {
             player,
+            account: None,
             token,
             previous: None,
             confirmed: false,
@@ -232,6 +263,7 @@ impl Room {
             moved: OnceLock::new(),
             frozen: AtomicBool::new(false),
             tick_micros: AtomicU64::new(0),
+            people: Mutex::new(People::default()),
         });
         let world = World::new(config.rules(), seed);
         let mut room = Room {
@@ -322,7 +354,7 @@ impl Room {
             seats: self
                 .viewers
                 .values()
-                .filter_map(|v| v.player.map(|p| (p, v.token)))
+                .filter_map(|v| v.player.map(|p| (p, v.token, v.account)))
                 .collect(),
             bots: self.bots.clone(),
             bot_names: self.bot_names,
@@ -345,7 +377,7 @@ impl Room {
             return None;
         }
         let players = c.world.players();
-        if !c.seats.iter().all(|(p, _)| players.contains_key(p)) || !c.bots.iter().all(|p| players.contains_key(p)) {
+        if !c.seats.iter().all(|(p, _, _)| players.contains_key(p)) || !c.bots.iter().all(|p| players.contains_key(p)) {
             return None;
         }
         let (mut room, shared) = Room::new(MatchId(c.id), 0, config, closer);
@@ -354,16 +386,18 @@ impl Room {
         room.world = c.world;
         room.bots = c.bots;
         room.bot_names = c.bot_names;
-        for (player, token) in c.seats {
+        for (player, token, account) in c.seats {
             let key = room.next_key;
             room.next_key += 1;
             let mut viewer = Viewer::new(Some(player), token, watch::channel(None).0, Arc::new(AtomicU32::new(0)));
             viewer.detached_at = Some(tick);
+            viewer.account = account;
             room.viewers.insert(key, viewer);
             shared.humans.fetch_add(1, Ordering::AcqRel);
         }
         room.empty_since = None;
         room.roster_dirty = true;
+        room.sync_accounts();
         room.publish_room_frames(true);
         Some((room, shared))
     }
@@ -385,8 +419,14 @@ impl Room {
         match command {
             // A frozen room takes nobody: the lobby looks elsewhere.
             Command::Join { .. } if self.frozen => {}
-            Command::Join { join, token, reply } => {
-                let result = self.join(join, token);
+            Command::Join {
+                join,
+                token,
+                account,
+                take_back,
+                reply,
+            } => {
+                let result = self.join(join, token, account, take_back);
                 // If the connection gave up waiting, undo.
                 if let Err(Ok(joined)) = reply.send(result) {
                     self.detach(joined.key, joined.attach);
@@ -432,30 +472,56 @@ impl Room {
         }
     }
 
-    fn join(&mut self, join: Join, token: [u8; 16]) -> Result<Joined, ErrorCode> {
+    /// The accounts seated here, for the lobby (after a seat is taken or given up).
+    fn sync_accounts(&self) {
+        self.shared.people().accounts = self.viewers.values().filter_map(|v| v.account).collect();
+    }
+
+    fn join(
+        &mut self,
+        join: Join,
+        token: [u8; 16],
+        account: Option<UserId>,
+        take_back: bool,
+    ) -> Result<Joined, ErrorCode> {
         let tick_hz = self.config.tick_hz as u8;
         let world_size = self.config.world_size as u16;
         let (snap_tx, snapshots) = watch::channel(None);
         let taken = Arc::new(AtomicU32::new(0));
-        if let Some(resume) = join.resume {
+        // A seat is taken back by its secret, or by the account it belongs
+        // to (the account token was the credential).
+        let held = |v: &Viewer| {
+            v.player.is_some()
+                && match join.resume {
+                    Some(resume) => v.token == resume || (v.previous == Some(resume) && !v.confirmed),
+                    None => account.is_some() && v.account == account,
+                }
+        };
+        if join.resume.is_some() || take_back || self.viewers.values().any(held) {
             let id = self.shared.id;
-            let Some((&key, viewer)) = self.viewers.iter_mut().find(|(_, v)| {
-                v.player.is_some() && (v.token == resume || (v.previous == Some(resume) && !v.confirmed))
-            }) else {
-                let replayed = self.viewers.values().any(|v| v.previous == Some(resume));
+            let Some((&key, viewer)) = self.viewers.iter_mut().find(|(_, v)| held(v)) else {
+                let replayed = join
+                    .resume
+                    .is_some_and(|resume| self.viewers.values().any(|v| v.previous == Some(resume)));
                 return Err(if replayed {
                     ErrorCode::SeatReplayed
                 } else {
                     ErrorCode::ResumeExpired
                 });
             };
+            let resume = viewer.token;
+            if !take_back && join.resume.is_none() {
+                // The lobby reserved a place for a new seat; the account
+                // took its own back instead.
+                self.shared.humans.fetch_sub(1, Ordering::AcqRel);
+            }
             // A new secret for every take-over: the one just used (and any
             // seat token holding it) cannot take the seat again.
             let mut fresh = [0u8; 16];
             fresh[..4].copy_from_slice(&id.0.to_le_bytes());
             rand::Rng::fill(&mut rand::rng(), &mut fresh[4..]);
-            if viewer.token == resume {
-                viewer.previous = Some(viewer.token);
+            if join.resume == Some(resume) {
+                viewer.previous = Some(resume);
             }
             viewer.token = fresh;
             viewer.confirmed = false;
@@ -497,8 +563,14 @@ impl Room {
         };
         let key = self.next_key;
         self.next_key += 1;
-        self.viewers
-            .insert(key, Viewer::new(player, token, snap_tx, taken.clone()));
+        let mut viewer = Viewer::new(player, token, snap_tx, taken.clone());
+        if player.is_some() && account.is_some() {
+            viewer.account = account;
+            self.viewers.insert(key, viewer);
+            self.sync_accounts();
+        } else {
+            self.viewers.insert(key, viewer);
+        }
         Ok(Joined {
             key,
             attach: 1,
@@ -582,14 +654,19 @@ impl Room {
             .filter(|(_, v)| v.detached_at.is_some_and(|at| tick.saturating_sub(at) >= grace))
             .map(|(&k, _)| k)
             .collect();
+        let mut accounts_left = false;
         for key in expired {
             if let Some(v) = self.viewers.remove(&key) {
                 if let Some(player) = v.player {
                     self.world.remove_player(player);
                     self.shared.humans.fetch_sub(1, Ordering::AcqRel);
                     self.roster_dirty = true;
+                    accounts_left |= v.account.is_some();
                 }
             }
+        }
+        if accounts_left {
+            self.sync_accounts();
         }
     }
 
@@ -685,6 +762,12 @@ impl Room {
     /// Roster when it changed (at most every few ticks), leaderboard once a
     /// second: one frame per room, shared by every connection.
     fn publish_room_frames(&mut self, leaderboard: bool) {
+        let signed_in = |id: PlayerId| {
+            self.viewers
+                .values()
+                .find(|v| v.player == Some(id))
+                .and_then(|v| v.account)
+        };
         if self.roster_dirty && (leaderboard || self.world.tick().is_multiple_of(5)) {
             self.roster_dirty = false;
             let list = self
@@ -695,18 +778,34 @@ impl Room {
                     id: p.id,
                     name: p.name.clone(),
                     bot: p.brain.is_some(),
+                    account: signed_in(p.id).is_some(),
                 })
                 .collect();
             self.roster_tx
                 .send_replace(Bytes::from(ServerMsg::Roster(list).encode()));
         }
         if leaderboard {
-            let list = self
-                .world
-                .leaders(LEADERS)
+            let leaders = self.world.leaders(LEADERS);
+            self.shared.people().leaders = leaders
                 .iter()
-                .map(|p| (p.id, p.mass.round() as u32))
+                .map(|p| Leader {
+                    name: p.name.clone(),
+                    account: signed_in(p.id).is_some(),
+                    mass: p.mass.round() as u32,
+                })
                 .collect();
+            let best: Vec<(UserId, u32)> = self
+                .viewers
+                .values()
+                .filter_map(|v| {
+                    let player = self.world.player(v.player?)?;
+                    Some((v.account?, player.peak_mass.round() as u32))
+                })
+                .collect();
+            if !best.is_empty() {
+                self.closer.scored(&best);
+            }
+            let list = leaders.iter().map(|p| (p.id, p.mass.round() as u32)).collect();
             self.board_tx
                 .send_replace(Bytes::from(ServerMsg::Leaderboard(list).encode()));
         }
@@ -880,7 +979,18 @@ mod tests {
     /// Seat someone the way the lobby does (reserve a place, send the join,
     /// wait for the tick that answers it).
     fn join(room: &mut Room, shared: &Shared, name: &str, resume: Option<[u8; 16]>) -> Result<Joined, ErrorCode> {
-        if resume.is_none() {
+        join_as(room, shared, name, resume, None, resume.is_some())
+    }
+
+    fn join_as(
+        room: &mut Room,
+        shared: &Shared,
+        name: &str,
+        resume: Option<[u8; 16]>,
+        account: Option<UserId>,
+        take_back: bool,
+    ) -> Result<Joined, ErrorCode> {
+        if !take_back {
             shared.humans.fetch_add(1, Ordering::AcqRel);
         }
         let (reply, mut answer) = oneshot::channel();
@@ -889,9 +999,17 @@ mod tests {
             spectate: false,
             resume,
             seat: None,
+            account: None,
         };
         let token = [name.len() as u8; 16];
-        shared.commands.try_send(Command::Join { join, token, reply }).unwrap();
+        let command = Command::Join {
+            join,
+            token,
+            account,
+            take_back,
+            reply,
+        };
+        shared.commands.try_send(command).unwrap();
         room.tick().unwrap();
         answer.try_recv().unwrap()
     }
@@ -1087,6 +1205,44 @@ mod tests {
             assert!(room.tick().is_some());
         }
         assert_eq!(closes.0.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn an_account_s_seat_is_its_own_here_and_after_a_move() {
+        let (mut room, shared, _) = room(config());
+        let ada = Some(UserId(7));
+        let first = join_as(&mut room, &shared, "ada", None, ada, false).unwrap();
+        assert!(!first.welcome.resumed);
+        assert_eq!(shared.people().accounts, vec![UserId(7)]);
+        // Signing in again (the lobby reserved a place for a new seat):
+        // the same player, and the place is given back.
+        let again = join_as(&mut room, &shared, "ada", None, ada, false).unwrap();
+        assert!(again.welcome.resumed);
+        assert_eq!(again.welcome.player, first.welcome.player);
+        assert_ne!(again.welcome.token, first.welcome.token, "a fresh secret");
+        assert_eq!(shared.humans.load(Ordering::Acquire), 1);
+        // Another account gets its own seat; a take-back for an account
+        // with none here is refused rather than seated.
+        let bob = join_as(&mut room, &shared, "bob", None, Some(UserId(8)), false).unwrap();
+        assert_ne!(bob.welcome.player, first.welcome.player);
+        assert_eq!(
+            join_as(&mut room, &shared, "cy", None, Some(UserId(9)), true).err(),
+            Some(ErrorCode::ResumeExpired)
+        );
+        // The seat moves with the match: restored elsewhere, the account
+        // takes it back with no secret at all.
+        let (tx, rx) = oneshot::channel();
+        shared.commands.try_send(Command::Freeze { reply: tx }).unwrap();
+        room.tick().unwrap();
+        let bytes = rx.blocking_recv().unwrap();
+        let closes = Arc::new(Closes::default());
+        let (mut moved, moved_shared) = Room::restore(&bytes, Arc::new(config()), closes).unwrap();
+        let mut accounts = moved_shared.people().accounts.clone();
+        accounts.sort();
+        assert_eq!(accounts, vec![UserId(7), UserId(8)]);
+        let back = join_as(&mut moved, &moved_shared, "ada", None, ada, true).unwrap();
+        assert!(back.welcome.resumed);
+        assert_eq!(back.welcome.player, first.welcome.player);
     }
 
     #[test]

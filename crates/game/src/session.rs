@@ -40,6 +40,15 @@ where
         .await
 }
 
+/// An account's name cut to what the roster carries, on a character boundary.
+fn shortened(name: &str) -> String {
+    let mut end = name.len().min(MAX_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
 fn valid_name(name: &str) -> Option<String> {
     let name = name.trim();
     if name.is_empty() {
@@ -209,6 +218,22 @@ where
     let Some(mut join) = first_join(ws).await? else {
         return Ok(());
     };
+    // An account token makes the seat the account's, under its name.
+    let mut account = None;
+    if let Some(token) = join.account.take() {
+        match lobby.verify_account(&token).await {
+            Ok(signed_in) => {
+                join.name = shortened(&signed_in.name);
+                account = Some(signed_in.id);
+            }
+            Err(why) => {
+                metrics::counter!("volley_game_accounts_refused_total").increment(1);
+                send_error(ws, ErrorCode::AccountRefused, &why).await?;
+                ws.close(CloseCode(4005), "account token refused").await?;
+                return Ok(());
+            }
+        }
+    }
     // A seat token stands for its seat's resume secret, once checked.
     if let Some(token) = join.seat.take() {
         if !join.spectate {
@@ -229,7 +254,7 @@ where
         resume_expired,
     } = match match watch.filter(|_| join.spectate) {
         Some(id) => lobby.watch(join, id, pinned).await,
-        None => lobby.join(join, pinned).await,
+        None => lobby.join(join, pinned, account).await,
     } {
         Ok(seat) => seat,
         Err(Refused::Elsewhere(node)) => {
@@ -374,8 +399,10 @@ where
                         if let Some(node) = room.moved.get() {
                             return tell_moved(ws, node, &sent).await;
                         }
-                        // A newer connection took this seat over.
-                        ws.close(CloseCode::POLICY_VIOLATION, "resumed elsewhere").await?;
+                        // A newer connection took this seat over (its token, or
+                        // the same account): 4006, so the client does not take it
+                        // back in turn and the two never fight over it.
+                        ws.close(CloseCode(4006), "seat taken over by another connection").await?;
                         return Ok(());
                     }
                     let latest: Option<(u32, Bytes)> = snapshots.borrow_and_update().clone();

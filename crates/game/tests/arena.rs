@@ -54,6 +54,7 @@ fn join(name: &str) -> Join {
         spectate: false,
         resume: None,
         seat: None,
+        account: None,
     }
 }
 
@@ -263,6 +264,7 @@ async fn reconnect_within_grace_gets_the_cell_back() {
         Join {
             resume: Some(token),
             seat: None,
+            account: None,
             ..join("ann")
         },
     )
@@ -295,6 +297,7 @@ async fn reconnect_within_grace_gets_the_cell_back() {
         Join {
             resume: Some(token),
             seat: None,
+            account: None,
             ..join("ann")
         },
     )
@@ -415,6 +418,7 @@ async fn a_reconnect_storm_resumes_everyone() {
                 Join {
                     resume: Some(token),
                     seat: None,
+                    account: None,
                     ..join("again")
                 },
             )
@@ -479,6 +483,7 @@ async fn seat_tokens_work_once_and_forged_or_replayed_ones_are_refused() {
         &server.url(),
         Join {
             seat: Some(t1.clone()),
+            account: None,
             ..join("sam")
         },
     )

@@ -177,3 +177,11 @@ impl Appended {
         }
     }
 }
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it): when
+/// a best score was set.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -24,9 +24,10 @@ use crate::{Error, Store};
 
 /// Schema versions, applied in order; a version is never edited once
 /// released, only followed by a new one.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE users(
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE users(
         id BIGSERIAL PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         kind TEXT NOT NULL,
@@ -62,7 +63,17 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE game_scores(
+        user_id BIGINT PRIMARY KEY,
+        best BIGINT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX game_scores_best ON game_scores(best DESC, at);",
+    ),
+];
 
 /// An arbitrary constant naming volley's migration lock.
 const MIGRATION_LOCK: i64 = 0x766f_6c6c_6579;
@@ -529,6 +540,41 @@ impl Store for PgStore {
             Some(row) => Ok(seq_of(row.get(0))),
             None => Err(Error::NotFound("membership")),
         }
+    }
+
+    async fn record_scores(&self, scores: &[(UserId, u32)]) -> Result<(), Error> {
+        if scores.is_empty() {
+            return Ok(());
+        }
+        let (users, bests): (Vec<i64>, Vec<i64>) = scores.iter().map(|(u, b)| (u.0, i64::from(*b))).unzip();
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO game_scores(user_id, best, at) \
+                 SELECT u, MAX(b), $3 FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS t(u, b) GROUP BY u \
+                 ON CONFLICT (user_id) DO UPDATE SET best = excluded.best, at = excluded.at \
+                 WHERE excluded.best > game_scores.best",
+            )
+            .await?;
+        client
+            .execute(&stmt, &[&users, &bests, &crate::model::now_millis()])
+            .await?;
+        Ok(())
+    }
+
+    async fn top_scores(&self, limit: u32) -> Result<Vec<(User, u32)>, Error> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT u.id, u.name, u.kind, s.best FROM game_scores s JOIN users u ON u.id = s.user_id \
+                 ORDER BY s.best DESC, s.at LIMIT $1",
+            )
+            .await?;
+        let rows = client.query(&stmt, &[&i64::from(limit)]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| (user_row(r), u32::try_from(r.get::<_, i64>(3)).unwrap_or(u32::MAX)))
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -84,6 +84,12 @@ CREATE TABLE IF NOT EXISTS messages(
     PRIMARY KEY(room, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages(room, user, client_id);
+CREATE TABLE IF NOT EXISTS game_scores(
+    user INTEGER PRIMARY KEY,
+    best INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS game_scores_best ON game_scores(best DESC, at);
 ";
 
 /// Most jobs in one commit group.
@@ -567,6 +573,40 @@ impl Store for SqliteStore {
                 .query_row(params![room, user, seq], |r| r.get(0))
                 .optional()?;
             value.ok_or(Error::NotFound("membership"))
+        })
+        .await
+    }
+
+    async fn record_scores(&self, scores: &[(UserId, u32)]) -> Result<(), Error> {
+        if scores.is_empty() {
+            return Ok(());
+        }
+        let scores = scores.to_vec();
+        let now = crate::model::now_millis();
+        self.write(move |c| {
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO game_scores(user, best, at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(user) DO UPDATE SET best = excluded.best, at = excluded.at \
+                 WHERE excluded.best > game_scores.best",
+            )?;
+            for (user, best) in scores {
+                stmt.execute(params![user, best, now])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn top_scores(&self, limit: u32) -> Result<Vec<(User, u32)>, Error> {
+        self.read(move |c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT u.id, u.name, u.kind, s.best FROM game_scores s JOIN users u ON u.id = s.user \
+                     ORDER BY s.best DESC, s.at LIMIT ?1",
+                )?
+                .query_map([limit], |r| Ok((user_row(r)?, r.get(3)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }

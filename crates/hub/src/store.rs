@@ -57,6 +57,12 @@ pub trait Store: Send + Sync + 'static {
     /// Record that `user` has read `room` up to `seq` (never moves backwards);
     /// returns the recorded value.
     async fn set_read(&self, room: RoomId, user: UserId, seq: Seq) -> Result<Seq, Error>;
+    /// Raise each user's best game score to the given one where it is
+    /// higher (never lowers it): the game's leaderboard of accounts, which
+    /// outlives matches, nodes and sessions.
+    async fn record_scores(&self, scores: &[(UserId, u32)]) -> Result<(), Error>;
+    /// The `limit` best game scores, best first (ties: the earlier one first).
+    async fn top_scores(&self, limit: u32) -> Result<Vec<(User, u32)>, Error>;
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), Error>;
 }

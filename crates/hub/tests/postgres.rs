@@ -108,3 +108,15 @@ async fn deleted_rooms_are_gone_and_their_ids_never_return() {
     let pg = Postgres::start().unwrap();
     common::deleted_rooms_are_gone_and_their_ids_never_return(&*nodes(&pg, 1).await[0]).await;
 }
+
+#[tokio::test]
+async fn best_scores_only_rise_across_nodes() {
+    let pg = Postgres::start().unwrap();
+    let nodes = nodes(&pg, 2).await;
+    common::best_scores_only_rise(&*nodes[0]).await;
+    let board = nodes[1].top_scores(10).await.unwrap();
+    assert_eq!(
+        board.first().map(|(u, best)| (u.name.as_str(), *best)),
+        Some(("scorer-b", 300))
+    );
+}

@@ -41,3 +41,14 @@ async fn deleted_rooms_are_gone_and_their_ids_never_return() {
     let dir = tempfile::tempdir().unwrap();
     common::deleted_rooms_are_gone_and_their_ids_never_return(&*open(dir.path())).await;
 }
+
+#[tokio::test]
+async fn best_scores_only_rise_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    common::best_scores_only_rise(&*open(dir.path())).await;
+    let board = open(dir.path()).top_scores(10).await.unwrap();
+    assert_eq!(
+        board.first().map(|(u, best)| (u.name.as_str(), *best)),
+        Some(("scorer-b", 300))
+    );
+}

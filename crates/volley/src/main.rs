@@ -1,6 +1,7 @@
 //! `volley`: the one binary. Each subcommand lives in its own module; this
 //! file only parses arguments and sets up logging.
 
+mod accounts;
 mod bench;
 mod config;
 mod devcert;

@@ -60,6 +60,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Seat tokens signed with the shared token secret: any node of the
     // cluster takes any node's.
     lobby.set_seat_key(&chat.seat_key());
+    // Players may sign in with the chat's tokens; their best scores go to
+    // the chat's store.
+    lobby.set_accounts(std::sync::Arc::new(crate::accounts::ChatAccounts(chat.clone())));
     let cluster = chat
         .hub()
         .broker()

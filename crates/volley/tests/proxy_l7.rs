@@ -221,6 +221,7 @@ async fn chat_and_game_over_http1_http2_and_http3_meet_by_room_affinity() {
         spectate: false,
         resume: None,
         seat: None,
+        account: None,
     };
     let mut player = volley_client::game::GameClient::join_on(ws, join)
         .await

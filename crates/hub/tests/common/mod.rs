@@ -230,3 +230,34 @@ pub(crate) async fn deleted_rooms_are_gone_and_their_ids_never_return(store: &dy
     let next = store.create_room("next", RoomKind::Public, a.id).await.unwrap();
     assert!(next.id > room.id, "{:?} reuses {:?}", next.id, room.id);
 }
+
+/// Best game scores only rise, a batch may name a user twice, and the
+/// board lists the best first with the users' names.
+pub(crate) async fn best_scores_only_rise(store: &dyn Store) {
+    let a = store.create_user("scorer-a", UserKind::Guest, None).await.unwrap();
+    let b = store.create_user("scorer-b", UserKind::Guest, None).await.unwrap();
+    let c = store.create_user("scorer-c", UserKind::Guest, None).await.unwrap();
+    assert!(store.top_scores(10).await.unwrap().is_empty());
+    store.record_scores(&[(a.id, 120), (b.id, 300)]).await.unwrap();
+    store
+        .record_scores(&[(a.id, 90), (b.id, 250), (c.id, 40), (a.id, 200)])
+        .await
+        .unwrap();
+    store.record_scores(&[]).await.unwrap();
+    let board: Vec<(String, u32)> = store
+        .top_scores(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(u, best)| (u.name, best))
+        .collect();
+    assert_eq!(
+        board,
+        vec![
+            ("scorer-b".into(), 300),
+            ("scorer-a".into(), 200),
+            ("scorer-c".into(), 40)
+        ]
+    );
+    assert_eq!(store.top_scores(1).await.unwrap().len(), 1);
+}

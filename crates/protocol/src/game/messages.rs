@@ -13,6 +13,8 @@ pub const INPUT_FLAG_EJECT: u8 = 2;
 
 /// Longest seat token a join may carry, in bytes.
 pub const MAX_SEAT_TOKEN_BYTES: usize = 1024;
+/// Longest account token (the chat's access token) a join may carry, in bytes.
+pub const MAX_ACCOUNT_TOKEN_BYTES: usize = 2048;
 
 /// The first frame of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -26,6 +28,11 @@ pub struct Join {
     /// From the latest `Seat` frame: take the seat back on whatever node
     /// runs the match now (wins over `resume`).
     pub seat: Option<String>,
+    /// The chat's access token: play as that account (its name replaces
+    /// `name`). The seat then belongs to the account: joining again with
+    /// it, from any node, takes the same seat back while it is held, and
+    /// the account's best score goes on the server's leaderboard.
+    pub account: Option<String>,
 }
 
 /// Frames a client sends.
@@ -58,7 +65,7 @@ impl ClientMsg {
         let msg = match r.u8().map_err(|_| DecodeError::Empty)? {
             kind::JOIN => {
                 let flags = r.u8()?;
-                if flags & !7 != 0 {
+                if flags & !15 != 0 {
                     return Err(DecodeError::Invalid("join flags"));
                 }
                 // Any length the frame can carry decodes (at most 255 bytes);
@@ -81,11 +88,22 @@ impl ClientMsg {
                 } else {
                     None
                 };
+                let account = if flags & 8 != 0 {
+                    let n = usize::from(r.u16()?);
+                    if n > MAX_ACCOUNT_TOKEN_BYTES {
+                        return Err(DecodeError::Invalid("account token length"));
+                    }
+                    let bytes = r.take(n)?;
+                    Some(std::str::from_utf8(bytes).map_err(|_| DecodeError::Utf8)?.to_owned())
+                } else {
+                    None
+                };
                 ClientMsg::Join(Join {
                     name: name.to_owned(),
                     spectate: flags & 1 != 0,
                     resume,
                     seat,
+                    account,
                 })
             }
             kind::INPUT => {
@@ -119,7 +137,8 @@ impl ClientMsg {
                 w.u8(kind::JOIN);
                 w.u8(join.spectate as u8
                     | if join.resume.is_some() { 2 } else { 0 }
-                    | if join.seat.is_some() { 4 } else { 0 });
+                    | if join.seat.is_some() { 4 } else { 0 }
+                    | if join.account.is_some() { 8 } else { 0 });
                 w.short_str(&join.name);
                 if let Some(token) = &join.resume {
                     w.bytes(token);
@@ -128,6 +147,11 @@ impl ClientMsg {
                     let seat = &seat.as_bytes()[..seat.len().min(MAX_SEAT_TOKEN_BYTES)];
                     w.u16(seat.len() as u16);
                     w.bytes(seat);
+                }
+                if let Some(account) = &join.account {
+                    let account = &account.as_bytes()[..account.len().min(MAX_ACCOUNT_TOKEN_BYTES)];
+                    w.u16(account.len() as u16);
+                    w.bytes(account);
                 }
             }
             ClientMsg::Input {
@@ -179,6 +203,9 @@ pub enum ErrorCode {
     /// The seat token (or resume token) was already used to take the seat
     /// back, and a newer one replaced it; close 4003 follows.
     SeatReplayed = 10,
+    /// The account token is invalid or expired, or this server takes no
+    /// guests; close 4005 follows.
+    AccountRefused = 11,
 }
 
 impl ErrorCode {
@@ -196,6 +223,7 @@ impl ErrorCode {
             SeatInvalid,
             SeatExpired,
             SeatReplayed,
+            AccountRefused,
         ]
         .into_iter()
         .find(|c| *c as u16 == v)
@@ -243,6 +271,9 @@ pub struct PlayerEntry {
     pub name: String,
     /// A server bot rather than a person.
     pub bot: bool,
+    /// Playing as a signed-in account (the name is the account's), not as
+    /// an anonymous guest.
+    pub account: bool,
 }
 
 /// Frames the server sends, except snapshots ([`super::Snapshot`]).
@@ -297,7 +328,7 @@ impl ServerMsg {
                 w.varint(list.len() as u32);
                 for p in list {
                     w.varint(p.id);
-                    w.u8(p.bot as u8);
+                    w.u8(p.bot as u8 | (p.account as u8) << 1);
                     w.short_str(&p.name);
                 }
             }
@@ -357,9 +388,14 @@ impl ServerMsg {
                 let mut list = Vec::with_capacity(n);
                 for _ in 0..n {
                     let id = r.varint()?;
-                    let bot = r.u8()? != 0;
+                    let flags = r.u8()?;
                     let name = r.short_str()?.to_owned();
-                    list.push(PlayerEntry { id, name, bot });
+                    list.push(PlayerEntry {
+                        id,
+                        name,
+                        bot: flags & 1 != 0,
+                        account: flags & 2 != 0,
+                    });
                 }
                 ServerMsg::Roster(list)
             }

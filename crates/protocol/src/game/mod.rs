@@ -12,7 +12,7 @@ mod snapshot;
 pub use codec::{Reader, Writer};
 pub use messages::{
     ClientMsg, ErrorCode, Join, MatchId, PlayerEntry, ServerMsg, Welcome, INPUT_FLAG_EJECT, INPUT_FLAG_SPLIT,
-    MAX_NAME_BYTES, MAX_SEAT_TOKEN_BYTES,
+    MAX_ACCOUNT_TOKEN_BYTES, MAX_NAME_BYTES, MAX_SEAT_TOKEN_BYTES,
 };
 pub use snapshot::{apply, encode_snapshot, EntityState, Header, Kind, Snapshot, Update, POSITION_SCALE};
 
