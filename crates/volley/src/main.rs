@@ -3,6 +3,7 @@
 
 mod accounts;
 mod bench;
+mod cluster;
 mod config;
 mod devcert;
 mod echo;
@@ -32,6 +33,8 @@ enum Command {
     DevCert(devcert::DevCertArgs),
     /// The proxy in front of volley nodes: layer 7 (TLS, HTTP/1.1, HTTP/2, HTTP/3 WebSockets, affinity, paced drain) or layer 4 (--mode tcp).
     Proxy(proxy::ProxyArgs),
+    /// The whole deployment on this machine (PostgreSQL, a broker, nodes, a proxy) with fault injection, and a test that checks what every client saw.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             Command::DevCert(args) => devcert::run(args),
             Command::Bench(args) => bench::run(args).await,
             Command::Proxy(args) => proxy::run(args).await,
+            Command::Cluster(args) => cluster::run(args).await,
         }
     })
 }
