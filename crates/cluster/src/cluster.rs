@@ -55,9 +55,11 @@ impl std::str::FromStr for Action {
             "slow" => Action::Slow,
             "reset" => Action::Reset,
             "reload" => Action::Reload,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown fault {other:?}: one of kill, pause, resume, restart, drain, cut, heal, slow, reset, reload"
-            )),
+            ))
+            }
         })
     }
 }

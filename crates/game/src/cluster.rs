@@ -140,6 +140,8 @@ pub struct Cluster {
     keepers: Mutex<HashMap<u32, String>>,
     /// Matches whose node vanished, and when.
     orphans: Mutex<HashMap<u32, Instant>>,
+    /// When this life of the node began (see [`NodeLoad::life`]).
+    life: u64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -172,6 +174,9 @@ impl Cluster {
             kept: Mutex::new(HashMap::new()),
             keepers: Mutex::new(HashMap::new()),
             orphans: Mutex::new(HashMap::new()),
+            life: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
         });
         let directory: Arc<dyn Directory> = cluster.clone();
         cluster.lobby.set_cluster(Arc::downgrade(&directory));
@@ -249,6 +254,7 @@ impl Cluster {
             threads: self.lobby.sim_threads() as u32,
             max_rooms: self.lobby.config().max_rooms as u32,
             matches: self.lobby.loads(),
+            life: self.life,
         }
     }
 
@@ -258,7 +264,12 @@ impl Cluster {
                 if load.node != self.node {
                     self.settle_duplicates(&load);
                     lock(&self.seen).insert(load.node.clone());
-                    lock(&self.peers).insert(load.node.clone(), (Instant::now(), load));
+                    let before = lock(&self.peers)
+                        .insert(load.node.clone(), (Instant::now(), load.clone()))
+                        .map(|(_, l)| l.life);
+                    if before.is_some_and(|life| life != load.life) {
+                        self.recover_restarted(&load);
+                    }
                 }
             }
             Wire::Handoff {
@@ -394,8 +405,39 @@ impl Cluster {
             }
             adopt
         };
+        if !adopt.is_empty() {
+            self.resume_kept(adopt, &live);
+        }
+    }
+
+    /// A node came back as a new life before it was missed (killed and
+    /// restarted within the TTL): the matches it ran and no longer lists
+    /// died with the old life; those this node keeps checkpoints of, it
+    /// runs from now on.
+    fn recover_restarted(&self, load: &NodeLoad) {
+        tracing::warn!(node = %load.node, "game node restarted: its old matches are recovered");
+        let lost: Vec<(u32, Kept)> = {
+            let mut kept = lock(&self.kept);
+            let ids: Vec<u32> = kept
+                .iter()
+                .filter(|(id, k)| k.from == load.node && !load.matches.iter().any(|m| m.id == **id))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| kept.remove(&id).map(|k| (id, k)))
+                .collect()
+        };
+        let live: HashMap<String, Vec<u32>> = lock(&self.peers)
+            .values()
+            .map(|(_, l)| (l.node.clone(), l.matches.iter().map(|m| m.id).collect()))
+            .collect();
+        self.resume_kept(lost, &live);
+    }
+
+    /// Run kept checkpoints of matches whose node died, unless another
+    /// node lists them already (a hand-off that crossed).
+    fn resume_kept(&self, adopt: Vec<(u32, Kept)>, live: &HashMap<String, Vec<u32>>) {
         for (id, k) in adopt {
-            // Another node may run it already (a hand-off that crossed).
             if live.values().any(|m| m.contains(&id)) {
                 continue;
             }
@@ -410,6 +452,8 @@ impl Cluster {
                 "a dead node's match resumed here from its last checkpoint"
             );
         }
+        // Listed now, not at the next beat: resumes look it up.
+        self.publish(Topic::Game, &Wire::Beat(self.own_load()));
     }
 
     /// Send each running match's state to the node that keeps it.

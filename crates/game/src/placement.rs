@@ -50,6 +50,11 @@ pub struct NodeLoad {
     pub max_rooms: u32,
     /// Its matches.
     pub matches: Vec<MatchLoad>,
+    /// When this life of the node began (nanoseconds of the clock): a new
+    /// value means it restarted, and the matches it ran before and no
+    /// longer lists died with the old life.
+    #[serde(default)]
+    pub life: u64,
 }
 
 impl NodeLoad {
