@@ -18,3 +18,4 @@ VOLLEY_BIN="$bin" node web/tests/chat.e2e.mjs
 VOLLEY_BIN="$bin" node web/tests/game.e2e.mjs
 VOLLEY_BIN="$bin" node web/tests/game_cluster.e2e.mjs
 VOLLEY_BIN="$bin" node web/tests/https.e2e.mjs
+VOLLEY_BIN="$bin" node web/tests/cluster.e2e.mjs

@@ -5,7 +5,8 @@
 #   on free ports), the Autobahn conformance suite in both modes, interop
 #   with independent WebSocket implementations, the browser end-to-end
 #   tests in headless Chromium, a short run of each benchmark scenario, and
-#   the HAProxy and nginx configurations of deploy/ with real traffic.
+#   the HAProxy and nginx configurations of deploy/ with real traffic,
+#   and `volley cluster test` (faults injected, every client's history checked).
 # Works on a fresh machine with the Rust toolchain and Python 3; each step
 # prints how long it took, and the whole run its total.
 set -euo pipefail
@@ -72,6 +73,9 @@ step "clients/js (@volley/client): tsc --noEmit, and its tests against a real se
 
 step "volley bench: a short run of each scenario"
 ./scripts/bench_smoke.sh
+
+step "volley cluster test: chat and game through the proxy under kill -9, SIGSTOP, broker restarts and cut links, over Redis and NATS; the checker's verdict"
+./scripts/cluster_check.sh "${CARGO_TARGET_DIR:-target}/debug/volley"
 
 step "proxies: deploy/ HAProxy and nginx configurations with chat and game traffic (plain and TLS), room affinity, health checks, PROXY v2"
 ./scripts/proxies.sh

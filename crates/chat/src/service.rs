@@ -562,24 +562,43 @@ impl Chat {
         text: String,
     ) -> Result<Appended, Refusal> {
         let started = std::time::Instant::now();
-        let appended = self
-            .hub
-            .store()
-            .append(NewMessage {
-                room,
-                user: user.id,
-                user_name: user.name.clone(),
-                client_id,
-                text,
-                ts: now_ms(),
-            })
-            .await?;
+        let message = NewMessage {
+            room,
+            user: user.id,
+            user_name: user.name.clone(),
+            client_id,
+            text,
+            ts: now_ms(),
+        };
+        if let Some(fake) = self.injected_loss(&message).await {
+            return Ok(fake);
+        }
+        let appended = self.hub.store().append(message).await?;
         metrics::histogram!("volley_append_seconds").record(started.elapsed().as_secs_f64());
         if let Appended::New(stored) = &appended {
             metrics::counter!("volley_messages_total").increment(1);
             self.publish_message(stored);
         }
         Ok(appended)
+    }
+
+    /// A deliberately broken delivery, for proving that `volley cluster
+    /// test` catches one: with `VOLLEY_INJECT_FAULT=ack-without-store` in a
+    /// debug build, one message in 20 is acknowledged under the room's next
+    /// seq and never stored, so the next message takes that seq and the
+    /// acknowledged one reaches nobody. Release builds never read the
+    /// variable.
+    async fn injected_loss(&self, message: &NewMessage) -> Option<Appended> {
+        if !cfg!(debug_assertions) || std::env::var("VOLLEY_INJECT_FAULT").as_deref() != Ok("ack-without-store") {
+            return None;
+        }
+        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 20 != 7 {
+            return None;
+        }
+        let room = self.hub.store().room(message.room).await.ok()??;
+        tracing::error!(room = %message.room, "VOLLEY_INJECT_FAULT: acknowledging a message that is not stored");
+        Some(Appended::New(message.clone().stored(Seq(room.last_seq.0 + 1))))
     }
 
     fn publish_message(&self, stored: &StoredMessage) {

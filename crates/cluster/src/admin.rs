@@ -22,6 +22,8 @@ const PAGE: &str = include_str!("live.html");
 
 struct Admin {
     cluster: Arc<Cluster>,
+    /// Its own port, for the state file.
+    port: u16,
     /// Told when `POST /api/down` arrives.
     stop: Arc<Notify>,
     /// Each node's counters at the last scrape: for rates.
@@ -38,8 +40,10 @@ struct Counters {
 /// Serve the admin API on `listener` until the process ends; `stop` is
 /// notified by `POST /api/down`.
 pub(crate) async fn serve(cluster: Arc<Cluster>, listener: tokio::net::TcpListener, stop: Arc<Notify>) {
+    let port = listener.local_addr().map_or(0, |a| a.port());
     let admin = Arc::new(Admin {
         cluster,
+        port,
         stop,
         last: Mutex::new(HashMap::new()),
     });
@@ -50,6 +54,26 @@ pub(crate) async fn serve(cluster: Arc<Cluster>, listener: tokio::net::TcpListen
         .route("/api/down", post(down))
         .with_state(admin);
     let _ = axum::serve(listener, app).await;
+}
+
+/// Write the state file from the cluster as it is now.
+pub(crate) async fn write_state(cluster: &Cluster, admin: u16) {
+    let pids = cluster
+        .services()
+        .await
+        .into_iter()
+        .filter_map(|s| Some((s.name, s.pid?)))
+        .collect();
+    let file = crate::state::StateFile {
+        pid: std::process::id(),
+        admin,
+        proxy: cluster.proxy_port,
+        pids,
+        pg_data: cluster.store_port.map(|_| cluster.dir().join("store").join("data")),
+    };
+    if let Err(e) = file.write(cluster.dir()) {
+        tracing::warn!(error = %e, "state file not written");
+    }
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -69,6 +93,7 @@ async fn snapshot(admin: &Admin) -> Value {
     let mut nodes = Vec::new();
     for (name, port) in &c.nodes {
         let healthy = services.iter().any(|s| &s.name == name && s.healthy);
+        let paused = services.iter().any(|s| &s.name == name && s.paused);
         let scraped = if healthy {
             crate::http::get(*port, "/metrics").await.ok().map(|(_, t)| t)
         } else {
@@ -101,7 +126,7 @@ async fn snapshot(admin: &Admin) -> Value {
         };
         let (messages, deliveries, ticks) = rates.unwrap_or_default();
         nodes.push(json!({
-            "name": name, "port": port, "healthy": healthy, "connections": connections,
+            "name": name, "port": port, "healthy": healthy, "paused": paused, "connections": connections,
             "players": players, "messages_per_s": messages, "deliveries_per_s": deliveries, "ticks_per_s": ticks,
         }));
     }
@@ -141,7 +166,7 @@ async fn fault(State(admin): State<Arc<Admin>>, Json(request): Json<FaultRequest
     };
     match admin.cluster.fault(action, &request.target, request.ms).await {
         Ok(result) => {
-            crate::up::write_state(&admin.cluster).await;
+            write_state(&admin.cluster, admin.port).await;
             Json(json!({ "result": result })).into_response()
         }
         Err(e @ crate::Error::Unknown(_)) => {

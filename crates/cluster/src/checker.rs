@@ -407,15 +407,16 @@ fn check_chat(history: &[Op], v: &mut Verdict) {
                             delivered: other.to_string(),
                         });
                     }
-                } else if *seq > top.get(&room).copied().unwrap_or(0) {
-                    for member in &people {
-                        v.violations.push(Violation::Lost {
-                            room,
-                            seq: *seq,
-                            id: id.into(),
-                            member: member.to_string(),
-                        });
-                    }
+                }
+                // Acknowledged means every member gets it, whatever number
+                // it went out under.
+                for member in people.difference(&reached) {
+                    v.violations.push(Violation::Lost {
+                        room,
+                        seq: *seq,
+                        id: id.into(),
+                        member: member.to_string(),
+                    });
                 }
             }
             Outcome::Failed { .. } => {

@@ -158,6 +158,35 @@ fn postgres_bin() -> Result<PathBuf, Error> {
     versions.pop().map(|(_, bin)| bin).ok_or_else(missing)
 }
 
+/// PostgreSQL runs as `postgres` (it refuses root), so it must be able to
+/// reach its data directory: the cluster's directory is opened to
+/// traversal (`o+x`, no listing); an ancestor that is closed is an error
+/// naming it.
+fn traversable_by_postgres(dir: &std::path::Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(dir).map_err(Error::io(format!("{}", dir.display())))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))
+            .map_err(Error::io(format!("open {} to traversal", dir.display())))?;
+    }
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o001 == 0 {
+            return Err(Error::NotReady(
+                "store".into(),
+                format!(
+                    "PostgreSQL runs as the postgres user and cannot reach {} (no o+x): choose another --dir",
+                    ancestor.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Cluster {
     /// Bring everything up, in order, each part healthy before the next
     /// starts. On failure what was started is stopped again.
@@ -199,6 +228,9 @@ impl Cluster {
                 let root = spec.dir.join("store");
                 let data = root.join("data");
                 let as_postgres = is_root();
+                if as_postgres {
+                    traversable_by_postgres(&spec.dir)?;
+                }
                 if !data.join("PG_VERSION").is_file() {
                     std::fs::create_dir_all(&root).map_err(Error::io("create the store directory"))?;
                     if as_postgres {

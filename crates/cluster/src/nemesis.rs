@@ -136,7 +136,10 @@ mod tests {
         assert!(a.iter().all(|s| s.at_ms <= 55_000));
         for kind in ["kill", "pause", "broker-restart", "cut"] {
             let of: Vec<&Step> = a.iter().filter(|s| s.kind == kind).collect();
-            assert!(!of.is_empty() && of.len() % 2 == 0, "{kind}: injected and healed");
+            assert!(
+                !of.is_empty() && of.len().is_multiple_of(2),
+                "{kind}: injected and healed"
+            );
         }
         assert!(parse_kinds("kill,flood").is_err());
     }

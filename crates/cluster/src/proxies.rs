@@ -51,7 +51,7 @@ pub(crate) fn command(
         ProxyKind::Haproxy => {
             let bin = find("haproxy", &["/usr/sbin/haproxy"], "haproxy")?;
             let mut cfg = format!(
-                "global\n    maxconn 20000\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout http-request 10s\n    \
+                "global\n    maxconn 8000\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout http-request 10s\n    \
                  timeout client 60s\n    timeout server 60s\n    timeout tunnel 1h\n\n\
                  frontend volley\n    bind 127.0.0.1:{listen}\n    default_backend nodes\n\n\
                  frontend stats\n    bind 127.0.0.1:{admin}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n\n\

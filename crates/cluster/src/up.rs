@@ -13,29 +13,6 @@ use crate::spec::Spec;
 use crate::state::{self, StateFile};
 use crate::Error;
 
-/// Write the state file from the cluster as it is now.
-pub(crate) async fn write_state(cluster: &Cluster) {
-    let Some(admin) = ADMIN.get().copied() else { return };
-    let pids = cluster
-        .services()
-        .await
-        .into_iter()
-        .filter_map(|s| Some((s.name, s.pid?)))
-        .collect();
-    let file = StateFile {
-        pid: std::process::id(),
-        admin,
-        proxy: cluster.proxy_port,
-        pids,
-        pg_data: cluster.store_port.map(|_| cluster.dir().join("store").join("data")),
-    };
-    if let Err(e) = file.write(cluster.dir()) {
-        tracing::warn!(error = %e, "state file not written");
-    }
-}
-
-static ADMIN: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
-
 /// Bring the cluster up with its admin server; print where everything is.
 /// The caller decides how long it runs; [`stop`] ends it.
 pub async fn start(spec: Spec, admin_port: u16) -> Result<(Arc<Cluster>, u16, Arc<Notify>), Error> {
@@ -57,8 +34,7 @@ pub async fn start(spec: Spec, admin_port: u16) -> Result<(Arc<Cluster>, u16, Ar
     let cluster = Cluster::up(spec).await?;
     let stop = Arc::new(Notify::new());
     tokio::spawn(crate::admin::serve(cluster.clone(), listener, stop.clone()));
-    let _ = ADMIN.set(admin);
-    write_state(&cluster).await;
+    crate::admin::write_state(&cluster, admin).await;
     Ok((cluster, admin, stop))
 }
 

@@ -18,6 +18,9 @@ use super::Recorder;
 use crate::history::{Op, Outcome};
 use crate::Error;
 
+/// Sends not yet answered: id → (room, invoked at, client).
+type Pending = Arc<Mutex<HashMap<String, (i64, u64, String)>>>;
+
 /// How the chat workload runs.
 #[derive(Debug, Clone)]
 pub struct ChatLoad {
@@ -34,8 +37,8 @@ pub struct Chat {
     proxy: u16,
     names: Vec<(String, String, i64)>,
     rooms: Vec<i64>,
-    /// Unanswered sends: id → (room, invoked at, client).
-    pending: Arc<Mutex<HashMap<String, (i64, u64, String)>>>,
+    /// Unanswered sends.
+    pending: Pending,
     /// Per client: connected now (its last event was Ready).
     up: Arc<Mutex<BTreeMap<String, bool>>>,
     /// Per client and room: the highest seq handed over.
@@ -254,7 +257,7 @@ struct Client {
     name: String,
     rooms: Vec<i64>,
     rec: Recorder,
-    pending: Arc<Mutex<HashMap<String, (i64, u64, String)>>>,
+    pending: Pending,
     up: Arc<Mutex<BTreeMap<String, bool>>>,
     highest: Arc<Mutex<HashMap<(String, i64), u64>>>,
     acked_top: Arc<Mutex<HashMap<i64, u64>>>,
