@@ -67,7 +67,7 @@ function start(spectate) {
   const saved = sessionStorage.getItem('volley-game-token');
   const token = saved && /^[0-9a-f]{32}$/.test(saved) ? Uint8Array.from(saved.match(/../g), (h) => parseInt(h, 16)) : null;
   // Signed in to the chat on this site: play as that account.
-  const account = accountToken && document.getElementById('use-account').checked ? accountToken : null;
+  const account = !spectate && accountToken && document.getElementById('use-account').checked ? accountToken : null;
   client = new GameClient(url, { name, spectate, token, account });
   client.addEventListener('welcome', (ev) => {
     if (!ev.detail.spectator) {

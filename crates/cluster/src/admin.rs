@@ -52,6 +52,7 @@ pub(crate) async fn serve(cluster: Arc<Cluster>, listener: tokio::net::TcpListen
         .route("/api/state", get(state))
         .route("/api/fault", post(fault))
         .route("/api/down", post(down))
+        .route("/api/heal", post(heal))
         .with_state(admin);
     let _ = axum::serve(listener, app).await;
 }
@@ -62,10 +63,14 @@ pub(crate) async fn write_state(cluster: &Cluster, admin: u16) {
         .services()
         .await
         .into_iter()
-        .filter_map(|s| Some((s.name, s.pid?)))
+        .filter_map(|s| {
+            let pid = s.pid?;
+            Some((s.name, pid, crate::process::started_at(pid)?))
+        })
         .collect();
     let file = crate::state::StateFile {
         pid: std::process::id(),
+        pid_started: crate::process::started_at(std::process::id()).unwrap_or(0),
         admin,
         proxy: cluster.proxy_port,
         pids,
@@ -174,6 +179,13 @@ async fn fault(State(admin): State<Arc<Admin>>, Json(request): Json<FaultRequest
         }
         Err(e) => (StatusCode::CONFLICT, Json(json!({ "error": e.to_string() }))).into_response(),
     }
+}
+
+/// Heal every link, resume and start every process (a test's last step).
+async fn heal(State(admin): State<Arc<Admin>>) -> Json<Value> {
+    let done = admin.cluster.heal_all().await;
+    write_state(&admin.cluster, admin.port).await;
+    Json(json!({ "done": done }))
 }
 
 async fn down(State(admin): State<Arc<Admin>>) -> Json<Value> {

@@ -504,7 +504,9 @@ fn check_game(history: &[Op], promises: Promises, v: &mut Verdict) {
                 };
                 let pause = up.saturating_sub(down);
                 v.stats.game_pauses_ms.push(pause);
-                if *fresh || (*match_id, *seat) != (m0, s0) || (*mass == 0 && mass0 > 0) {
+                // Mass may differ (the play since the last checkpoint is
+                // lost by design, and a still cell can be eaten), the seat not.
+                if *fresh || (*match_id, *seat) != (m0, s0) {
                     v.violations.push(Violation::SeatLost {
                         player: player.clone(),
                         detail: format!(
@@ -521,6 +523,10 @@ fn check_game(history: &[Op], promises: Promises, v: &mut Verdict) {
                     });
                 }
             }
+            Op::Unseated { player } => v.violations.push(Violation::SeatLost {
+                player: player.clone(),
+                detail: "never got a seat at the start".into(),
+            }),
             _ => {}
         }
     }

@@ -16,7 +16,7 @@ use crate::spec::{BrokerKind, Spec, StoreKind};
 use crate::{proxies, Error};
 
 /// A fault, as `volley cluster fault` and the nemesis name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// kill -9 (the store: an immediate stop).
@@ -83,7 +83,7 @@ impl Action {
 }
 
 /// A fault as it was injected.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Injected {
     /// Milliseconds since the cluster came up.
     pub at_ms: u64,
@@ -120,6 +120,8 @@ pub struct Cluster {
     services: AsyncMutex<Vec<Service>>,
     relays: Vec<Arc<Relay>>,
     injected: Mutex<Vec<Injected>>,
+    /// The last answer of [`Cluster::services`].
+    last_services: Mutex<Vec<ServiceState>>,
     started: Instant,
     /// The proxy's port: what clients connect to.
     pub proxy_port: u16,
@@ -190,7 +192,9 @@ fn traversable_by_postgres(dir: &std::path::Path) -> Result<(), Error> {
 impl Cluster {
     /// Bring everything up, in order, each part healthy before the next
     /// starts. On failure what was started is stopped again.
-    pub async fn up(spec: Spec) -> Result<Arc<Cluster>, Error> {
+    pub async fn up(mut spec: Spec) -> Result<Arc<Cluster>, Error> {
+        // Absolute: PostgreSQL resolves paths from its own working directory.
+        spec.dir = std::path::absolute(&spec.dir).map_err(Error::io(format!("{}", spec.dir.display())))?;
         let logs = spec.dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(Error::io(format!("create {}", logs.display())))?;
         let mut services: Vec<Service> = Vec::new();
@@ -201,6 +205,7 @@ impl Cluster {
                 services: AsyncMutex::new(services),
                 relays,
                 injected: Mutex::new(Vec::new()),
+                last_services: Mutex::new(Vec::new()),
                 started: Instant::now(),
                 proxy_port: ports.proxy,
                 proxy_admin_port: ports.proxy_admin,
@@ -441,11 +446,16 @@ impl Cluster {
 
     /// Every service: name, role, port, pid, whether it runs, is paused, is healthy now.
     pub async fn services(&self) -> Vec<ServiceState> {
-        let mut services = self.services.lock().await;
+        // A restart holds the services for up to a minute: meanwhile the
+        // last answer stands, so the live page and `status` never wait.
+        let Ok(mut services) = self.services.try_lock() else {
+            return lock(&self.last_services).clone();
+        };
         let mut out = Vec::new();
+        let mut checks = Vec::new();
         for s in services.iter_mut() {
             let running = s.process.running();
-            let healthy = running && !s.process.paused && s.process.healthy().await;
+            checks.push((running && !s.process.paused).then(|| (s.process.health.clone(), s.process.port)));
             out.push(ServiceState {
                 name: s.process.name.clone(),
                 role: s.role,
@@ -453,10 +463,17 @@ impl Cluster {
                 pid: s.process.pid(),
                 running,
                 paused: s.process.paused,
-                healthy,
+                healthy: false,
                 log: s.process.log.display().to_string(),
             });
         }
+        drop(services);
+        // Checked outside the lock, all at once.
+        let results = futures_join(checks).await;
+        for (state, healthy) in out.iter_mut().zip(results) {
+            state.healthy = healthy;
+        }
+        *lock(&self.last_services) = out.clone();
         out
     }
 
@@ -599,6 +616,30 @@ impl Cluster {
             s.process.stop(Duration::from_secs(10)).await;
         }
     }
+}
+
+/// Run the health checks side by side; `None` is a service not to check (down, paused).
+async fn futures_join(checks: Vec<Option<(Health, u16)>>) -> Vec<bool> {
+    let tasks: Vec<_> = checks
+        .into_iter()
+        .map(|c| {
+            tokio::spawn(async move {
+                match c {
+                    Some((health, port)) => crate::process::check(&health, port).await,
+                    None => false,
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap_or(false));
+    }
+    out
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Ports {

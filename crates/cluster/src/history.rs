@@ -113,6 +113,11 @@ pub enum Op {
         /// Its mass in the last snapshot.
         mass: u32,
     },
+    /// A game bot that never got a seat at the start (every join refused).
+    Unseated {
+        /// The bot's name.
+        player: String,
+    },
     /// The same player back (or not) after the loss.
     SeatAfter {
         /// The bot's name.

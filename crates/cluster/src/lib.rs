@@ -29,6 +29,7 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod state;
+pub mod target;
 pub mod up;
 pub mod workload;
 

@@ -171,24 +171,23 @@ impl Process {
 
     /// One health check, now.
     pub(crate) async fn healthy(&self) -> bool {
-        match self.health {
-            Health::Tcp => tcp_open(self.port).await,
-            // A node whose store link is cut answers /readyz late: one
-            // second is as long as a health check waits.
-            Health::Http(path) => tokio::time::timeout(Duration::from_secs(1), crate::http::get(self.port, path))
-                .await
-                .is_ok_and(|r| r.is_ok_and(|(status, _)| (200..300).contains(&status))),
-        }
+        check(&self.health, self.port).await
     }
 
     /// Send a signal by name (`KILL`, `STOP`, `CONT`, `TERM`, `HUP`).
+    /// PostgreSQL's STOP and CONT reach its backends too: stopping only the
+    /// postmaster would leave the nodes' open connections answering.
     pub(crate) async fn signal(&mut self, signal: &str) -> Result<(), Error> {
         let pid = self
             .pid()
             .ok_or_else(|| Error::Refused(format!("{} is not running", self.name)))?;
+        let mut pids = vec![pid.to_string()];
+        if matches!(self.runner, Runner::PgCtl { .. }) && matches!(signal, "STOP" | "CONT") {
+            pids.extend(children(pid).into_iter().map(|p| p.to_string()));
+        }
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
-            .arg(pid.to_string())
+            .args(&pids)
             .status()
             .await
             .map_err(Error::io("kill"))?;
@@ -270,6 +269,37 @@ impl Process {
     }
 }
 
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.to_owned()))
+                .and_then(|rest| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`): with the pid, it names one process even after the
+/// pid is reused. `None` once it has exited (a zombie waiting for its
+/// parent counts as exited).
+pub(crate) fn started_at(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
 /// A PostgreSQL tool, as `postgres` when we are root.
 pub(crate) fn pg_command(program: &Path, as_postgres: bool) -> Command {
     if as_postgres {
@@ -278,6 +308,18 @@ pub(crate) fn pg_command(program: &Path, as_postgres: bool) -> Command {
         command
     } else {
         Command::new(program)
+    }
+}
+
+/// One health check of `port`, now (one second at most).
+pub(crate) async fn check(health: &Health, port: u16) -> bool {
+    match health {
+        Health::Tcp => tcp_open(port).await,
+        // A node whose store link is cut answers /readyz late: one
+        // second is as long as a health check waits.
+        Health::Http(path) => tokio::time::timeout(Duration::from_secs(1), crate::http::get(port, path))
+            .await
+            .is_ok_and(|r| r.is_ok_and(|(status, _)| (200..300).contains(&status))),
     }
 }
 

@@ -119,6 +119,16 @@ pub fn markdown(run: &Run<'_>) -> String {
         ms(Stats::quantile(g, 0.99)),
         ms(g.last().copied().unwrap_or(0))
     );
+    let per_fault = after_each_fault(run);
+    if !per_fault.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n### After each fault\n\nChat connections lost from the fault until the next one, and how long each took to come back and resume; game players' pauses likewise.\n\n| at | fault | chat reconnects | back after p50 / p99 / max | game returns | pause p50 / max |\n|---|---|---|---|---|---|"
+        );
+        for line in per_fault {
+            let _ = writeln!(md, "{line}");
+        }
+    }
     let _ = writeln!(md, "\n![timeline](timeline.svg)\n");
     let _ = writeln!(md, "## Violations\n");
     if v.violations.is_empty() {
@@ -132,6 +142,90 @@ pub fn markdown(run: &Run<'_>) -> String {
         "\nThe whole history is `history.jsonl` beside this file (one operation per line)."
     );
     md
+}
+
+/// One table line per injected fault: the reconnects and game returns
+/// whose loss began between it and the next fault.
+fn after_each_fault(run: &Run<'_>) -> Vec<String> {
+    let injections: Vec<&Step> = run
+        .schedule
+        .iter()
+        .filter(|s| !matches!(s.action.name(), "restart" | "resume" | "heal"))
+        .collect();
+    let mut downs: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut resumes: Vec<(u64, u64)> = Vec::new();
+    let mut seats: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut pauses: Vec<(u64, u64)> = Vec::new();
+    for op in run.history {
+        match op {
+            Op::Down { client, at_ms } => {
+                downs.entry(client).or_insert(*at_ms);
+            }
+            Op::Up { client, at_ms } => {
+                if let Some(at) = downs.remove(client.as_str()) {
+                    resumes.push((at, at_ms - at));
+                }
+            }
+            Op::SeatBefore { player, at_ms, .. } => {
+                seats.insert(player, *at_ms);
+            }
+            Op::SeatAfter {
+                player,
+                at_ms: Some(up),
+                ..
+            } => {
+                if let Some(at) = seats.remove(player.as_str()) {
+                    pauses.push((at, up.saturating_sub(at)));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut lines = Vec::new();
+    for (i, step) in injections.iter().enumerate() {
+        let from = step.at_ms;
+        let to = injections.get(i + 1).map_or(u64::MAX, |s| s.at_ms);
+        let window = |list: &[(u64, u64)]| {
+            let mut v: Vec<u64> = list
+                .iter()
+                .filter(|(at, _)| (from..to).contains(at))
+                .map(|(_, d)| *d)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let (r, g) = (window(&resumes), window(&pauses));
+        let fmt3 = |v: &[u64]| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{} / {} / {} ms",
+                    Stats::quantile(v, 0.5),
+                    Stats::quantile(v, 0.99),
+                    v.last().copied().unwrap_or(0)
+                )
+            }
+        };
+        let fmt2 = |v: &[u64]| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{} / {} ms", Stats::quantile(v, 0.5), v.last().copied().unwrap_or(0))
+            }
+        };
+        lines.push(format!(
+            "| {:.1} s | {} {} | {} | {} | {} | {} |",
+            from as f64 / 1e3,
+            step.action.name(),
+            step.target,
+            r.len(),
+            fmt3(&r),
+            g.len(),
+            fmt2(&g)
+        ));
+    }
+    lines
 }
 
 fn timeline(path: &Path, run: &Run<'_>) -> Result<(), Error> {

@@ -3,7 +3,6 @@
 //! reads, the checker's verdict and the report.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::checker::{self, Promises, Verdict};
@@ -12,6 +11,7 @@ use crate::history::Op;
 use crate::nemesis::{self, Step};
 use crate::report::{self, Run};
 use crate::spec::Spec;
+use crate::target::Target;
 use crate::workload::chat::{Chat, ChatLoad};
 use crate::workload::game::{Game, GameLoad};
 use crate::workload::Recorder;
@@ -22,6 +22,9 @@ use crate::Error;
 pub struct TestSpec {
     /// The cluster to bring up (its directory is under the report's).
     pub cluster: Spec,
+    /// Run against the cluster already running from this directory
+    /// (`volley cluster up`) instead of bringing one up.
+    pub running: Option<PathBuf>,
     /// Run the chat workload.
     pub chat: Option<ChatLoad>,
     /// Run the game workload.
@@ -42,9 +45,31 @@ pub struct TestSpec {
 
 /// Run it; the verdict (its violations are also in the report).
 pub async fn test(spec: TestSpec) -> Result<Verdict, Error> {
-    let store = spec.cluster.store == crate::spec::StoreKind::Postgres;
     let duration_ms = spec.duration.as_millis() as u64;
-    let schedule = nemesis::schedule(&spec.faults, spec.cluster.nodes, store, duration_ms, spec.seed);
+    let (target, shape) = match &spec.running {
+        Some(dir) => {
+            let target = Target::running(dir).await?;
+            let shape = match &target {
+                Target::Running { shape, .. } => shape.clone(),
+                Target::Own(_) => String::new(),
+            };
+            (target, shape)
+        }
+        None => {
+            let c = &spec.cluster;
+            let shape = format!(
+                "{} nodes, {} broker, {} store, {} proxy",
+                c.nodes,
+                c.broker.name(),
+                c.store.name(),
+                c.proxy.name()
+            );
+            (Target::Own(Cluster::up(c.clone()).await?), shape)
+        }
+    };
+    let nodes = target.nodes().len();
+    let schedule = nemesis::schedule(&spec.faults, nodes, target.postgres(), duration_ms, spec.seed);
+    println!("cluster: {shape}, proxy on 127.0.0.1:{}", target.proxy_port());
     println!(
         "seed {}: {} fault steps over {:?}",
         spec.seed,
@@ -60,32 +85,20 @@ pub async fn test(spec: TestSpec) -> Result<Verdict, Error> {
             step.ms.map(|m| format!(" {m} ms")).unwrap_or_default()
         );
     }
-    let cluster = Cluster::up(spec.cluster.clone()).await?;
-    println!(
-        "cluster up: {} nodes, {}, {}, {} proxy on 127.0.0.1:{}",
-        spec.cluster.nodes,
-        spec.cluster.broker.name(),
-        spec.cluster.store.name(),
-        spec.cluster.proxy.name(),
-        cluster.proxy_port
-    );
-    let result = drive(&spec, &cluster, &schedule).await;
-    cluster.down().await;
+    let result = drive(&spec, &target, &schedule).await;
+    let injected = target.injected().await;
+    if let Target::Own(cluster) = &target {
+        cluster.down().await;
+    }
     let (history, settled, workload_start) = result?;
     let verdict = checker::check(&history, spec.promises);
     let run = Run {
         command: spec.command.clone(),
         seed: spec.seed,
         schedule: &schedule,
-        injected: &cluster.injected(),
+        injected: &injected,
         workload_start_ms: workload_start,
-        cluster: format!(
-            "{} nodes, {} broker, {} store, {} proxy",
-            spec.cluster.nodes,
-            spec.cluster.broker.name(),
-            spec.cluster.store.name(),
-            spec.cluster.proxy.name()
-        ),
+        cluster: shape,
         history: &history,
         verdict: &verdict,
         settled,
@@ -94,15 +107,15 @@ pub async fn test(spec: TestSpec) -> Result<Verdict, Error> {
     Ok(verdict)
 }
 
-async fn drive(spec: &TestSpec, cluster: &Arc<Cluster>, schedule: &[Step]) -> Result<(Vec<Op>, bool, u64), Error> {
+async fn drive(spec: &TestSpec, cluster: &Target, schedule: &[Step]) -> Result<(Vec<Op>, bool, u64), Error> {
     let recorder = Recorder::new();
-    let workload_start = cluster.now_ms();
+    let workload_start = cluster.now_ms().await;
     let chat = match &spec.chat {
-        Some(load) => Some(Chat::start(cluster.proxy_port, load, recorder.clone()).await?),
+        Some(load) => Some(Chat::start(cluster.proxy_port(), load, recorder.clone()).await?),
         None => None,
     };
     let game = match &spec.game {
-        Some(load) => Some(Game::start(cluster.proxy_port, load, recorder.clone()).await),
+        Some(load) => Some(Game::start(cluster.proxy_port(), load, recorder.clone()).await),
         None => None,
     };
     println!("workload running for {:?}", spec.duration);
@@ -140,7 +153,7 @@ async fn drive(spec: &TestSpec, cluster: &Arc<Cluster>, schedule: &[Step]) -> Re
     if let Some(chat) = &chat {
         settled = chat.settle(Duration::from_secs(45)).await;
         println!("chat clients settled: {settled}");
-        chat.check_presence(&cluster.nodes, Duration::from_secs(20)).await;
+        chat.check_presence(&cluster.nodes(), Duration::from_secs(20)).await;
     }
     if let Some(game) = game {
         game.finish().await;

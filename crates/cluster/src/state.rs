@@ -14,12 +14,14 @@ use crate::Error;
 pub struct StateFile {
     /// The `up` process.
     pub pid: u32,
+    /// When it started (see `started_at`): a reused pid is not it.
+    pub pid_started: u64,
     /// Its admin address (the live page and the API).
     pub admin: u16,
     /// Where clients connect.
     pub proxy: u16,
-    /// Every service process's name and pid, as of the last change.
-    pub pids: Vec<(String, u32)>,
+    /// Every service process's name, pid and start time, as of the last change.
+    pub pids: Vec<(String, u32, u64)>,
     /// The PostgreSQL data directory, if any (stopped with `pg_ctl`).
     pub pg_data: Option<PathBuf>,
 }
@@ -44,8 +46,8 @@ impl StateFile {
         serde_json::from_str(&text).map_err(|e| Error::Refused(format!("{}: {e}", path(dir).display())))
     }
 
-    /// Whether the `up` process is alive.
+    /// Whether the `up` process is alive (the same process, not a reused pid).
     pub fn alive(&self) -> bool {
-        Path::new(&format!("/proc/{}", self.pid)).exists()
+        crate::process::started_at(self.pid) == Some(self.pid_started)
     }
 }

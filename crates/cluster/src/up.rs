@@ -15,7 +15,8 @@ use crate::Error;
 
 /// Bring the cluster up with its admin server; print where everything is.
 /// The caller decides how long it runs; [`stop`] ends it.
-pub async fn start(spec: Spec, admin_port: u16) -> Result<(Arc<Cluster>, u16, Arc<Notify>), Error> {
+pub async fn start(mut spec: Spec, admin_port: u16) -> Result<(Arc<Cluster>, u16, Arc<Notify>), Error> {
+    spec.dir = std::path::absolute(&spec.dir).map_err(Error::io(format!("{}", spec.dir.display())))?;
     if let Ok(old) = StateFile::read(&spec.dir) {
         if old.alive() {
             return Err(Error::Refused(format!(
@@ -144,7 +145,11 @@ fn tail(file: &Path, name: &str, colour: &str, width: usize) {
 }
 
 async fn kill_leftovers(old: &StateFile) {
-    for (_, pid) in &old.pids {
+    for (_, pid, started) in &old.pids {
+        // Only the very process recorded: its pid may belong to another now.
+        if crate::process::started_at(*pid) != Some(*started) {
+            continue;
+        }
         let _ = tokio::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .stderr(std::process::Stdio::null())
@@ -215,14 +220,15 @@ pub async fn down(dir: &Path) -> Result<String, Error> {
     let file = StateFile::read(dir)?;
     if file.alive() {
         let _ = crate::http::post(file.admin, "/api/down", &serde_json::json!({})).await;
-        for _ in 0..300 {
+        // Nodes drain on the way down (up to 20 s each): give it time.
+        for _ in 0..1200 {
             if !file.alive() {
                 return Ok(format!("stopped the cluster in {}", dir.display()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let _ = tokio::process::Command::new("kill")
-            .args(["-TERM", &file.pid.to_string()])
+            .args(["-KILL", &file.pid.to_string()])
             .status()
             .await;
     }

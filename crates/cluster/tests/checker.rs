@@ -268,7 +268,6 @@ fn a_lost_seat_is_caught_in_each_of_its_forms() {
     for after in [
         seat_after(Some(1090), 7, 4, 40, false),
         seat_after(Some(1090), 8, 3, 40, false),
-        seat_after(Some(1090), 7, 3, 0, false),
         seat_after(Some(1090), 7, 3, 40, true),
         seat_after(None, 0, 0, 0, false),
     ] {
@@ -282,6 +281,14 @@ fn a_lost_seat_is_caught_in_each_of_its_forms() {
     }
     let h = without(correct(), |op| matches!(op, Op::SeatAfter { .. }));
     assert!(matches!(&violations(&h)[..], [Violation::SeatLost { .. }]));
+    // A bot that never got a seat cannot pass by having nothing to check.
+    let mut h = correct();
+    h.push(Op::Unseated { player: "p9".into() });
+    assert!(matches!(&violations(&h)[..], [Violation::SeatLost { player, .. }] if player == "p9"));
+    // A seat kept with a smaller mass (eaten while away) is kept.
+    let mut h = without(correct(), |op| matches!(op, Op::SeatAfter { .. }));
+    h.push(seat_after(Some(1090), 7, 3, 0, false));
+    assert_eq!(violations(&h), vec![]);
 }
 
 #[test]

@@ -24,12 +24,23 @@ pub struct BestScore {
     pub best: u32,
 }
 
+/// Why a token signed nobody in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountError {
+    /// The token is invalid or expired, or its kind is not allowed here:
+    /// trying again will not help (close 4005).
+    Refused(String),
+    /// The accounts could not be checked now (the store is down): the
+    /// client should come back in a moment (close 1013).
+    Unavailable(String),
+}
+
 /// The accounts behind the game; errors are a sentence for the player or
 /// the log.
 #[async_trait]
 pub trait Accounts: Send + Sync {
-    /// Who an access token speaks for; `Err` refuses the join.
-    async fn verify(&self, token: &str) -> Result<Account, String>;
+    /// Who an access token speaks for.
+    async fn verify(&self, token: &str) -> Result<Account, AccountError>;
     /// Raise each account's best score where the given one is higher.
     async fn record_scores(&self, scores: &[(UserId, u32)]) -> Result<(), String>;
     /// The best scores of all time, best first.

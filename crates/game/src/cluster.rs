@@ -142,6 +142,9 @@ pub struct Cluster {
     orphans: Mutex<HashMap<u32, Instant>>,
     /// When this life of the node began (see [`NodeLoad::life`]).
     life: u64,
+    /// When this node joined: until it has heard every node's heartbeat,
+    /// a match it does not know of may simply be one it has not heard of.
+    started: Instant,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -174,6 +177,7 @@ impl Cluster {
             kept: Mutex::new(HashMap::new()),
             keepers: Mutex::new(HashMap::new()),
             orphans: Mutex::new(HashMap::new()),
+            started: Instant::now(),
             life: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64),
@@ -266,9 +270,9 @@ impl Cluster {
                     lock(&self.seen).insert(load.node.clone());
                     let before = lock(&self.peers)
                         .insert(load.node.clone(), (Instant::now(), load.clone()))
-                        .map(|(_, l)| l.life);
-                    if before.is_some_and(|life| life != load.life) {
-                        self.recover_restarted(&load);
+                        .map(|(_, l)| l);
+                    if let Some(before) = before.filter(|b| b.life != load.life) {
+                        self.recover_restarted(&before, &load);
                     }
                 }
             }
@@ -414,8 +418,21 @@ impl Cluster {
     /// restarted within the TTL): the matches it ran and no longer lists
     /// died with the old life; those this node keeps checkpoints of, it
     /// runs from now on.
-    fn recover_restarted(&self, load: &NodeLoad) {
+    fn recover_restarted(&self, before: &NodeLoad, load: &NodeLoad) {
         tracing::warn!(node = %load.node, "game node restarted: its old matches are recovered");
+        // Until their keeper lists them, a resume for them waits (1013)
+        // rather than taking a new seat.
+        {
+            let now = Instant::now();
+            let mut orphans = lock(&self.orphans);
+            for m in before
+                .matches
+                .iter()
+                .filter(|m| !load.matches.iter().any(|n| n.id == m.id))
+            {
+                orphans.insert(m.id, now);
+            }
+        }
         let lost: Vec<(u32, Kept)> = {
             let mut kept = lock(&self.kept);
             let ids: Vec<u32> = kept
@@ -522,7 +539,10 @@ impl Cluster {
         let silent = lock(&self.peers)
             .values()
             .any(|(at, l)| at.elapsed() > BEAT * 2 && l.matches.iter().any(|m| m.id == id.0));
-        if silent {
+        // A node that just started (restarted, perhaps after a kill) has
+        // not heard every heartbeat yet: its own old matches may be on their
+        // way back from a checkpoint.
+        if silent || self.started.elapsed() < TTL {
             Located::Recovering
         } else {
             Located::Unknown

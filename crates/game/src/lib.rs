@@ -28,7 +28,7 @@ mod view;
 
 pub use volley_protocol::game as protocol;
 
-pub use accounts::{Account, Accounts, BestScore};
+pub use accounts::{Account, AccountError, Accounts, BestScore};
 pub use cluster::Cluster;
 pub use config::GameConfig;
 pub use error::Error;

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use volley_hub::UserId;
 
-use crate::accounts::{Account, Accounts};
+use crate::accounts::{Account, AccountError, Accounts};
 use crate::config::GameConfig;
 use crate::placement::{Directory, Leader, Located, MatchLoad};
 use crate::pool::Pool;
@@ -221,10 +221,16 @@ impl Lobby {
     }
 
     /// Who an account token speaks for.
-    pub(crate) async fn verify_account(&self, token: &str) -> Result<Account, String> {
+    pub(crate) async fn verify_account(&self, token: &str) -> Result<Account, AccountError> {
         match self.accounts.get() {
-            Some(accounts) => accounts.verify(token).await,
-            None => Err("this server has no accounts".into()),
+            Some(accounts) => tokio::time::timeout(Duration::from_secs(5), accounts.verify(token))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AccountError::Unavailable(
+                        "the accounts did not answer within 5 s".into(),
+                    ))
+                }),
+            None => Err(AccountError::Refused("this server has no accounts".into())),
         }
     }
 
@@ -517,6 +523,8 @@ impl Lobby {
         pinned: Option<&str>,
         account: Option<UserId>,
     ) -> Result<Seat, Refused> {
+        // Watching is not playing: a spectator's account takes no seat.
+        let account = account.filter(|_| !join.spectate);
         let mut expired = false;
         if let Some(token) = join.resume {
             let id = MatchId(u32::from_le_bytes([token[0], token[1], token[2], token[3]]));
@@ -553,15 +561,19 @@ impl Lobby {
         if let Some(account) = account.filter(|_| !join.spectate) {
             match self.find_account(account) {
                 Some(room) if room.frozen.load(Ordering::Acquire) => return Err(Refused::Recovering),
-                Some(room) => {
-                    if let Ok(joined) = ask(&room, join.clone(), [0; 16], Some(account), true).await {
+                Some(room) => match ask(&room, join.clone(), [0; 16], Some(account), true).await {
+                    Ok(joined) => {
                         return Ok(Seat {
                             room,
                             joined,
                             resume_expired: false,
-                        });
+                        })
                     }
-                }
+                    // It froze for a hand-off meanwhile: the seat is on its
+                    // way to another node, so no new one here.
+                    Err(None) => return Err(Refused::Recovering),
+                    Err(Some(_)) => {}
+                },
                 None => match self.cluster().map(|c| c.locate_account(account)) {
                     Some(Located::At(node)) if pinned == Some(node.as_str()) => return Err(Refused::Recovering),
                     Some(Located::At(node))

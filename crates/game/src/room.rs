@@ -104,6 +104,39 @@ struct Checkpoint {
     bot_names: u32,
 }
 
+/// The checkpoint's format version, its first byte. Version 1 had no such
+/// byte and no accounts; it is still read, so a rolling upgrade can hand
+/// matches from old nodes to new ones.
+const CHECKPOINT_VERSION: u8 = 2;
+
+/// A version 1 checkpoint (before players had accounts).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointV1 {
+    id: u32,
+    world: World,
+    seats: Vec<(PlayerId, [u8; 16])>,
+    bots: Vec<PlayerId>,
+    bot_names: u32,
+}
+
+impl Checkpoint {
+    fn decode(bytes: &[u8]) -> Option<Checkpoint> {
+        if let Some(rest) = bytes.strip_prefix(&[CHECKPOINT_VERSION]) {
+            if let Ok(c) = postcard::from_bytes::<Checkpoint>(rest) {
+                return Some(c);
+            }
+        }
+        let v1: CheckpointV1 = postcard::from_bytes(bytes).ok()?;
+        Some(Checkpoint {
+            id: v1.id,
+            world: v1.world,
+            seats: v1.seats.into_iter().map(|(p, t)| (p, t, None)).collect(),
+            bots: v1.bots,
+            bot_names: v1.bot_names,
+        })
+    }
+}
+
 /// A room's answer to a join.
 #[derive(Debug)]
 pub(crate) struct Joined {
@@ -359,7 +392,9 @@ impl Room {
             bots: self.bots.clone(),
             bot_names: self.bot_names,
         };
-        postcard::to_allocvec(&checkpoint).unwrap_or_default()
+        let mut bytes = vec![CHECKPOINT_VERSION];
+        bytes.extend(postcard::to_allocvec(&checkpoint).unwrap_or_default());
+        bytes
     }
 
     /// A room from another node's [`Command::Freeze`] answer: the world
@@ -372,7 +407,7 @@ impl Room {
         config: Arc<GameConfig>,
         closer: Arc<dyn Closer>,
     ) -> Option<(Room, Arc<Shared>)> {
-        let c: Checkpoint = postcard::from_bytes(bytes).ok()?;
+        let c = Checkpoint::decode(bytes)?;
         if !c.world.consistent() || *c.world.rules() != config.rules() || c.id == 0 {
             return None;
         }
@@ -490,11 +525,15 @@ impl Room {
         let taken = Arc::new(AtomicU32::new(0));
         // A seat is taken back by its secret, or by the account it belongs
         // to (the account token was the credential).
+        // A spectator never takes a seat; a signed-in join takes only its
+        // own account's (a guest join may take any seat whose secret it has).
         let held = |v: &Viewer| {
-            v.player.is_some()
+            !join.spectate
+                && v.player.is_some()
+                && (account.is_none() || v.account == account)
                 && match join.resume {
                     Some(resume) => v.token == resume || (v.previous == Some(resume) && !v.confirmed),
-                    None => account.is_some() && v.account == account,
+                    None => account.is_some(),
                 }
         };
         if join.resume.is_some() || take_back || self.viewers.values().any(held) {
@@ -1243,6 +1282,27 @@ mod tests {
         let back = join_as(&mut moved, &moved_shared, "ada", None, ada, true).unwrap();
         assert!(back.welcome.resumed);
         assert_eq!(back.welcome.player, first.welcome.player);
+    }
+
+    #[test]
+    fn a_checkpoint_of_the_format_before_accounts_is_still_restored() {
+        let (mut room, shared, _) = room(config());
+        let ann = join(&mut room, &shared, "ann", None).unwrap();
+        room.tick().unwrap();
+        let current = Checkpoint::decode(&room.checkpoint()).unwrap();
+        let old = CheckpointV1 {
+            id: current.id,
+            world: current.world,
+            seats: current.seats.iter().map(|(p, t, _)| (*p, *t)).collect(),
+            bots: current.bots,
+            bot_names: current.bot_names,
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let (mut restored, restored_shared) =
+            Room::restore(&bytes, Arc::new(config()), Arc::new(Closes::default())).unwrap();
+        let back = join(&mut restored, &restored_shared, "ann", Some(ann.welcome.token)).unwrap();
+        assert!(back.welcome.resumed);
+        assert_eq!(back.welcome.player, ann.welcome.player);
     }
 
     #[test]

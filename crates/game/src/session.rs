@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use volley_net::{CloseCode, Message, WebSocket};
 
+use crate::accounts::AccountError;
 use crate::lobby::{Lobby, Refused, Seat, SEAT_TOKEN_MARGIN_SECS};
 use crate::protocol::{ClientMsg, ErrorCode, Join, MatchId, ServerMsg, MAX_NAME_BYTES};
 use crate::room::Command;
@@ -226,10 +227,17 @@ where
                 join.name = shortened(&signed_in.name);
                 account = Some(signed_in.id);
             }
-            Err(why) => {
+            Err(AccountError::Refused(why)) => {
                 metrics::counter!("volley_game_accounts_refused_total").increment(1);
                 send_error(ws, ErrorCode::AccountRefused, &why).await?;
                 ws.close(CloseCode(4005), "account token refused").await?;
+                return Ok(());
+            }
+            // The store is down, not the token bad: come back soon.
+            Err(AccountError::Unavailable(why)) => {
+                tracing::warn!(error = %why, "an account could not be checked");
+                ws.close(CloseCode::TRY_AGAIN_LATER, "accounts unavailable; reconnect in 1000 ms")
+                    .await?;
                 return Ok(());
             }
         }
@@ -398,6 +406,12 @@ where
                     if changed.is_err() {
                         if let Some(node) = room.moved.get() {
                             return tell_moved(ws, node, &sent).await;
+                        }
+                        if room.closed.load(Ordering::Acquire) {
+                            // The room ended under us (a copy dropped, a
+                            // thread lost): the match may run elsewhere.
+                            ws.close(CloseCode::TRY_AGAIN_LATER, "the match stopped here; reconnect in 1000 ms").await?;
+                            return Ok(());
                         }
                         // A newer connection took this seat over (its token, or
                         // the same account): 4006, so the client does not take it

@@ -551,7 +551,7 @@ impl Store for PgStore {
         let stmt = client
             .prepare_cached(
                 "INSERT INTO game_scores(user_id, best, at) \
-                 SELECT u, MAX(b), $3 FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS t(u, b) GROUP BY u \
+                 SELECT u, MAX(b), $3 FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS t(u, b) GROUP BY u ORDER BY u \
                  ON CONFLICT (user_id) DO UPDATE SET best = excluded.best, at = excluded.at \
                  WHERE excluded.best > game_scores.best",
             )

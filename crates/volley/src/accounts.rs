@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use volley_chat::Chat;
-use volley_game::{Account, Accounts, BestScore};
+use volley_chat::ErrorCode;
+use volley_game::{Account, AccountError, Accounts, BestScore};
 use volley_hub::UserId;
 
 /// [`Accounts`] backed by the chat service.
@@ -14,8 +15,13 @@ pub(crate) struct ChatAccounts(pub Arc<Chat>);
 
 #[async_trait]
 impl Accounts for ChatAccounts {
-    async fn verify(&self, token: &str) -> Result<Account, String> {
-        let user = self.0.authenticate(token).await.map_err(|r| r.message)?;
+    async fn verify(&self, token: &str) -> Result<Account, AccountError> {
+        let user = self.0.authenticate(token).await.map_err(|r| match r.code {
+            ErrorCode::AuthFailed | ErrorCode::AuthRequired | ErrorCode::GuestsDisabled | ErrorCode::Forbidden => {
+                AccountError::Refused(r.message)
+            }
+            _ => AccountError::Unavailable(r.message),
+        })?;
         Ok(Account {
             id: user.id,
             name: user.name,

@@ -125,6 +125,12 @@ enum ClusterCommand {
         /// The longest pause a game player may see after a fault, in milliseconds.
         #[arg(long, default_value_t = 10_000)]
         game_pause_ms: u64,
+        /// Test the cluster already running from --dir (`volley cluster up`) instead of bringing one up.
+        #[arg(long)]
+        running: bool,
+        /// With --running: the cluster's directory [default: $TMPDIR/volley-cluster].
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -192,6 +198,9 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 shape.proxy.name(),
                 dir.display(),
                 volley_cluster::up::endpoints(&cluster, admin)
+            );
+            println!(
+                "network faults: through the fault relays above, one per link (no root needed; netem and network namespaces are not used)"
             );
             println!("open http://127.0.0.1:{admin}/ first; Ctrl-C stops everything\n");
             if !quiet {
@@ -304,6 +313,8 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             rate,
             bots,
             game_pause_ms,
+            running,
+            dir,
         } => {
             let (chat, game) = match workload.as_str() {
                 "chat" => (true, false),
@@ -323,6 +334,7 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let spec = TestSpec {
                 cluster,
+                running: running.then(|| dir.unwrap_or_else(default_dir)),
                 chat: chat.then_some(ChatLoad { clients, rooms, rate }),
                 game: game.then_some(GameLoad {
                     bots,

@@ -68,6 +68,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .broker()
         .spans_nodes()
         .then(|| volley_game::Cluster::start(lobby.clone(), chat.node_id(), chat.hub().link()));
+    let scores = lobby.clone();
     let routes = volley_game::router(lobby, server.shutdown_signal(), origins);
     let server = server.mount(routes);
     let addr = server.local_addr()?;
@@ -86,6 +87,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     server.run(stop).await?;
+    // The best scores of the last seconds, not left to the 5 s flush.
+    scores.store_scores().await;
     info!("stopped");
     Ok(())
 }

@@ -60,6 +60,7 @@ impl Game {
             }
             let Some(client) = client else {
                 tracing::warn!(bot = %name, "never seated");
+                recorder.push(Op::Unseated { player: name });
                 continue;
             };
             let bot = Bot {
@@ -96,6 +97,10 @@ impl Bot {
             let ended = tokio::select! {
                 next = client.next() => match next {
                     Ok(Some(Event::Snapshot { .. })) => {
+                        if !client.header.alive && client.header.tick % 30 == 0 {
+                            // Eaten: a new cell, as a player would click.
+                            let _ = client.respawn().await;
+                        }
                         t += 0.05;
                         let target = ((t.cos() * 120.0) as i16, (t.sin() * 120.0) as i16);
                         let _ = client.input(target, 0).await;
@@ -122,10 +127,11 @@ impl Bot {
             });
             match self.come_back(&client).await {
                 Some((mut back, fresh)) => {
-                    // Back when the first snapshot arrives.
+                    // Back when the first snapshot arrives (a node paused
+                    // right after the rejoin may hold it: wait up to give_up).
                     let mut first = None;
                     while first.is_none() {
-                        match tokio::time::timeout(Duration::from_secs(5), back.next()).await {
+                        match tokio::time::timeout(self.give_up, back.next()).await {
                             Ok(Ok(Some(Event::Snapshot { .. }))) => first = Some(self.rec.now()),
                             Ok(Ok(Some(_))) => {}
                             _ => break,
