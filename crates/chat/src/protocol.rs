@@ -125,6 +125,11 @@ pub enum Control {
     Joined {
         /// The room the user now belongs to.
         room: RoomId,
+        /// The room's last seq when the user joined: what came after it
+        /// (before this session subscribed) is replayed, not just counted
+        /// as unread. `None`: from when the session subscribes.
+        #[serde(default)]
+        from: Option<volley_hub::Seq>,
     },
     /// Unsubscribe from this room and tell the client.
     Left {

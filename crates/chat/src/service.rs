@@ -306,7 +306,13 @@ impl Chat {
         }
         let kind = if private { RoomKind::Private } else { RoomKind::Public };
         let room = self.hub.store().create_room(name, kind, owner.id).await?;
-        self.control(owner.id, Control::Joined { room: room.id });
+        self.control(
+            owner.id,
+            Control::Joined {
+                room: room.id,
+                from: Some(Seq::ZERO),
+            },
+        );
         Ok(room)
     }
 
@@ -404,7 +410,15 @@ impl Chat {
         self.limit(user.id, Cost::Request)?;
         let r = self.visible_room(user.id, room).await?;
         if self.hub.store().add_member(room, user.id).await? {
-            self.control(user.id, Control::Joined { room });
+            // Messages sent between this answer and the sessions subscribing
+            // reach them by replay, not only as an unread count.
+            self.control(
+                user.id,
+                Control::Joined {
+                    room,
+                    from: Some(r.last_seq),
+                },
+            );
             self.member_event(room, user, true);
         }
         Ok(r)
@@ -444,7 +458,7 @@ impl Chat {
     pub(crate) async fn add_member(&self, room: RoomId, target: &str) -> Result<User, Refusal> {
         let user = self.user_named(target).await?;
         if self.hub.store().add_member(room, user.id).await? {
-            self.control(user.id, Control::Joined { room });
+            self.control(user.id, Control::Joined { room, from: None });
             self.member_event(room, &user, true);
         }
         Ok(user)
@@ -479,8 +493,20 @@ impl Chat {
             return Err(Refusal::new(ErrorCode::BadRequest, "a direct room needs another user"));
         }
         let room = self.hub.store().direct_room(user, &peer).await?;
-        self.control(user.id, Control::Joined { room: room.id });
-        self.control(peer.id, Control::Joined { room: room.id });
+        self.control(
+            user.id,
+            Control::Joined {
+                room: room.id,
+                from: None,
+            },
+        );
+        self.control(
+            peer.id,
+            Control::Joined {
+                room: room.id,
+                from: None,
+            },
+        );
         Ok(room)
     }
 

@@ -330,7 +330,7 @@ impl<'a> Session<'a> {
                     return Ok(());
                 };
                 match control {
-                    Control::Joined { room } => {
+                    Control::Joined { room, from } => {
                         if self.delivered.contains_key(&room) {
                             return Ok(());
                         }
@@ -343,13 +343,20 @@ impl<'a> Session<'a> {
                         let Ok(Some(r)) = self.chat.hub.store().room(room).await else {
                             return Ok(());
                         };
-                        self.enter(room, r.last_seq);
+                        let from = from.filter(|f| *f <= r.last_seq).unwrap_or(r.last_seq);
+                        self.enter(room, from);
                         let view = self.chat.with_online(RoomView {
                             last_read: Some(Seq::ZERO),
                             unread: Some(r.last_seq.0),
                             ..protocol::room_view(&r)
                         });
-                        ws.feed(ServerMsg::RoomJoined { room: view }.to_message()).await
+                        ws.feed(ServerMsg::RoomJoined { room: view }.to_message()).await?;
+                        // What was sent since the join, before this session
+                        // subscribed.
+                        if r.last_seq > from {
+                            self.replay(ws, room, r.last_seq).await?;
+                        }
+                        Ok(())
                     }
                     Control::Left { room } => {
                         if !self.delivered.contains_key(&room) {

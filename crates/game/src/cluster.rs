@@ -340,12 +340,19 @@ impl Cluster {
     /// the copy on the node with the smaller id stays, the other sends its
     /// connections there.
     fn settle_duplicates(self: &Arc<Self>, other: &NodeLoad) {
-        if other.node.as_str() > self.node.as_str() {
-            return;
-        }
-        let mine: Vec<MatchId> = self.lobby.loads().into_iter().map(|m| MatchId(m.id)).collect();
-        for id in other.matches.iter().map(|m| MatchId(m.id)) {
-            if mine.contains(&id) {
+        let mine = self.lobby.loads();
+        for theirs in &other.matches {
+            let Some(ours) = mine.iter().find(|m| m.id == theirs.id) else {
+                continue;
+            };
+            // The copy its players are connected to stays (a node that was
+            // only cut off kept playing; the copy recovered meanwhile from
+            // an older checkpoint has nobody attached); on a tie, the node
+            // with the smaller id keeps it. Each node decides alike.
+            let give_way = theirs.attached > ours.attached
+                || (theirs.attached == ours.attached && other.node.as_str() < self.node.as_str());
+            let id = MatchId(ours.id);
+            if give_way {
                 tracing::warn!(room = %id, other = %other.node, "a match ran on two nodes; this copy gives way");
                 metrics::counter!("volley_game_duplicates_settled_total").increment(1);
                 let (lobby, node) = (self.lobby.clone(), other.node.clone());

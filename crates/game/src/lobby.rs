@@ -302,6 +302,7 @@ impl Lobby {
                     tick_micros: r.tick_micros.load(Ordering::Relaxed),
                     accounts: people.accounts.iter().map(|a| a.0).collect(),
                     leaders: people.leaders.clone(),
+                    attached: r.attached.load(Ordering::Relaxed) as u32,
                 }
             })
             .collect()

@@ -24,6 +24,11 @@ pub struct MatchLoad {
     /// Its heaviest players, heaviest first: the cluster's live leaderboard.
     #[serde(default)]
     pub leaders: Vec<Leader>,
+    /// Connections attached to it now: of two copies of one match (a node
+    /// that was only cut off, and the copy recovered from its checkpoint),
+    /// the one its players are still connected to is the one that stays.
+    #[serde(default)]
+    pub attached: u32,
 }
 
 /// A player on a match's leaderboard.

@@ -174,6 +174,8 @@ pub(crate) struct Shared {
     pub tick_micros: AtomicU64,
     /// Who is in it, for the lobby and the cluster's heartbeat.
     pub people: Mutex<People>,
+    /// Connections attached now (players and spectators), each tick.
+    pub attached: AtomicUsize,
 }
 
 /// The room's people as the lobby sees them (the room thread writes it).
@@ -297,6 +299,7 @@ impl Room {
             frozen: AtomicBool::new(false),
             tick_micros: AtomicU64::new(0),
             people: Mutex::new(People::default()),
+            attached: AtomicUsize::new(0),
         });
         let world = World::new(config.rules(), seed);
         let mut room = Room {
@@ -851,6 +854,8 @@ impl Room {
     }
 
     fn report(&mut self) {
+        let attached = self.viewers.values().filter(|v| v.detached_at.is_none()).count();
+        self.shared.attached.store(attached, Ordering::Relaxed);
         let humans = self.viewers.values().filter(|v| v.player.is_some()).count() as f64;
         let spectators = self.viewers.values().filter(|v| v.player.is_none()).count() as f64;
         let bots = self.bots.len() as f64;

@@ -339,3 +339,85 @@ async fn a_killed_node_s_match_resumes_from_its_last_checkpoint() {
         .expect("a node runs the match again");
     assert_ne!(now_at, home);
 }
+
+/// A broker outage longer than the heartbeat TTL: every node misses the
+/// others and the keeper of a match's checkpoint starts a copy of it. When
+/// the broker is back, two nodes list the match; the copy the players are
+/// still connected to (here on n2, the larger id) must stay, and the copy
+/// restored from the older checkpoint (on n1) give way: the players are
+/// never moved and lose no play.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_broker_outage_the_copy_the_players_are_in_stays() {
+    let mut redis = Redis::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = [free_addr(), free_addr()];
+    let extra = ["--game-checkpoint-secs", "1"];
+    let _n1 = game_node(addrs[0], "n1", dir.path(), &redis.url(), &extra);
+    let _n2 = game_node(addrs[1], "n2", dir.path(), &redis.url(), &extra);
+    wait_for("the two nodes to know each other", 10, || {
+        get_json(addrs[0], "/api/game/nodes")["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 2)
+    });
+    // Three players on n2, by name.
+    let url = format!("ws://{}/game/ws?node=n2", addrs[1]);
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let join = Join {
+            name: format!("p{i}"),
+            ..Join::default()
+        };
+        clients.push(GameClient::join(&url, join).await.expect("join n2"));
+    }
+    let id = clients[0].welcome.room.0;
+    assert!(clients.iter().all(|c| c.welcome.room.0 == id));
+    // Let n1 receive a checkpoint or two.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let players: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let until = Instant::now() + Duration::from_secs(14);
+                let (mut snapshots, mut longest, mut last) = (0u32, Duration::ZERO, Instant::now());
+                while Instant::now() < until {
+                    match tokio::time::timeout(Duration::from_secs(5), c.next()).await {
+                        Ok(Ok(Some(Event::Snapshot { .. }))) => {
+                            snapshots += 1;
+                            longest = longest.max(last.elapsed());
+                            last = Instant::now();
+                            let _ = c.input((60, 0), 0).await;
+                        }
+                        Ok(Ok(Some(_))) => {}
+                        other => return Err(format!("connection ended: {other:?}, moved to {:?}", c.moved_to())),
+                    }
+                }
+                Ok((snapshots, longest))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.kill();
+    // Longer than the 3 s TTL: n1 misses n2 and recovers its match.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    redis.resume().unwrap();
+    for p in players {
+        let (snapshots, longest) = p.await.unwrap().expect("a player was moved or dropped");
+        assert!(snapshots > 300, "played on: {snapshots} snapshots");
+        assert!(longest < Duration::from_millis(500), "a pause of {longest:?}");
+    }
+    wait_for("the registry to list the match once, on n2", 10, || {
+        let nodes = get_json(addrs[0], "/api/game/nodes");
+        let holders: Vec<String> = nodes["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| {
+                n["matches"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["id"].as_u64() == Some(u64::from(id))))
+            })
+            .map(|n| n["node"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        holders == ["n2"]
+    });
+}
