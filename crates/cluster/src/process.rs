@@ -215,16 +215,7 @@ impl Process {
                     let _ = child.wait().await;
                 }
             }
-            Runner::PgCtl { bin, data, as_postgres } => {
-                let mut command = pg_command(&bin.join("pg_ctl"), *as_postgres);
-                command
-                    .arg("-D")
-                    .arg(data)
-                    .args(["-m", "immediate", "-w", "stop"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-                let _ = command.status().await;
-            }
+            Runner::PgCtl { bin, data, as_postgres } => pg_stop(bin, data, *as_postgres, "immediate").await,
         }
         self.paused = false;
         Ok(())
@@ -255,18 +246,21 @@ impl Process {
                     let _ = child.wait().await;
                 }
             }
-            Runner::PgCtl { bin, data, as_postgres } => {
-                let mut command = pg_command(&bin.join("pg_ctl"), *as_postgres);
-                command
-                    .arg("-D")
-                    .arg(data)
-                    .args(["-m", "fast", "-w", "stop"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-                let _ = command.status().await;
-            }
+            Runner::PgCtl { bin, data, as_postgres } => pg_stop(bin, data, *as_postgres, "fast").await,
         }
     }
+}
+
+/// `pg_ctl stop` in `mode` (`fast`: a clean shutdown; `immediate`: a crash).
+async fn pg_stop(bin: &Path, data: &Path, as_postgres: bool, mode: &str) {
+    let mut command = pg_command(&bin.join("pg_ctl"), as_postgres);
+    command
+        .arg("-D")
+        .arg(data)
+        .args(["-m", mode, "-w", "stop"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _ = command.status().await;
 }
 
 /// The processes whose parent is `pid`.

@@ -163,21 +163,6 @@ fn spec(shape: &Shape, dir: PathBuf) -> anyhow::Result<Spec> {
     })
 }
 
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let default_dir = Spec::default_dir;
     match args.command {
@@ -207,7 +192,7 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 volley_cluster::up::stream_logs(&cluster);
             }
             tokio::select! {
-                () = stop_signal() => {}
+                () = crate::serve::stop_signal() => {}
                 () = stop.notified() => {}
             }
             println!("stopping the cluster");

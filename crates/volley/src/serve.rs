@@ -7,8 +7,8 @@ use volley_game::Lobby;
 
 use crate::config::{ServeArgs, ServeConfig};
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
+/// Resolves on SIGTERM or Ctrl-C (also what stops `volley cluster up`).
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
