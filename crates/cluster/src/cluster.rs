@@ -264,7 +264,7 @@ impl Cluster {
                 }
                 let port = free_port()?;
                 let runner = Runner::PgCtl { bin, data, as_postgres };
-                let mut p = Process::new("store", port, Health::Tcp, runner, log("store"));
+                let p = Process::new("store", port, Health::Tcp, runner, log("store"));
                 if as_postgres {
                     // pg_ctl writes the log as postgres.
                     let _ = std::fs::File::create(&p.log);
@@ -274,11 +274,7 @@ impl Cluster {
                         .status()
                         .await;
                 }
-                p.start().await?;
-                services.push(Service {
-                    role: Role::Store,
-                    process: p,
-                });
+                start(services, Role::Store, p).await?;
                 Some(port)
             }
             StoreKind::Sqlite => None,
@@ -319,18 +315,14 @@ impl Cluster {
                 ]
             }
         };
-        let mut p = Process::new(
+        let p = Process::new(
             "broker",
             broker,
             Health::Tcp,
             Runner::Child { argv, user: None },
             log("broker"),
         );
-        p.start().await?;
-        services.push(Service {
-            role: Role::Broker,
-            process: p,
-        });
+        start(services, Role::Broker, p).await?;
         // The nodes, each through its own relays to the broker and store.
         let secret: String = (0..32).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
         let mut nodes = Vec::new();
@@ -370,18 +362,9 @@ impl Cluster {
                 argv.push(format!("postgres://volley@127.0.0.1:{}/postgres", to_store.port));
                 relays.push(to_store);
             }
-            let mut p = Process::new(
-                &name,
-                port,
-                Health::Http("/readyz"),
-                Runner::Child { argv, user: None },
-                log(&name),
-            );
-            p.start().await?;
-            services.push(Service {
-                role: Role::Node,
-                process: p,
-            });
+            let runner = Runner::Child { argv, user: None };
+            let p = Process::new(&name, port, Health::Http("/readyz"), runner, log(&name));
+            start(services, Role::Node, p).await?;
             nodes.push((name, port));
         }
         // The proxy, through a relay to each node.
@@ -395,18 +378,14 @@ impl Cluster {
         let argv = proxies::command(spec.proxy, &spec.volley, &spec.dir, listen, admin, &behind)?;
         // A TCP check: a request through the proxy would hang on a node
         // whose link is cut, and that is the nodes' health, not the proxy's.
-        let mut p = Process::new(
+        let p = Process::new(
             "proxy",
             listen,
             Health::Tcp,
             Runner::Child { argv, user: None },
             log("proxy"),
         );
-        p.start().await?;
-        services.push(Service {
-            role: Role::Proxy,
-            process: p,
-        });
+        start(services, Role::Proxy, p).await?;
         Ok((
             relays,
             Ports {
@@ -640,6 +619,14 @@ async fn futures_join(checks: Vec<Option<(Health, u16)>>) -> Vec<bool> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Start a service, healthy before it is listed (a failed one is not,
+/// so nothing is left to stop).
+async fn start(services: &mut Vec<Service>, role: Role, mut process: Process) -> Result<(), Error> {
+    process.start().await?;
+    services.push(Service { role, process });
+    Ok(())
 }
 
 struct Ports {

@@ -49,38 +49,36 @@ async fn exchange(
     body: Option<String>,
     headers: &[(&str, &str)],
 ) -> Result<(u16, String), Error> {
-    {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(Error::io(format!("connect 127.0.0.1:{port}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Error::Refused(format!("127.0.0.1:{port}: {e}")))?;
-        tokio::spawn(conn);
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", format!("127.0.0.1:{port}"));
-        if body.is_some() {
-            builder = builder.header("content-type", "application/json");
-        }
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| Error::Refused(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| Error::Refused(format!("127.0.0.1:{port}{path}: {e}")))?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Error::Refused(e.to_string()))?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(Error::io(format!("connect 127.0.0.1:{port}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Error::Refused(format!("127.0.0.1:{port}: {e}")))?;
+    tokio::spawn(conn);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", format!("127.0.0.1:{port}"));
+    if body.is_some() {
+        builder = builder.header("content-type", "application/json");
     }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| Error::Refused(format!("127.0.0.1:{port}{path}: {e}")))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| Error::Refused(e.to_string()))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

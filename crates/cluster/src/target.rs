@@ -89,20 +89,7 @@ impl Target {
     pub async fn fault(&self, action: Action, target: &str, ms: Option<u64>) -> Result<String, Error> {
         match self {
             Target::Own(c) => c.fault(action, target, ms).await,
-            Target::Running { admin, .. } => {
-                let request = serde_json::json!({ "action": action.name(), "target": target, "ms": ms });
-                let (code, body) = tokio::time::timeout(
-                    Duration::from_secs(90),
-                    crate::http::request_long(*admin, "POST", "/api/fault", Some(&request)),
-                )
-                .await
-                .map_err(|_| Error::Refused("no answer within 90 s".into()))??;
-                let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                match code {
-                    200 => Ok(answer["result"].as_str().unwrap_or_default().to_owned()),
-                    _ => Err(Error::Refused(answer["error"].as_str().unwrap_or(&body).to_owned())),
-                }
-            }
+            Target::Running { admin, .. } => crate::up::post_fault(*admin, action.name(), target, ms).await,
         }
     }
 

@@ -199,13 +199,19 @@ pub async fn status(dir: &Path) -> Result<serde_json::Value, Error> {
 /// Inject a fault into the cluster running from `dir`.
 pub async fn fault(dir: &Path, action: &str, target: &str, ms: Option<u64>) -> Result<String, Error> {
     let file = admin_of(dir)?;
+    post_fault(file.admin, action, target, ms).await
+}
+
+/// `POST /api/fault` to a running cluster's admin port: its result, or its
+/// refusal. Restarts and drains take longer than a plain request's 5 s.
+pub(crate) async fn post_fault(admin: u16, action: &str, target: &str, ms: Option<u64>) -> Result<String, Error> {
     let request = serde_json::json!({ "action": action, "target": target, "ms": ms });
-    let (code, body) = tokio::time::timeout(Duration::from_secs(60), async {
-        // Restarts and drains take longer than a plain request's 5 s.
-        crate::http::request_long(file.admin, "POST", "/api/fault", Some(&request)).await
-    })
+    let (code, body) = tokio::time::timeout(
+        Duration::from_secs(90),
+        crate::http::request_long(admin, "POST", "/api/fault", Some(&request)),
+    )
     .await
-    .map_err(|_| Error::Refused("no answer within 60 s".into()))??;
+    .map_err(|_| Error::Refused("no answer within 90 s".into()))??;
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     if code == 200 {
         Ok(answer["result"].as_str().unwrap_or_default().to_owned())
