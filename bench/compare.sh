@@ -5,7 +5,9 @@
 #   ROUNDS=5 DURATION=10 bench/compare.sh
 #
 # Every server runs pinned to core 0 with one tokio worker; the load
-# generator (`volley bench`) runs pinned to core 1 with one worker. For each
+# generator runs pinned to core 1. Echo is measured twice, by `volley bench`
+# (one worker) and by bench/wsload/wsload.c, a C epoll client that shares no
+# code with volley, so no figure depends on our own client. For each
 # scenario the servers alternate (A B C D, A B C D, ...) for ROUNDS rounds, each
 # run on a freshly started server; the table shows medians and how volley
 # compares with each peer. Results: reports/bench/ (results.jsonl,
@@ -29,6 +31,8 @@ cargo build --release --quiet -p volley
 cargo build --release --quiet --manifest-path bench/peers/Cargo.toml --target-dir "$TARGET"
 VOLLEY="$TARGET/release/volley"
 PEER="$TARGET/release/peer-echo"
+WSLOAD="$TARGET/release/wsload"
+gcc -O2 -o "$WSLOAD" bench/wsload/wsload.c
 
 . scripts/lib.sh
 
@@ -45,11 +49,14 @@ start_server() { # start_server NAME PORT
 stop_server() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
 trap stop_server EXIT
 
-# case name | volley bench arguments
+# case name | volley bench arguments (wsload-*: wsload's CONNS SIZE)
 CASES=(
   "echo-64x64B|echo -c 64 -s 64 -d $DURATION"
+  "wsload-echo-64x64B|64 64"
   "echo-64x16KiB|echo -c 64 -s 16384 -d $DURATION"
+  "wsload-echo-64x16KiB|64 16384"
   "latency-1x64B|echo -c 1 -s 64 -d $DURATION"
+  "wsload-latency-1x64B|1 64"
   "idle-${IDLE_CONNS}|idle -n $IDLE_CONNS --settle 2"
   "connect|connect -c 16 -d $DURATION"
 )
@@ -61,8 +68,13 @@ for entry in "${CASES[@]}"; do
     for server in "${SERVERS[@]}"; do
       port=$(free_port)
       start_server "$server" "$port"
-      # shellcheck disable=SC2086
-      report=$(VOLLEY_THREADS=1 taskset -c 1 "$VOLLEY" bench $args --url "ws://127.0.0.1:$port/" --server-pid "$server_pid" --json) || report='null'
+      if [[ $name == wsload-* ]]; then
+        # shellcheck disable=SC2086
+        report=$(taskset -c 1 "$WSLOAD" 127.0.0.1 "$port" $args "$DURATION" 1 "$server_pid") || report='null'
+      else
+        # shellcheck disable=SC2086
+        report=$(VOLLEY_THREADS=1 taskset -c 1 "$VOLLEY" bench $args --url "ws://127.0.0.1:$port/" --server-pid "$server_pid" --json) || report='null'
+      fi
       stop_server
       printf '{"case":"%s","server":"%s","round":%d,"report":%s}\n' "$name" "$server" "$round" "$report" >>"$OUT/results.jsonl"
       printf '  %-16s round %d  %-18s done\n' "$name" "$round" "$server"

@@ -16,10 +16,10 @@ use volley_hub::UserId;
 use crate::config::GameConfig;
 use crate::placement::Leader;
 use crate::protocol::{
-    encode_snapshot, EntityState, ErrorCode, Header, Join, MatchId, PlayerEntry, ServerMsg, Welcome,
+    EntityState, ErrorCode, Header, Join, MatchId, PlayerEntry, ServerMsg, SnapshotEncoder, Welcome,
 };
 use crate::sim::{Input, PlayerId, Vec2, World, FULL_SPEED_DISTANCE};
-use crate::view::{quantize, view_rect, visible};
+use crate::view::{quantize, view_rect, ViewIndex};
 
 /// Who decides whether an empty room may close: the lobby's registry, which
 /// answers under the lock joins take, so no join lands in a closing room. A
@@ -277,6 +277,9 @@ pub(crate) struct Room {
     /// The tick since which the room has had nobody in it.
     empty_since: Option<u32>,
     scratch: Vec<EntityState>,
+    /// Cells and blobs quantized and bucketed once per tick for every viewer.
+    index: ViewIndex,
+    encoder: SnapshotEncoder,
     frame: Vec<u8>,
     reported: Reported,
     /// Checkpointed for a hand-off: the world must not move on.
@@ -319,6 +322,8 @@ impl Room {
             board_tx: watch::channel(Bytes::new()).0,
             roster_dirty: true,
             scratch: Vec::new(),
+            index: ViewIndex::default(),
+            encoder: SnapshotEncoder::default(),
             frame: Vec::new(),
             reported: Reported::default(),
         };
@@ -742,6 +747,7 @@ impl Room {
             .first()
             .map(|p| (p.center, crate::sim::view_scale(p.mass)));
         let middle = Vec2::new(self.config.world_size / 2.0, self.config.world_size / 2.0);
+        self.index.rebuild(&self.world);
         for viewer in self.viewers.values_mut() {
             if viewer.detached_at.is_some() {
                 continue;
@@ -761,7 +767,8 @@ impl Room {
                     (center, scale.max(1.5), false, 0, 0, 0)
                 }
             };
-            visible(&self.world, &view_rect(center, scale), &mut self.scratch);
+            self.index
+                .visible(&self.world, &view_rect(center, scale), &mut self.scratch);
             while viewer.ring.front().is_some_and(|(t, _)| *t < viewer.acked) {
                 viewer.ring.pop_front();
             }
@@ -782,7 +789,8 @@ impl Room {
                 view_scale: (scale * 100.0).round() as u16,
             };
             self.frame.clear();
-            encode_snapshot(&mut self.frame, &header, base.map_or(&[], |(_, s)| s), &self.scratch);
+            self.encoder
+                .encode(&mut self.frame, &header, base.map_or(&[], |(_, s)| s), &self.scratch);
             let frame = Bytes::copy_from_slice(&self.frame);
             if viewer.published != 0 && viewer.taken.load(Ordering::Acquire) != viewer.published {
                 metrics::counter!("volley_game_snapshots_skipped_total").increment(1);

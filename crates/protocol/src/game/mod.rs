@@ -14,7 +14,9 @@ pub use messages::{
     ClientMsg, ErrorCode, Join, MatchId, PlayerEntry, ServerMsg, Welcome, INPUT_FLAG_EJECT, INPUT_FLAG_SPLIT,
     MAX_ACCOUNT_TOKEN_BYTES, MAX_NAME_BYTES, MAX_SEAT_TOKEN_BYTES,
 };
-pub use snapshot::{apply, encode_snapshot, EntityState, Header, Kind, Snapshot, Update, POSITION_SCALE};
+pub use snapshot::{
+    apply, encode_snapshot, EntityState, Header, Kind, Snapshot, SnapshotEncoder, Update, POSITION_SCALE,
+};
 
 /// Why a frame could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -107,6 +107,43 @@ const MASK_R: u8 = 4;
 /// (both sorted by id). For a full snapshot pass an empty `base` and
 /// `header.baseline == 0`.
 pub fn encode_snapshot(out: &mut Vec<u8>, header: &Header, base: &[EntityState], current: &[EntityState]) {
+    SnapshotEncoder::default().encode(out, header, base, current);
+}
+
+/// [`encode_snapshot`] with its working lists kept between calls: a server
+/// encodes a snapshot per viewer per tick, and three allocations each were
+/// a tenth of that work.
+#[derive(Debug, Default)]
+pub struct SnapshotEncoder {
+    removed: Vec<u32>,
+    created: Vec<EntityState>,
+    changed: Vec<(EntityState, EntityState)>,
+}
+
+impl SnapshotEncoder {
+    /// Append a snapshot frame to `out`, as [`encode_snapshot`] does.
+    pub fn encode(&mut self, out: &mut Vec<u8>, header: &Header, base: &[EntityState], current: &[EntityState]) {
+        let SnapshotEncoder {
+            removed,
+            created,
+            changed,
+        } = self;
+        removed.clear();
+        created.clear();
+        changed.clear();
+        encode_into(out, header, base, current, removed, created, changed);
+    }
+}
+
+fn encode_into(
+    out: &mut Vec<u8>,
+    header: &Header,
+    base: &[EntityState],
+    current: &[EntityState],
+    removed: &mut Vec<u32>,
+    created: &mut Vec<EntityState>,
+    changed: &mut Vec<(EntityState, EntityState)>,
+) {
     let mut w = Writer {
         buf: std::mem::take(out),
     };
@@ -122,15 +159,12 @@ pub fn encode_snapshot(out: &mut Vec<u8>, header: &Header, base: &[EntityState],
     w.u16(header.view_scale);
 
     // One merge walk sorts every entity into removed, created or changed.
-    let mut removed = Vec::new();
-    let mut created = Vec::new();
-    let mut changed = Vec::new();
     let (mut i, mut j) = (0, 0);
     while i < base.len() || j < current.len() {
         match (base.get(i), current.get(j)) {
             (Some(b), Some(c)) if b.id == c.id => {
                 if b.x != c.x || b.y != c.y || b.r != c.r {
-                    changed.push((b, c));
+                    changed.push((*b, *c));
                 }
                 i += 1;
                 j += 1;
@@ -144,7 +178,7 @@ pub fn encode_snapshot(out: &mut Vec<u8>, header: &Header, base: &[EntityState],
                 i += 1;
             }
             (_, Some(c)) => {
-                created.push(c);
+                created.push(*c);
                 j += 1;
             }
             (None, None) => break,
@@ -152,13 +186,13 @@ pub fn encode_snapshot(out: &mut Vec<u8>, header: &Header, base: &[EntityState],
     }
     w.varint(removed.len() as u32);
     let mut last = 0;
-    for id in removed {
+    for &id in removed.iter() {
         w.varint(id - last);
         last = id;
     }
     w.varint(created.len() as u32);
     let mut last = 0;
-    for c in created {
+    for c in created.iter() {
         w.varint(c.id - last);
         last = c.id;
         w.u8(c.kind as u8);
@@ -171,7 +205,7 @@ pub fn encode_snapshot(out: &mut Vec<u8>, header: &Header, base: &[EntityState],
     }
     w.varint(changed.len() as u32);
     let mut last = 0;
-    for (b, c) in changed {
+    for (b, c) in changed.iter() {
         w.varint(c.id - last);
         last = c.id;
         let mask = ((b.x != c.x) as u8 * MASK_X) | ((b.y != c.y) as u8 * MASK_Y) | ((b.r != c.r) as u8 * MASK_R);
