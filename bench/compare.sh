@@ -19,7 +19,7 @@ DURATION=${DURATION:-5}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 OUT=${OUT:-reports/bench}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-SERVERS=(${SERVERS:-volley tokio-tungstenite fastwebsockets tokio-websockets})
+SERVERS=(${SERVERS:-volley volley-uring tokio-tungstenite fastwebsockets tokio-websockets})
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
@@ -29,6 +29,8 @@ rm -f "$OUT/results.jsonl"
 echo "building volley and the peers (release)..."
 cargo build --release --quiet -p volley
 cargo build --release --quiet --manifest-path bench/peers/Cargo.toml --target-dir "$TARGET"
+# volley's codec over io_uring (an experiment, see bench/uring/src/main.rs).
+cargo build --release --quiet --manifest-path bench/uring/Cargo.toml --target-dir "$TARGET"
 VOLLEY="$TARGET/release/volley"
 PEER="$TARGET/release/peer-echo"
 WSLOAD="$TARGET/release/wsload"
@@ -40,6 +42,8 @@ server_pid=
 start_server() { # start_server NAME PORT
   if [ "$1" = volley ]; then
     RUST_LOG=error VOLLEY_THREADS=1 taskset -c 0 "$VOLLEY" echo --addr "127.0.0.1:$2" --no-deflate >/dev/null 2>&1 &
+  elif [ "$1" = volley-uring ]; then
+    taskset -c 0 "$TARGET/release/uring-echo" "127.0.0.1:$2" >/dev/null 2>&1 &
   else
     VOLLEY_THREADS=1 taskset -c 0 "$PEER" "$1" "127.0.0.1:$2" >/dev/null 2>&1 &
   fi
@@ -66,6 +70,11 @@ for entry in "${CASES[@]}"; do
   args=${entry#*|}
   for round in $(seq 1 "$ROUNDS"); do
     for server in "${SERVERS[@]}"; do
+      # The io_uring experiment is measured on echo only (it keeps a 64 KiB
+      # receive buffer per connection and has no idle or connect tuning).
+      if [ "$server" = volley-uring ] && [[ $name == idle-* || $name == connect ]]; then
+        continue
+      fi
       port=$(free_port)
       start_server "$server" "$port"
       if [[ $name == wsload-* ]]; then

@@ -357,7 +357,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.conn_write_len() > 0 {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let count = self.conn.output(&mut slices);
-                match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
+                // One slice (the common case: a small frame, or frames
+                // coalesced in the write buffer) goes out with a plain write,
+                // which tokio's TCP stream makes a `send(2)`: on a socket that
+                // skips `writev`'s file layer (`fdget_pos`, `vfs_writev`),
+                // measured at 5-7% of a chat server's CPU.
+                let written = if count == 1 {
+                    Pin::new(&mut self.stream).poll_write(cx, &slices[0])
+                } else {
+                    Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count])
+                };
+                match written {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                     Poll::Ready(Ok(n)) => {
                         self.conn.advance_output(n);
