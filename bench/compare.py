@@ -25,6 +25,8 @@ METRICS = [
     ("wsload-echo-64x64B", "echo 64 conns x 64 B (wsload)", "round trips/s", lambda r: r["ops_per_sec"], True),
     ("wsload-echo-64x16KiB", "echo 64 conns x 16 KiB (wsload)", "round trips/s", lambda r: r["ops_per_sec"], True),
     ("wsload-echo-64x64B", "echo 64 x 64 B, server CPU (wsload)", "server CPU µs per round trip", lambda r: r["server_cpu_us_per_op"], False),
+    ("wsload-echo-64x64B", "echo 64 x 64 B, server user-space CPU (wsload)", "user µs per round trip", lambda r: r["server_user_us_per_op"], False),
+    ("wsload-echo-64x64B", "echo 64 x 64 B, server kernel CPU (wsload)", "kernel µs per round trip", lambda r: r["server_sys_us_per_op"], False),
     ("wsload-echo-64x64B", "echo 64 conns x 64 B, p99 (wsload)", "p99 latency (µs)", lambda r: r["latency"]["p99_us"], False),
     ("wsload-latency-1x64B", "1 conn x 64 B, p99 (wsload)", "p99 latency (µs)", lambda r: r["latency"]["p99_us"], False),
     ("idle-", "idle connections", "server bytes per connection", lambda r: r["server_memory"]["bytes_per_connection"], False),

@@ -27,8 +27,8 @@ rm -f "$OUT/results.jsonl"
 cargo build --release --quiet -p volley
 VOLLEY="$TARGET/release/volley"
 
-# total players | WebSocket bots (the rest are server bots)
-SCENARIOS=("100|75" "200|150" "300|200")
+# total players | WebSocket bots (the rest are server bots); SCENARIOS="500|500 1000|1000" picks others
+read -r -a SCENARIOS <<<"${SCENARIOS:-100|75 200|150 300|200 500|500 1000|1000}"
 
 for round in $(seq 1 "$ROUNDS"); do
   for entry in "${SCENARIOS[@]}"; do
@@ -53,8 +53,8 @@ done
 "$PY" - "$OUT/results.jsonl" "$OUT/network.txt" <<'PY' | tee "$OUT/summary.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| players (WebSocket + server bots) | tick p50 ms | tick p99 ms | sim p99 ms | encode p99 ms | overruns | snapshots/s per bot | KB/s per bot | input→snapshot p50 ms | p99 ms | server CPU | errors | runs |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| players (WebSocket + server bots) | tick p50 ms | tick p99 ms | sim p99 ms | encode p99 ms | overruns | snapshots/s per bot | KB/s per bot | input→snapshot p50 ms | p99 ms | server CPU | server KB per bot | errors | runs |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 points = []
 for total in sorted({r["players"] for r in rows}):
     rs = [r for r in rows if r["players"] == total and r["report"]]
@@ -70,7 +70,8 @@ for total in sorted({r["players"] for r in rows}):
           f"| {med(x('tick_encode_p99_ms')):.2f} | {sum(r['extra'].get('tick_overruns', 0) for r in rep):.0f} "
           f"| {med(x('snapshots_per_bot_per_s')):.1f} | {med(x('bytes_per_bot_per_s'))/1000:.2f} "
           f"| {med(lambda r: r['latency']['p50_us'])/1000:.1f} | {med(lambda r: r['latency']['p99_us'])/1000:.1f} "
-          f"| {med(lambda r: (r['server_cpu'] or 0))*100:.0f}% | {sum(r['errors'] for r in rep)} | {len(rep)} |")
+          f"| {med(lambda r: (r['server_cpu'] or 0))*100:.0f}% | {med(x('server_bytes_per_bot'))/1000:.1f} "
+          f"| {sum(r['errors'] for r in rep)} | {len(rep)} |")
 open(sys.argv[2], "w").write(",".join(points))
 PY
 

@@ -107,6 +107,9 @@ impl Scenario for Game {
             crate::Transport::Http1 => None,
             _ => Some(std::sync::Arc::new(crate::transport::Shared::connect(target).await?)),
         };
+        // The server's memory before any bot: what the bots' connections,
+        // seats and snapshot baselines add is measured against it.
+        let rss_before = target.server_pid.and_then(crate::sys::rss_bytes);
         let gate = std::sync::Arc::new(Semaphore::new(self.connect_concurrency.max(1)));
         let mut set = JoinSet::new();
         let start = Instant::now() + Duration::from_millis(200) + self.bots as u32 * Duration::from_millis(2);
@@ -208,6 +211,7 @@ impl Scenario for Game {
             }
         };
         let cpu_after = target.server_pid.and_then(crate::sys::pid_cpu_time);
+        let rss_in_window = target.server_pid.and_then(crate::sys::rss_bytes);
         let mut measured = Measured {
             latency: Some(histogram()),
             elapsed: self.duration,
@@ -236,6 +240,12 @@ impl Scenario for Game {
         let extra = &mut measured.extra;
         extra.insert("snapshots_per_bot_per_s".into(), measured.ops as f64 / bots / secs);
         extra.insert("bytes_per_bot_per_s".into(), measured.bytes as f64 / bots / secs);
+        if let Some((before, during)) = rss_before.zip(rss_in_window) {
+            extra.insert(
+                "server_bytes_per_bot".into(),
+                during.saturating_sub(before) as f64 / bots,
+            );
+        }
         extra.insert("bot_deaths".into(), deaths as f64);
         extra.insert("reconnects".into(), reconnects as f64);
         extra.insert("migrations".into(), migrations as f64);

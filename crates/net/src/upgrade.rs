@@ -196,9 +196,13 @@ impl WebSocketUpgrade {
         // read to learn what clients really use.
         let transport = on_upgrade.transport(negotiated.extended());
         metrics::counter!("volley_websocket_upgrades_total", "transport" => transport).increment(1);
+        // The session gets a task of its own: a task is as large as its
+        // largest state for as long as it lives, and the upgrade's state
+        // (hyper's pending upgrade, the negotiated handshake) is dead weight
+        // on a connection that stays open for hours.
         tokio::spawn(async move {
             if let Some(stream) = on_upgrade.upgraded().await {
-                session(negotiated.into_websocket(stream, &[])).await
+                tokio::spawn(session(negotiated.into_websocket(stream, &[])));
             }
         });
         Response::from_parts(parts, Body::empty())

