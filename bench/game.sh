@@ -36,7 +36,8 @@ for round in $(seq 1 "$ROUNDS"); do
     ws=${entry#*|}
     port=$(free_port)
     dir=$(mktemp -d)
-    RUST_LOG=warn "$VOLLEY" serve --addr "127.0.0.1:$port" --data-dir "$dir" --game-sim-threads 1 \
+    # Every bot comes from 127.0.0.1: the per-address cap (256) is lifted.
+    RUST_LOG=warn "$VOLLEY" serve --addr "127.0.0.1:$port" --data-dir "$dir" --game-sim-threads 1 --max-connections-per-ip 0 \
       --game-room-capacity 1000 --game-bots-per-room $((total - ws)) --game-pellets 5000 --game-world-size 6000 \
       >"$OUT/serve.log" 2>&1 &
     pid=$!

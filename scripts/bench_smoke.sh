@@ -35,6 +35,18 @@ PY
 check echo "$OUT/echo.json" 'r["ops"] > 0 and r["errors"] == 0 and r["latency"]["samples"] == r["ops"]'
 "$VOLLEY" bench echo --url "$url" -c 4 -s 16384 -d 4 --warmup 1 --deflate --json >"$OUT/echo-deflate.json"
 check echo-deflate "$OUT/echo-deflate.json" 'r["ops"] > 0 and r["errors"] == 0'
+# wsload, the independent C generator bench/compare.sh runs beside ours.
+gcc -O2 -Wall -Werror -o "$OUT/wsload" bench/wsload/wsload.c
+for size in 64 16384; do
+  "$OUT/wsload" 127.0.0.1 "$port" 8 "$size" 2 1 "$server" >"$OUT/wsload-$size.json"
+  "$PY" - "$OUT/wsload-$size.json" <<'PY' || { echo "bench smoke wsload $size failed"; exit 1; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+ok = r["ops"] > 0 and r["errors"] == 0 and r["server_cpu_us_per_op"] > 0
+print(f"  wsload   {r['ops']} round trips of {r['size']} B ({r['ops_per_sec']:.0f}/s), errors {r['errors']}: {'ok' if ok else 'FAILED'}")
+sys.exit(0 if ok else 1)
+PY
+done
 "$VOLLEY" bench connect --url "$url" -c 4 -d 5 --json >"$OUT/connect.json"
 check connect "$OUT/connect.json" 'r["ops"] > 0 and r["errors"] == 0'
 "$VOLLEY" bench idle --url "$url" -n 500 --settle 1 --server-pid "$server" --json >"$OUT/idle.json"
